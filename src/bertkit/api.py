@@ -1,0 +1,248 @@
+"""The Python API: `train`, `evaluate`, `predict`. The command line is a thin shell over these."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bertkit.config import RunConfig
+from bertkit.data.readers import read_table
+from bertkit.data.splits import stratified_split
+from bertkit.errors import CheckpointError, ConfigError
+from bertkit.evaluation.inference import score
+from bertkit.evaluation.predictor import Predictor
+from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers
+from bertkit.run_dir import RunDir, file_fingerprint
+from bertkit.tasks.base import get_task
+from bertkit.training import checkpoint as ckpt
+from bertkit.training.loop import LoopState, train_loop
+from bertkit.training.optim import build_optimizer, build_scheduler, count_steps
+from bertkit.training.runtime import Runtime
+
+__all__ = ["TrainResult", "train", "train_events", "evaluate", "predict"]
+
+log = logging.getLogger("bertkit")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, float]  # dev metrics of the selected checkpoint
+    best_step: int | None
+    steps: int
+    train_seconds: float
+
+
+def train(config: RunConfig, *, progress: bool = True) -> TrainResult:
+    """Fine-tune as `config` says and leave a complete run directory behind."""
+    result = None
+    for event in train_events(config, progress=progress):
+        if event["kind"] == "finished":
+            result = event["result"]
+    assert result is not None
+    return result
+
+
+def _prepare_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
+    if not config.out:
+        raise ConfigError("no run directory given; pass --out RUN_DIR")
+    run = RunDir(config.out)
+    if config.resume:
+        if not run.exists():
+            raise CheckpointError(f"{run.path}: nothing to resume (no config.yaml); drop --resume to start")
+        saved = run.load_config()
+        saved.resume = True
+        return saved, run
+    if run.path.exists() and any(run.path.iterdir()):
+        raise ConfigError(f"{run.path}: the run directory exists and is not empty; pass --resume to continue "
+                          "it, or choose a new --out")
+    if not config.data.train:
+        raise ConfigError("no training data given; pass --train FILE")
+    run.path.mkdir(parents=True, exist_ok=True)
+    return config, run
+
+
+def _load_data(config: RunConfig, task) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    data = config.data
+    table = read_table(data.train, data.format, data.encoding)
+    train_examples = task.read_examples(table, data)
+    fingerprints = {"train": {**file_fingerprint(data.train), "rows": len(train_examples)}}
+    if data.dev:
+        dev_table = read_table(data.dev, data.format, data.encoding)
+        dev_examples = task.read_examples(dev_table, data)
+        fingerprints["dev"] = {**file_fingerprint(data.dev), "rows": len(dev_examples)}
+        task.fit(train_examples)
+    else:
+        task.fit(train_examples)  # the problem type decides how to stratify
+        keys = [task.stratify_key(ex) for ex in train_examples]
+        train_idx, dev_idx = stratified_split(keys, data.dev_fraction, config.train.seed)
+        dev_examples = [train_examples[i] for i in dev_idx]
+        train_examples = [train_examples[i] for i in train_idx]
+        fingerprints["dev"] = {"split_from_train": data.dev_fraction, "seed": config.train.seed,
+                               "rows": len(dev_examples)}
+        task.fit(train_examples)
+    task.check_examples(dev_examples, data.dev or f"{data.train} (dev split)")
+    return train_examples, dev_examples, fingerprints
+
+
+def _environment(rt: Runtime, config: RunConfig, fingerprints: dict[str, Any]) -> dict[str, Any]:
+    import accelerate
+    import tokenizers
+    import torch
+    import transformers
+
+    from bertkit import __version__
+
+    return {"bertkit": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
+            "accelerate": accelerate.__version__, "platform": platform.platform(), **rt.describe(),
+            "seed": config.train.seed, "data": fingerprints}
+
+
+def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[str, Any]]:
+    """`train` as a stream of the loop's events plus a final {"kind": "finished", "result": ...}.
+
+    Stopping the iteration early leaves the run directory exactly as a crash would (resumable).
+    """
+    from transformers import set_seed
+
+    config, run = _prepare_run(config)
+    set_seed(config.train.seed)
+    task = get_task(config.task)
+    train_examples, dev_examples, fingerprints = _load_data(config, task)
+    tokenizer = load_tokenizer(config.model.name)
+    pad_id = tokenizer.pad_token_id or 0
+    train_features = task.preprocess(train_examples, tokenizer, config.data)
+    dev_features = task.preprocess(dev_examples, tokenizer, config.data)
+
+    rt = Runtime(config.train.precision)
+    set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
+    model = build_model(config.model.name, task, init=config.model.init)
+    if config.train.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    optimizer = build_optimizer(model, config.train)
+    batches_per_epoch = -(-len(train_features) // (config.train.batch_size * rt.num_processes))
+    total_steps = count_steps(config.train, batches_per_epoch)
+    scheduler = build_scheduler(optimizer, config.train, total_steps)
+    model, optimizer = rt.prepare(model, optimizer)
+
+    state = LoopState()
+    if config.resume:
+        last = ckpt.latest_checkpoint(run.checkpoints)
+        if last is not None:
+            state = LoopState.from_dict(ckpt.load_checkpoint(last, rt.unwrap(model), optimizer, scheduler))
+            run.truncate_metrics(state.step)
+            log.info("resuming %s from step %d", run.path, state.step)
+    if rt.is_main:
+        run.write_config(config)
+        run.write_json("environment.json", _environment(rt, config, fingerprints))
+        run.write_json("labels.json", task.state())
+        run.set_status("running", step=state.step, total_steps=total_steps)
+    log.info("training %s (%s) on %d examples, dev %d, %d steps, %s on %s", task.name, task.state()["problem"],
+             len(train_features), len(dev_features), total_steps, rt.precision, rt.device)
+
+    def evaluate_fn(m):
+        return score(m, task, dev_features, dev_examples, rt, pad_id)[0]
+
+    bar = _progress_bar(total_steps, state.step, progress and rt.is_main)
+    started = time.perf_counter()
+    try:
+        for event in train_loop(model=model, task=task, features=train_features, cfg=config.train, rt=rt,
+                                optimizer=optimizer, scheduler=scheduler, evaluate=evaluate_fn,
+                                total_steps=total_steps, pad_id=pad_id, state=state):
+            _handle_event(event, run, rt, model, optimizer, scheduler, state, config, bar)
+            yield event
+    except BaseException:
+        if rt.is_main:
+            run.set_status("interrupted", step=state.step, total_steps=total_steps,
+                           hint=f"continue with: bertkit train --out {run.path} --resume")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    train_seconds = time.perf_counter() - started
+
+    result = _finish(run, rt, model, task, tokenizer, dev_features, dev_examples, pad_id, state, train_seconds)
+    yield {"kind": "finished", "result": result}
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True, disable=None)
+
+
+def _handle_event(event, run: RunDir, rt: Runtime, model, optimizer, scheduler, state: LoopState,
+                  config: RunConfig, bar) -> None:
+    kind = event["kind"]
+    if kind == "train":
+        if bar is not None:
+            bar.update(event["step"] - bar.n)
+            bar.set_postfix(loss=f"{event['loss']:.4f}", tok_s=f"{event['tokens_per_s']:.0f}")
+        if rt.is_main:
+            run.append_metrics({k: v for k, v in event.items()})
+    elif kind == "eval":
+        metrics = {k: round(v, 6) for k, v in event["metrics"].items()}
+        log.info("step %d dev %s%s", event["step"], metrics, " (best)" if event["is_best"] else "")
+        if rt.is_main:
+            run.append_metrics({"kind": "eval", "step": event["step"], "epoch": event["epoch"],
+                                **{f"dev_{k}": v for k, v in metrics.items()}, "is_best": event["is_best"]})
+    elif kind == "save":
+        if rt.is_main:
+            ckpt.save_checkpoint(run.checkpoints, event["step"], rt.unwrap(model), optimizer, scheduler,
+                                 state.to_dict())
+            protect = {state.best_step} if state.best_step is not None else set()
+            ckpt.prune_checkpoints(run.checkpoints, config.train.keep_checkpoints, protect)
+            run.set_status("running", step=state.step)
+        rt.wait()
+    elif kind == "early_stop":
+        log.info("early stopping at step %d; best was step %d", event["step"], event["best_step"])
+
+
+def _finish(run: RunDir, rt: Runtime, model, task, tokenizer, dev_features, dev_examples, pad_id,
+            state: LoopState, train_seconds: float) -> TrainResult:
+    """Reload the best checkpoint, score it on dev, and write the final model and results."""
+    unwrapped = rt.unwrap(model)
+    if state.best_step is not None:
+        best = run.checkpoints / f"step-{state.best_step:08d}"
+        if best.is_dir():
+            ckpt.load_weights(unwrapped, best)
+    metrics, _ = score(model, task, dev_features, dev_examples, rt, pad_id)  # also fixes thresholds
+    if rt.is_main:
+        run.write_json("labels.json", task.state())
+        tmp = run.path / ".tmp-model"
+        shutil.rmtree(tmp, ignore_errors=True)
+        with quiet_transformers():
+            unwrapped.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        shutil.rmtree(run.model_dir, ignore_errors=True)
+        tmp.rename(run.model_dir)
+        results = {"dev": metrics, "primary_metric": task.primary_metric, "best_step": state.best_step,
+                   "steps": state.step, "stopped_early": state.stopped_early,
+                   "train_seconds": round(train_seconds, 2)}
+        run.write_json("results.json", results)
+        run.set_status("completed", step=state.step)
+    rt.wait()
+    log.info("finished: dev %s (best step %s); model in %s", {k: round(v, 4) for k, v in metrics.items()},
+             state.best_step, run.model_dir)
+    return TrainResult(run.path, metrics, state.best_step, state.step, train_seconds)
+
+
+def evaluate(run_dir: str | Path, data: str | Path, *, fmt: str | None = None, **columns: str | None) -> dict[str, float]:
+    """Metrics of a run's final model on a labelled file (columns default to those used in training)."""
+    predictor = Predictor.from_run(run_dir)
+    examples, data_cfg = predictor.read_file(data, with_labels=True, fmt=fmt, **columns)
+    return predictor.evaluate_examples(examples, data_cfg)
+
+
+def predict(run_dir: str | Path, inputs: list[Any]) -> list[dict[str, Any]]:
+    """Predictions of a run's final model for raw inputs (see `Predictor.predict`)."""
+    return Predictor.from_run(run_dir).predict(inputs)

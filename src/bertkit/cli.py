@@ -1,0 +1,184 @@
+"""The `bertkit` command line: parse arguments, call the Python API, print results.
+
+User errors (`BertkitError`) print one line on stderr and exit with code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from bertkit.errors import BertkitError, DataError
+
+# flag -> (dotted config key, type, help). Types are checked again by the config itself.
+_TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--task", "task.name", str, "task plug-in (classification)"),
+    ("--problem", "task.problem", str, "auto | single_label | multi_label | regression"),
+    ("--class-weights", "task.class_weights", str, "none | auto (inverse class frequency)"),
+    ("--threshold", "task.threshold", float, "fixed multi-label threshold (default: tuned on dev)"),
+    ("--train", "data.train", str, "training file (CSV/TSV/JSONL/Parquet, .gz allowed)"),
+    ("--dev", "data.dev", str, "dev file (default: a stratified split of --train)"),
+    ("--format", "data.format", str, "csv | tsv | jsonl | parquet (default: by extension)"),
+    ("--encoding", "data.encoding", str, "text encoding of the data files (default utf-8)"),
+    ("--text-column", "data.text_column", str, "column with the text"),
+    ("--text-pair-column", "data.text_pair_column", str, "column with the second text of a pair"),
+    ("--label-column", "data.label_column", str, "column with the label"),
+    ("--label-delimiter", "data.label_delimiter", str, "split labels on this string (multi-label)"),
+    ("--dev-fraction", "data.dev_fraction", float, "share of train split off as dev when no --dev"),
+    ("--max-length", "data.max_length", int, "maximum tokens per input"),
+    ("--out", "out", str, "run directory to create"),
+    ("--model", "model.name", str, "local model dir, hub id, or 'embedded' (default)"),
+    ("--init", "model.init", str, "pretrained (default) | random"),
+    ("--epochs", "train.epochs", float, "passes over the training data"),
+    ("--max-steps", "train.max_steps", int, "stop after N optimiser steps"),
+    ("--lr", "train.lr", float, "peak learning rate"),
+    ("--batch-size", "train.batch_size", int, "examples per step and device"),
+    ("--grad-accum", "train.grad_accum", int, "micro-batches per optimiser step"),
+    ("--weight-decay", "train.weight_decay", float, "AdamW weight decay"),
+    ("--warmup-ratio", "train.warmup_ratio", float, "share of steps warming up"),
+    ("--scheduler", "train.scheduler", str, "linear | cosine | constant"),
+    ("--max-grad-norm", "train.max_grad_norm", float, "gradient clipping norm (0: off)"),
+    ("--eval-every", "train.eval_every", int, "evaluate every N steps (default: each epoch)"),
+    ("--save-every", "train.save_every", int, "checkpoint every N steps (default: at evaluations)"),
+    ("--patience", "train.early_stopping_patience", int, "early stopping patience in evaluations"),
+    ("--keep-checkpoints", "train.keep_checkpoints", int, "recent checkpoints to keep"),
+    ("--seed", "train.seed", int, "random seed"),
+    ("--precision", "train.precision", str, "auto | bf16 | fp16 | fp32"),
+]
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune a model and write a run directory",
+                       description="Fine-tune a model. Settings: defaults < CONFIG.yaml < flags.")
+    p.add_argument("config", nargs="?", help="YAML run config (sections task, data, model, train)")
+    for flag, key, typ, help_text in _TRAIN_FLAGS:
+        p.add_argument(flag, dest=key, type=typ, default=None, help=help_text)
+    p.add_argument("--no-length-grouping", dest="train.length_grouping", action="store_const", const=False,
+                   default=None, help="batch in random order instead of grouping similar lengths")
+    p.add_argument("--freeze-embeddings", dest="train.freeze_embeddings", action="store_const", const=True,
+                   default=None, help="keep the word embeddings fixed")
+    p.add_argument("--resume", dest="resume", action="store_const", const=True, default=None,
+                   help="continue the run in --out from its last checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set train.log_every=50")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and only warnings")
+
+
+def _column_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default=None, help="csv | tsv | jsonl | parquet (default: by extension)")
+    p.add_argument("--text-column", default=None, help="text column (default: as in training)")
+    p.add_argument("--text-pair-column", default=None, help="second text column (default: as in training)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bertkit import __version__
+
+    parser = argparse.ArgumentParser(prog="bertkit", description="Fine-tune BERT-family encoders and use them.")
+    parser.add_argument("--version", action="version", version=f"bertkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+
+    p = sub.add_parser("evaluate", help="score a run's model on a labelled file")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True, help="labelled data file")
+    _column_flags(p)
+    p.add_argument("--label-column", default=None, help="label column (default: as in training)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("predict", help="label new text with a run's model")
+    p.add_argument("run_dir")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="data file; one prediction per row, in input order")
+    src.add_argument("--text", help="one text; prints one JSON object")
+    p.add_argument("--text-pair", help="second text of a pair, with --text")
+    p.add_argument("--output", help="JSONL file for the predictions of --input (default: stdout)")
+    _column_flags(p)
+    return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("bertkit: %(message)s"))
+    root = logging.getLogger("bertkit")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from bertkit.api import train
+    from bertkit.config import RunConfig, load_config
+
+    cfg = load_config(args.config) if args.config else RunConfig()
+    overrides = {key: getattr(args, key) for _, key, _, _ in _TRAIN_FLAGS}
+    for key in ("train.length_grouping", "train.freeze_embeddings", "resume"):
+        overrides[key] = getattr(args, key)
+    for item in args.overrides:
+        if "=" not in item:
+            raise BertkitError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=3e-5")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value
+    cfg = cfg.with_overrides(overrides)
+    result = train(cfg, progress=not args.quiet)
+    metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+    print(f"dev {metrics} (best step {result.best_step} of {result.steps}, {result.train_seconds:.0f} s)")
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from bertkit.api import evaluate
+
+    metrics = evaluate(args.run_dir, args.data, fmt=args.format, text_column=args.text_column,
+                       text_pair_column=args.text_pair_column, label_column=args.label_column)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:>16}  {value:.4f}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from bertkit.evaluation.predictor import Predictor
+    from bertkit.run_dir import atomic_write_text
+
+    if args.text_pair and args.text is None:
+        raise DataError("--text-pair needs --text")
+    predictor = Predictor.from_run(args.run_dir)
+    if args.text is not None:
+        item: Any = {"text": args.text, "text_pair": args.text_pair} if args.text_pair else args.text
+        print(json.dumps(predictor.predict([item])[0], ensure_ascii=False))
+        return 0
+    examples, data_cfg = predictor.read_file(args.input, with_labels=False, fmt=args.format,
+                                             text_column=args.text_column, text_pair_column=args.text_pair_column)
+    predictions = predictor.predict_examples(examples, data_cfg)
+    lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
+    if args.output:
+        atomic_write_text(Path(args.output), lines)
+        logging.getLogger("bertkit").info("wrote %d predictions to %s", len(predictions), args.output)
+    else:
+        sys.stdout.write(lines)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(getattr(args, "quiet", False))
+    commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+    try:
+        return commands[args.command](args)
+    except BertkitError as exc:
+        print(f"bertkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bertkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The typed run configuration: one `RunConfig` per run, saved into the run directory.
+
+Precedence: dataclass defaults < YAML config file < command-line flags (dotted keys such as
+`train.lr`). Unknown keys and wrong types raise `ConfigError` naming the key and listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bertkit.errors import ConfigError
+
+__all__ = ["DataConfig", "ModelConfig", "TaskConfig", "TrainConfig", "RunConfig", "load_config"]
+
+EMBEDDED_MODEL = "embedded"
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with help text kept in its metadata (shown by the CLI and in errors)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class DataConfig:
+    train: str | None = _f(None, "training file (CSV, TSV, JSONL or Parquet; .gz read transparently)")
+    dev: str | None = _f(None, "dev file for evaluation and model selection; split off train if absent")
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = _f(None, "file format; by extension if unset")
+    encoding: str = _f("utf-8", "text encoding of CSV/TSV/JSONL files (a BOM is always accepted)")
+    text_column: str = _f("text", "column holding the text")
+    text_pair_column: str | None = _f(None, "column holding the second text of a pair (MRPC/RTE style)")
+    label_column: str = _f("label", "column holding the label (a list or delimited string for multi-label)")
+    label_delimiter: str | None = _f(None, "split the label column on this string (multi-label)")
+    dev_fraction: float = _f(0.1, "fraction of train split off as dev when no dev file is given")
+    max_length: int = _f(128, "maximum tokens per input (longer inputs are truncated)")
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.dev_fraction < 1.0:
+            raise ConfigError(f"data.dev_fraction must be in (0, 1), got {self.dev_fraction}")
+        if self.max_length < 8:
+            raise ConfigError(f"data.max_length must be at least 8, got {self.max_length}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f(EMBEDDED_MODEL, "local model directory, hub id, or 'embedded' (bundled MiniLM-L6)")
+    init: Literal["pretrained", "random"] = _f("pretrained", "start from pretrained weights or random ones")
+
+
+@dataclass
+class TaskConfig:
+    name: str = _f("classification", "task plug-in name")
+    problem: Literal["auto", "single_label", "multi_label", "regression"] = _f(
+        "auto", "classification variant; auto: lists -> multi_label, fractional numbers -> regression"
+    )
+    class_weights: Literal["none", "auto"] = _f("none", "'auto' weights classes by inverse frequency")
+    threshold: float | None = _f(None, "multi-label decision threshold; tuned on dev when unset")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = _f(3.0, "number of passes over the training data")
+    max_steps: int | None = _f(None, "stop after this many optimiser steps (overrides epochs)")
+    lr: float = _f(5e-5, "peak learning rate of AdamW")
+    batch_size: int = _f(32, "examples per optimiser step and device (before accumulation)")
+    grad_accum: int = _f(1, "micro-batches accumulated into one optimiser step")
+    weight_decay: float = _f(0.01, "AdamW weight decay (never applied to biases and LayerNorm)")
+    warmup_ratio: float = _f(0.06, "fraction of the steps spent warming the learning rate up")
+    scheduler: Literal["linear", "cosine", "constant"] = _f("linear", "decay after warmup")
+    max_grad_norm: float = _f(1.0, "clip gradients to this global norm (0 disables)")
+    eval_every: int | None = _f(None, "evaluate every N steps; each epoch when unset")
+    save_every: int | None = _f(None, "checkpoint every N steps; at each evaluation when unset")
+    early_stopping_patience: int | None = _f(None, "stop after N evaluations without improvement")
+    keep_checkpoints: int = _f(2, "how many recent checkpoints to keep")
+    seed: int = _f(42, "seed of data order, splits, initialisation and dropout")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = _f("auto", "auto: bf16 where supported, else fp32")
+    length_grouping: bool = _f(True, "batch inputs of similar length together (less padding)")
+    freeze_embeddings: bool = _f(False, "keep the word embeddings fixed (faster, less overfitting)")
+    log_every: int = _f(10, "log training loss every N steps")
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "grad_accum", "keep_checkpoints", "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+        if self.epochs <= 0 and self.max_steps is None:
+            raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        for key in ("max_steps", "eval_every", "save_every", "early_stopping_patience"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"train.{key} must be at least 1 when set, got {value}")
+
+
+@dataclass
+class RunConfig:
+    out: str | None = _f(None, "run directory to create (or resume)")
+    resume: bool = _f(False, "continue the run in `out` from its last checkpoint")
+    task: TaskConfig = field(default_factory=TaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> RunConfig:
+        """Build a config from nested dicts, checking every key and type."""
+        return _build(cls, raw, prefix="", source=source)
+
+    def with_overrides(self, overrides: dict[str, Any], *, source: str = "command line") -> RunConfig:
+        """A copy with dotted keys (`train.lr`) replaced; None values are ignored."""
+        raw = self.to_dict()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            node = raw
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"{source}: unknown section '{part}' in '{dotted}'")
+                node = node[part]
+            if leaf not in node:
+                raise ConfigError(f"{source}: unknown key '{dotted}'; valid: {', '.join(sorted(node))}")
+            node[leaf] = value
+        return RunConfig.from_dict(raw, source=source)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML run config (nested sections task/data/model/train, or top-level out/resume)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    cfg = RunConfig.from_dict(raw, source=str(p))
+    # Data paths in a config file are relative to the file, as users expect when they move both together.
+    for key in ("train", "dev"):
+        value = getattr(cfg.data, key)
+        if value and not Path(value).is_absolute() and not Path(value).exists():
+            candidate = p.parent / value
+            if candidate.exists():
+                setattr(cfg.data, key, str(candidate))
+    return cfg
+
+
+def _build(cls: type, raw: Any, *, prefix: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: section '{prefix.rstrip('.') or 'top'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} in {where}; "
+            f"valid: {', '.join(sorted(names))}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, prefix=f"{prefix}{name}.", source=source)
+        else:
+            kwargs[name] = _coerce(value, hint, key=prefix + name, source=source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, *, key: str, source: str) -> Any:
+    """Check `value` against a simple type hint, converting strings from the command line."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key=key, source=source)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[-1] if errors else f"{source}: {key} may not be empty")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key}={value!r} is not valid; choose one of {', '.join(map(str, args))}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{source}: {key} must be {getattr(hint, '__name__', hint)}, got {value!r}")

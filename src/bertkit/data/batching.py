@@ -1,0 +1,67 @@
+"""Batch construction: length-grouped, seeded, resumable and shard-aware.
+
+Short inputs padded to a long one waste compute, so batches are drawn from "mega-batches" of similar
+length, as the Hugging Face `group_by_length` sampler does, while the order stays random across batches.
+The order is a pure function of (seed, epoch), so a resumed run sees exactly the batches it would have.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+__all__ = ["epoch_batches", "eval_batches"]
+
+
+def epoch_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    group_by_length: bool = True,
+    mega_factor: int = 50,
+    num_shards: int = 1,
+    shard: int = 0,
+) -> list[list[int]]:
+    """The batches (lists of example indices) of one training epoch, for one shard.
+
+    With several shards (data-parallel ranks), each global batch of `batch_size * num_shards` examples is
+    cut into equal slices so that every rank takes the same number of steps; the short tail batch is
+    dropped only when there are several shards.
+    """
+    rng = random.Random(f"{seed}-{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    global_size = batch_size * num_shards
+    if group_by_length:
+        mega = global_size * mega_factor
+        grouped: list[int] = []
+        for start in range(0, len(order), mega):
+            chunk = order[start : start + mega]
+            grouped.extend(sorted(chunk, key=lambda i: -lengths[i]))
+        order = grouped
+    batches = [order[i : i + global_size] for i in range(0, len(order), global_size)]
+    if num_shards > 1 and batches and len(batches[-1]) < global_size:
+        batches.pop()
+    if group_by_length and len(batches) > 1:
+        # Shuffle batch order so that the longest batches do not all come first.
+        rng.shuffle(batches)
+    return [b[shard * batch_size : (shard + 1) * batch_size] for b in batches]
+
+
+def eval_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Batches for inference: sorted by length (least padding), each a list of original indices."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, current, longest = [], [], 0
+    for i in order:
+        longest_if_added = max(longest, lengths[i])
+        too_many_tokens = max_tokens is not None and longest_if_added * (len(current) + 1) > max_tokens
+        if current and (len(current) >= batch_size or too_many_tokens):
+            batches.append(current)
+            current, longest_if_added = [], lengths[i]
+        current.append(i)
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    return batches

@@ -1,0 +1,6 @@
+"""Evaluation layer: batched inference, scoring and the Predictor."""
+
+from bertkit.evaluation.inference import predict_logits, score
+from bertkit.evaluation.predictor import Predictor
+
+__all__ = ["Predictor", "predict_logits", "score"]

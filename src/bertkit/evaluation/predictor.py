@@ -1,0 +1,88 @@
+"""`Predictor`: a trained model, its tokenizer and task, ready to label new text.
+
+The same object backs `bertkit predict`, `bertkit evaluate` and (later) the HTTP service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertkit.config import DataConfig, RunConfig
+from bertkit.data.readers import read_table
+from bertkit.errors import DataError
+from bertkit.evaluation.inference import predict_logits
+from bertkit.models.loading import load_tokenizer, load_trained_model
+from bertkit.run_dir import RunDir
+from bertkit.tasks.base import Task, get_task
+from bertkit.training.runtime import Runtime
+
+__all__ = ["Predictor"]
+
+
+class Predictor:
+    def __init__(self, model: Any, tokenizer: Any, task: Task, config: RunConfig, rt: Runtime) -> None:
+        self.model, self.tokenizer, self.task, self.config, self.rt = model, tokenizer, task, config, rt
+        self.model.eval()
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, *, precision: str = "auto") -> Predictor:
+        """Load the final model of a run directory."""
+        run = RunDir(run_dir).require(model=True)
+        config = run.load_config()
+        task = get_task(config.task, run.read_json("labels.json"))
+        rt = Runtime(precision)
+        model = load_trained_model(run.model_dir, task).to(rt.device)
+        tokenizer = load_tokenizer(str(run.model_dir))
+        return cls(model, tokenizer, task, config, rt)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+    def data_config(self, **columns: str | None) -> DataConfig:
+        """The run's data settings with column names replaced where given."""
+        values = {**self.config.data.__dict__, **{k: v for k, v in columns.items() if v is not None}}
+        return DataConfig(**values)
+
+    def read_file(self, path: str | Path, *, with_labels: bool, fmt: str | None = None, **columns: str | None):
+        data_cfg = self.data_config(format=fmt, **columns)
+        table = read_table(path, data_cfg.format, data_cfg.encoding)
+        examples = self.task.read_examples(table, data_cfg, with_labels=with_labels)
+        if with_labels:
+            self.task.check_examples(examples, str(path))
+        return examples, data_cfg
+
+    def logits(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None) -> np.ndarray:
+        features = self.task.preprocess(examples, self.tokenizer, data_cfg or self.config.data, with_labels=False)
+        return predict_logits(self.model, self.task, features, self.rt, self.pad_id)
+
+    def predict(self, inputs: Sequence[str | dict[str, str] | tuple[str, str]]) -> list[dict[str, Any]]:
+        """Predictions for raw inputs: strings, or (text, text_pair) / {"text", "text_pair"} for pairs."""
+        examples = []
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                ex = {"text": item}
+            elif isinstance(item, (tuple, list)) and len(item) == 2:
+                ex = {"text": item[0], "text_pair": item[1]}
+            elif isinstance(item, dict) and "text" in item:
+                ex = {"text": item["text"], **({"text_pair": item["text_pair"]} if "text_pair" in item else {})}
+            else:
+                raise DataError(f"input {i}: expected a string, a (text, text_pair) pair or a dict with 'text'")
+            if not str(ex["text"]).strip():
+                raise DataError(f"input {i}: empty text")
+            ex["where"] = f"input {i}"
+            examples.append(ex)
+        return self.predict_examples(examples)
+
+    def predict_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None):
+        if self.config.data.text_pair_column and any("text_pair" not in ex for ex in examples):
+            raise DataError("this model classifies sentence pairs; give each input a text_pair")
+        return self.task.postprocess(self.logits(examples, data_cfg))
+
+    def evaluate_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None):
+        """Metrics on labelled examples, with the decision parameters fixed at training (no tuning)."""
+        return self.task.metrics(self.logits(examples, data_cfg), examples)

@@ -1,0 +1,127 @@
+"""The run directory: the unit of reproducibility that evaluate, predict, export, serve and resume take.
+
+Layout:
+    config.yaml       the resolved RunConfig (re-runnable with `bertkit train RUN/config.yaml`)
+    environment.json  versions, device, precision, seed, data fingerprints
+    labels.json       the fitted task state (label names in id order, threshold, class weights)
+    metrics.jsonl     one JSON object per logged step and evaluation
+    checkpoints/      step-NNNNNNNN/ folders written atomically (model, optimiser, RNG, loop state)
+    model/            the final model: a standard Hugging Face directory (safetensors, tokenizer, config)
+    results.json      final dev metrics of the selected (best) checkpoint
+    status.json       running | completed | failed, with the step reached
+Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bertkit.config import RunConfig
+from bertkit.errors import CheckpointError
+
+__all__ = ["RunDir", "atomic_write_text", "file_fingerprint"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """sha256 and size of a data file, to tell later which data a run saw."""
+    p = Path(path)
+    digest = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"path": str(p.resolve()), "bytes": p.stat().st_size, "sha256": digest.hexdigest()}
+
+
+class RunDir:
+    """Typed access to the files of one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    model_dir = property(lambda self: self.path / "model")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+
+    def exists(self) -> bool:
+        return (self.path / "config.yaml").is_file()
+
+    def require(self, *, model: bool = False) -> RunDir:
+        """Check this is a run directory (with a final model when `model`), or explain what is wrong."""
+        if not self.path.is_dir():
+            raise CheckpointError(f"{self.path}: no such run directory; pass the --out folder of a training run")
+        if not self.exists():
+            raise CheckpointError(f"{self.path}: not a bertkit run directory (no config.yaml)")
+        if model and not (self.model_dir / "config.json").is_file():
+            status = self.read_json("status.json", default={}).get("status", "unknown")
+            raise CheckpointError(f"{self.path}: the run has no final model yet (status: {status}); "
+                                  "finish it with `bertkit train --out RUN --resume`")
+        return self
+
+    # --- JSON and YAML ---------------------------------------------------------------------------------
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_text(self.path / name, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+    def read_json(self, name: str, default: Any = None) -> Any:
+        p = self.path / name
+        if not p.is_file():
+            if default is not None:
+                return default
+            raise CheckpointError(f"{p}: missing; the run directory is incomplete")
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{p}: damaged JSON ({exc})") from None
+
+    def write_config(self, cfg: RunConfig) -> None:
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+
+    def load_config(self) -> RunConfig:
+        raw = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
+        return RunConfig.from_dict(raw, source=str(self.path / "config.yaml"))
+
+    def set_status(self, status: str, **extra: Any) -> None:
+        self.write_json("status.json", {"status": status, **extra})
+
+    # --- metrics log ------------------------------------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_file, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_file.is_file():
+            return []
+        records = []
+        for line in self.metrics_file.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash mid-write
+        return records
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Drop records after `last_step` (work lost by a crash and redone on resume)."""
+        keep = [r for r in self.read_metrics() if r.get("step", 0) <= last_step]
+        atomic_write_text(self.metrics_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))

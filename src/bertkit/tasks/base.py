@@ -1,0 +1,122 @@
+"""The task plug-in interface and registry.
+
+A task turns data rows into model features, names the model head, computes its loss, turns model outputs
+into predictions and scores them. Everything here is pure (no I/O): readers hand in `Table`s, the
+training loop hands in tensors. Adding a task is one module with a `@register_task("name")` class.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from bertkit.config import DataConfig, TaskConfig
+from bertkit.data.readers import Table
+from bertkit.errors import ConfigError
+
+__all__ = ["Task", "register_task", "get_task", "TASKS"]
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(name: str):
+    """Class decorator: make a task available as `--task name`."""
+
+    def deco(cls: type[Task]) -> type[Task]:
+        cls.name = name
+        TASKS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_task(cfg: TaskConfig, state: dict[str, Any] | None = None) -> Task:
+    """Instantiate the task named in `cfg`, restoring its fitted `state` (labels etc.) when given."""
+    if cfg.name not in TASKS:
+        raise ConfigError(f"unknown task '{cfg.name}'; available: {', '.join(sorted(TASKS))}")
+    task = TASKS[cfg.name](cfg)
+    if state is not None:
+        task.load_state(state)
+    return task
+
+
+class Task(ABC):
+    """One kind of supervised problem. Subclasses keep their fitted state (e.g. labels) in `state()`."""
+
+    name: ClassVar[str]
+    #: The `transformers` auto class whose head this task trains.
+    auto_model_class: ClassVar[str]
+
+    def __init__(self, cfg: TaskConfig) -> None:
+        self.cfg = cfg
+
+    # --- data -----------------------------------------------------------------------------------------
+    @abstractmethod
+    def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True) -> list[dict[str, Any]]:
+        """Check the rows of a file and return examples; raise DataError naming file:line on bad rows.
+
+        Each example is a dict with at least `where` (file:line) and, when `with_labels`, `label`.
+        """
+
+    @abstractmethod
+    def fit(self, train: Sequence[dict[str, Any]]) -> None:
+        """Learn what the task needs from the training examples (label map, class weights...)."""
+
+    @abstractmethod
+    def check_examples(self, examples: Sequence[dict[str, Any]], source: str) -> None:
+        """Reject examples the fitted task cannot score (e.g. labels training never saw)."""
+
+    def stratify_key(self, example: dict[str, Any]) -> Any:
+        """Key whose proportions a dev split keeps (None: split at random)."""
+        return None
+
+    @abstractmethod
+    def preprocess(self, examples: Sequence[dict[str, Any]], tokenizer: Any, data_cfg: DataConfig,
+                   with_labels: bool = True) -> list[dict[str, Any]]:
+        """Tokenise examples into features: lists of token ids plus label targets."""
+
+    @abstractmethod
+    def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        """Pad a batch of features to its longest member."""
+
+    # --- model ----------------------------------------------------------------------------------------
+    @abstractmethod
+    def model_config(self) -> dict[str, Any]:
+        """Keyword arguments for the model config (num_labels, id2label, problem_type...)."""
+
+    @abstractmethod
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Training loss of a batch; `logits` are float32."""
+
+    # --- outputs --------------------------------------------------------------------------------------
+    @abstractmethod
+    def postprocess(self, logits: np.ndarray) -> list[dict[str, Any]]:
+        """Predictions, one JSON-ready dict per row of `logits`."""
+
+    @abstractmethod
+    def metrics(self, logits: np.ndarray, examples: Sequence[dict[str, Any]]) -> dict[str, float]:
+        """Standard metrics of `logits` against the examples' references."""
+
+    def tune(self, logits: np.ndarray, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Fit decision parameters on dev outputs (e.g. a threshold); returns what changed."""
+        return {}
+
+    @property
+    @abstractmethod
+    def primary_metric(self) -> str: ...
+
+    @property
+    def greater_is_better(self) -> bool:
+        return True
+
+    # --- persistence ----------------------------------------------------------------------------------
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """JSON-ready fitted state, saved as `labels.json` in the run directory."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None: ...

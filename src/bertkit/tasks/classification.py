@@ -1,0 +1,318 @@
+"""Sequence classification: single-label (binary, multi-class), sentence pairs, multi-label, regression.
+
+One plug-in covers the four variants because they share data, tokenisation and model head; they differ
+only in how labels are encoded, the loss, the decision rule and the metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bertkit.config import DataConfig
+from bertkit.data.readers import Table
+from bertkit.errors import DataError
+from bertkit.tasks import metrics as M
+from bertkit.tasks.base import Task, register_task
+
+__all__ = ["ClassificationTask"]
+
+_PROBLEM_TYPES = {
+    "single_label": "single_label_classification",
+    "multi_label": "multi_label_classification",
+    "regression": "regression",
+}
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _label_name(value: Any) -> str:
+    """Label names are strings; JSON numbers 1 and 1.0 both name the label "1"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip() if isinstance(value, str) else str(value)
+
+
+def _sorted_names(names: set[str]) -> list[str]:
+    try:
+        return sorted(names, key=int)  # "2" before "10" for numeric labels
+    except ValueError:
+        return sorted(names)
+
+
+def _as_float(value: Any, where: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise DataError(f"{where}: regression target {value!r} is not a finite number; fix or remove the row")
+    return number
+
+
+@register_task("classification")
+class ClassificationTask(Task):
+    auto_model_class = "AutoModelForSequenceClassification"
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.problem: str = cfg.problem
+        self.labels: list[str] = []
+        self.threshold: float = cfg.threshold if cfg.threshold is not None else 0.5
+        self.class_weights: list[float] | None = None
+        self._weight_cache: dict[torch.device, torch.Tensor] = {}
+
+    # --- data -----------------------------------------------------------------------------------------
+    def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True) -> list[dict[str, Any]]:
+        wanted = [data_cfg.text_column, data_cfg.text_pair_column]
+        if with_labels:
+            wanted.append(data_cfg.label_column)
+        for column in filter(None, wanted):
+            if column not in table.columns:
+                flag = {data_cfg.text_column: "--text-column", data_cfg.label_column: "--label-column"}.get(
+                    column, "--text-pair-column")
+                raise DataError(
+                    f"{table.path}: no column '{column}'; columns found: {', '.join(table.columns)}; "
+                    f"pass {flag} with one of them"
+                )
+        examples = []
+        for i, row in enumerate(table.rows):
+            where = table.where(i)
+            ex: dict[str, Any] = {"where": where, "text": self._text(row, data_cfg.text_column, where)}
+            if data_cfg.text_pair_column:
+                ex["text_pair"] = self._text(row, data_cfg.text_pair_column, where)
+            if with_labels:
+                ex["label"] = self._raw_label(row.get(data_cfg.label_column), data_cfg, where)
+            examples.append(ex)
+        return examples
+
+    @staticmethod
+    def _text(row: dict[str, Any], column: str, where: str) -> str:
+        value = row.get(column)
+        if _is_missing(value):
+            raise DataError(f"{where}: empty text in column '{column}'; fill it in or remove the row")
+        if not isinstance(value, str):
+            raise DataError(f"{where}: column '{column}' holds {type(value).__name__} {value!r}, not text")
+        return value
+
+    @staticmethod
+    def _raw_label(value: Any, data_cfg: DataConfig, where: str) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [_label_name(v) for v in value]
+        if _is_missing(value):
+            raise DataError(
+                f"{where}: missing label in column '{data_cfg.label_column}'; label the row or remove it"
+            )
+        if data_cfg.label_delimiter is not None:
+            return [p.strip() for p in str(value).split(data_cfg.label_delimiter) if p.strip()]
+        return value
+
+    def fit(self, train: Sequence[dict[str, Any]]) -> None:
+        raw = [ex["label"] for ex in train]
+        if self.problem == "auto":
+            self.problem = self._detect_problem(raw)
+        if self.problem == "regression":
+            self.labels = ["value"]
+            for ex in train:
+                _as_float(ex["label"], ex["where"])
+            return
+        names: Counter[str] = Counter()
+        for ex in train:
+            names.update(self._names(ex["label"]))
+        self.labels = _sorted_names(set(names))
+        if self.problem == "single_label" and len(self.labels) < 2:
+            raise DataError(
+                f"{train[0]['where'].rsplit(':', 1)[0]}: training data has only the label "
+                f"{self.labels[0]!r}; a classifier needs at least two"
+            )
+        if self.cfg.class_weights == "auto":
+            n, k = len(train), len(self.labels)
+            if self.problem == "single_label":  # inverse frequency, mean weight 1 (sklearn's "balanced")
+                self.class_weights = [n / (k * names[c]) for c in self.labels]
+            else:  # BCE pos_weight: negatives per positive of each label
+                self.class_weights = [(n - names[c]) / max(names[c], 1) for c in self.labels]
+
+    @staticmethod
+    def _detect_problem(raw: Sequence[Any]) -> str:
+        if any(isinstance(v, list) for v in raw):
+            return "multi_label"
+        try:
+            numbers = [float(v) for v in raw]
+        except (TypeError, ValueError):
+            return "single_label"
+        fractional = any(not n.is_integer() for n in numbers if math.isfinite(n))
+        return "regression" if fractional else "single_label"
+
+    def _names(self, label: Any) -> list[str]:
+        if self.problem == "multi_label":
+            return list(label) if isinstance(label, list) else [_label_name(label)]
+        return [_label_name(label)]
+
+    def check_examples(self, examples: Sequence[dict[str, Any]], source: str) -> None:
+        if self.problem == "regression":
+            for ex in examples:
+                _as_float(ex["label"], ex["where"])
+            return
+        known = set(self.labels)
+        unseen: dict[str, str] = {}
+        for ex in examples:
+            for name in self._names(ex["label"]):
+                if name not in known:
+                    unseen.setdefault(name, ex["where"])
+        if unseen:
+            first = next(iter(unseen.values()))
+            raise DataError(
+                f"{source}: labels that training never saw: {', '.join(map(repr, sorted(unseen)))} "
+                f"(first at {first}); known labels: {', '.join(self.labels)}; "
+                "fix the labels or add examples of them to the training data"
+            )
+
+    def stratify_key(self, example: dict[str, Any]) -> Any:
+        return _label_name(example["label"]) if self.problem == "single_label" else None
+
+    def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
+        texts = [ex["text"] for ex in examples]
+        pairs = [ex["text_pair"] for ex in examples] if examples and "text_pair" in examples[0] else None
+        enc = tokenizer(texts, pairs, truncation=True, max_length=data_cfg.max_length,
+                        return_attention_mask=False)
+        features = []
+        for i, ex in enumerate(examples):
+            feat = {"input_ids": enc["input_ids"][i]}
+            if "token_type_ids" in enc:
+                feat["token_type_ids"] = enc["token_type_ids"][i]
+            if with_labels:
+                feat["label"] = self._encode(ex["label"])
+            features.append(feat)
+        return features
+
+    def _encode(self, label: Any) -> Any:
+        if self.problem == "regression":
+            return float(label)
+        index = {name: i for i, name in enumerate(self.labels)}
+        if self.problem == "multi_label":
+            hot = [0.0] * len(self.labels)
+            for name in self._names(label):
+                hot[index[name]] = 1.0
+            return hot
+        return index[_label_name(label)]
+
+    def collate(self, features, pad_id: int) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), longest), pad_id, dtype=torch.long)  # (B, T)
+        mask = torch.zeros((len(features), longest), dtype=torch.long)
+        types = torch.zeros((len(features), longest), dtype=torch.long) if "token_type_ids" in features[0] else None
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[row, :n] = torch.tensor(f["input_ids"])
+            mask[row, :n] = 1
+            if types is not None:
+                types[row, :n] = torch.tensor(f["token_type_ids"])
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if types is not None:
+            batch["token_type_ids"] = types
+        if "label" in features[0]:
+            dtype = torch.long if self.problem == "single_label" else torch.float
+            batch["labels"] = torch.tensor([f["label"] for f in features], dtype=dtype)
+        return batch
+
+    # --- model ----------------------------------------------------------------------------------------
+    def model_config(self) -> dict[str, Any]:
+        return {
+            "num_labels": len(self.labels),
+            "id2label": dict(enumerate(self.labels)),
+            "label2id": {name: i for i, name in enumerate(self.labels)},
+            "problem_type": _PROBLEM_TYPES[self.problem],
+        }
+
+    def _weights(self, device: torch.device) -> torch.Tensor | None:
+        if self.class_weights is None:
+            return None
+        if device not in self._weight_cache:
+            self._weight_cache[device] = torch.tensor(self.class_weights, dtype=torch.float, device=device)
+        return self._weight_cache[device]
+
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels = batch["labels"]
+        if self.problem == "regression":
+            return F.mse_loss(logits.squeeze(-1), labels)
+        if self.problem == "multi_label":
+            return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=self._weights(logits.device))
+        return F.cross_entropy(logits, labels, weight=self._weights(logits.device))
+
+    # --- outputs --------------------------------------------------------------------------------------
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        logits = logits.astype(np.float64)
+        if self.problem == "multi_label":
+            return 1.0 / (1.0 + np.exp(-logits))
+        z = np.exp(logits - logits.max(-1, keepdims=True))
+        return z / z.sum(-1, keepdims=True)
+
+    def postprocess(self, logits: np.ndarray) -> list[dict[str, Any]]:
+        if self.problem == "regression":
+            return [{"value": float(v)} for v in logits[:, 0]]
+        probs = self._probabilities(logits)
+        out = []
+        for row in probs:
+            table = {name: round(float(p), 6) for name, p in zip(self.labels, row)}
+            if self.problem == "multi_label":
+                chosen = [{"label": n, "score": table[n]} for n, p in zip(self.labels, row) if p >= self.threshold]
+                out.append({"labels": chosen, "probabilities": table})
+            else:
+                best = int(row.argmax())
+                out.append({"label": self.labels[best], "score": float(row[best]), "probabilities": table})
+        return out
+
+    def metrics(self, logits: np.ndarray, examples) -> dict[str, float]:
+        if self.problem == "regression":
+            refs = np.array([float(ex["label"]) for ex in examples])
+            preds = logits[:, 0].astype(np.float64)
+            return {"pearson": M.pearson(refs, preds), "spearman": M.spearman(refs, preds), "mse": M.mse(refs, preds)}
+        if self.problem == "multi_label":
+            refs = np.array([self._encode(ex["label"]) for ex in examples]) > 0.5
+            preds = self._probabilities(logits) >= self.threshold
+            scores = M.multilabel_f1(refs, preds)
+            scores["subset_accuracy"] = float((refs == preds).all(1).mean())
+            return scores
+        refs = np.array([self._encode(ex["label"]) for ex in examples])
+        preds = logits.argmax(-1)
+        scores = {"accuracy": M.accuracy(refs, preds), "f1": M.f1_macro(refs, preds), "mcc": M.mcc(refs, preds)}
+        if len(self.labels) == 2:  # GLUE's F1 for MRPC/QQP: of the second label ("1", "positive"...)
+            scores["f1_binary"] = M.f1_binary(refs, preds, positive=1)
+        return scores
+
+    def tune(self, logits: np.ndarray, examples) -> dict[str, Any]:
+        if self.problem != "multi_label" or self.cfg.threshold is not None:
+            return {}
+        refs = np.array([self._encode(ex["label"]) for ex in examples]) > 0.5
+        probs = self._probabilities(logits)
+        grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+        scores = [M.multilabel_f1(refs, probs >= t)["f1_micro"] for t in grid]
+        self.threshold = float(grid[int(np.argmax(scores))])
+        return {"threshold": self.threshold}
+
+    @property
+    def primary_metric(self) -> str:
+        return {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "pearson"}[self.problem]
+
+    # --- persistence ----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"task": self.name, "problem": self.problem, "labels": self.labels,
+                "threshold": self.threshold, "class_weights": self.class_weights}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.problem = state["problem"]
+        self.labels = list(state["labels"])
+        self.threshold = float(state.get("threshold", 0.5))
+        self.class_weights = state.get("class_weights")

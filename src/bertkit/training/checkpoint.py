@@ -1,0 +1,137 @@
+"""Atomic training checkpoints: model, optimiser, scheduler, RNG and loop state.
+
+A checkpoint is written into a hidden temporary folder and renamed into place only when complete, so a
+crash at any moment leaves either the previous checkpoints or the new one, never a half-written one.
+Weights are safetensors; optimiser and RNG state are loaded with `weights_only=True` (no arbitrary
+unpickling).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from bertkit.errors import CheckpointError
+
+__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "load_weights", "prune_checkpoints"]
+
+_STATE = "trainer_state.json"  # written last: its presence marks a complete checkpoint
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _state_dict_for_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    # safetensors refuses tensors that share storage (tied embeddings); save each once, contiguous.
+    seen: dict[int, str] = {}
+    out = {}
+    for name, tensor in model.state_dict().items():
+        key = tensor.data_ptr()
+        if key in seen and tensor.numel() > 0:
+            continue
+        seen[key] = name
+        out[name] = tensor.detach().contiguous().cpu()
+    return out
+
+
+def save_checkpoint(ckpt_root: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
+                    loop_state: dict[str, Any]) -> Path:
+    """Write checkpoint `step-NNNNNNNN` under `ckpt_root` atomically and return its path."""
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"step-{step:08d}"
+    tmp = ckpt_root / f".tmp-step-{step:08d}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_file(_state_dict_for_save(model), str(tmp / "model.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    torch.save({"torch": torch.get_rng_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "rng.pt")
+    with open(tmp / _STATE, "w", encoding="utf-8") as fh:
+        json.dump(loop_state, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    _fsync_dir(tmp)
+    if final.exists():  # an earlier attempt of the same step (resumed run): replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(ckpt_root)
+    return final
+
+
+def _complete(path: Path) -> bool:
+    return (path / _STATE).is_file() and (path / "model.safetensors").is_file()
+
+
+def list_checkpoints(ckpt_root: Path) -> list[Path]:
+    if not ckpt_root.is_dir():
+        return []
+    found = [p for p in ckpt_root.iterdir() if p.name.startswith("step-") and _complete(p)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_checkpoint(ckpt_root: Path) -> Path | None:
+    found = list_checkpoints(ckpt_root)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(ckpt_root: Path, keep: int, protect: set[int]) -> None:
+    """Delete all but the newest `keep` checkpoints, sparing the steps in `protect` (the best one)."""
+    found = list_checkpoints(ckpt_root)
+    for path in found[:-keep] if keep > 0 else found:
+        if int(path.name.split("-")[1]) not in protect:
+            shutil.rmtree(path, ignore_errors=True)
+    for stale in ckpt_root.glob(".tmp-step-*"):  # left by a crash during a write
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load `model.safetensors` of a checkpoint into `model` (tied weights re-tied by name)."""
+    try:
+        weights = load_file(str(path / "model.safetensors"))
+    except Exception as exc:  # safetensors raises its own error types for truncated files
+        raise CheckpointError(f"{path}: cannot read model.safetensors ({exc}); the checkpoint is damaged") from None
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    shared = {n for n, t in model.state_dict().items() if n not in weights}
+    if unexpected or (set(missing) - shared):
+        raise CheckpointError(f"{path}: weights do not match the model (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]}); was the run directory built with another model?")
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:
+    """Restore everything `save_checkpoint` wrote; returns the loop state."""
+    load_weights(model, path)
+    try:
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        rng = torch.load(path / "rng.pt", weights_only=True)
+        loop_state = json.loads((path / _STATE).read_text(encoding="utf-8"))
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: cannot restore the checkpoint ({exc})") from None
+    torch.set_rng_state(rng["torch"])
+    random.setstate(_as_tuple(rng["python"]))
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return loop_state
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x

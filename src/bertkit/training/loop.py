@@ -1,0 +1,139 @@
+"""The training loop: one function, read top to bottom.
+
+It yields events ("train", "eval", "save", "early_stop", "done") and leaves logging and writing to the
+caller; while the caller handles an event the loop is paused, so a checkpoint taken on "save" captures the
+exact model, optimiser, RNG and data position of that step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+
+from bertkit.config import TrainConfig
+from bertkit.data.batching import epoch_batches
+from bertkit.errors import TrainingError
+from bertkit.tasks.base import Task
+from bertkit.training.runtime import Runtime
+
+__all__ = ["LoopState", "train_loop"]
+
+
+@dataclass
+class LoopState:
+    """Where training stands; saved in every checkpoint and restored on resume."""
+
+    step: int = 0  # optimiser steps taken
+    epoch: int = 0  # current epoch (0-based)
+    group_in_epoch: int = 0  # optimiser steps already taken in this epoch (the data position)
+    tokens: int = 0  # real (non-pad) tokens trained on, this process
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LoopState:
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
+
+def train_loop(
+    *,
+    model: torch.nn.Module,
+    task: Task,
+    features: list[dict[str, Any]],
+    cfg: TrainConfig,
+    rt: Runtime,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]],
+    total_steps: int,
+    pad_id: int,
+    state: LoopState,
+) -> Iterator[dict[str, Any]]:
+    """Train until `total_steps` or early stopping, yielding progress events."""
+    lengths = [len(f["input_ids"]) for f in features]
+    sign = 1.0 if task.greater_is_better else -1.0
+    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+    model.train()
+    while state.step < total_steps:
+        batches = epoch_batches(lengths, cfg.batch_size, seed=cfg.seed, epoch=state.epoch,
+                                group_by_length=cfg.length_grouping,
+                                num_shards=rt.num_processes, shard=rt.process_index)
+        groups = [batches[i : i + cfg.grad_accum] for i in range(0, len(batches), cfg.grad_accum)]
+        for g in range(state.group_in_epoch, len(groups)):
+            # --- one optimiser step over `grad_accum` micro-batches -----------------------------------
+            step_loss = 0.0
+            for j, idx in enumerate(groups[g]):
+                batch = rt.to_device(task.collate([features[i] for i in idx], pad_id))
+                inputs = {k: v for k, v in batch.items() if k != "labels"}
+                with rt.sync_gradients(model, sync=j == len(groups[g]) - 1):
+                    with rt.autocast():
+                        logits = model(**inputs).logits  # (B, num_labels)
+                    loss = task.loss(logits.float(), batch) / len(groups[g])
+                    rt.backward(loss)
+                step_loss += loss.item()
+                window_tokens += int(batch["attention_mask"].sum())
+            if not math.isfinite(step_loss):
+                raise TrainingError(
+                    f"the loss became {step_loss} at step {state.step + 1}; lower --lr, keep "
+                    "train.max_grad_norm at 1.0, or try --precision fp32"
+                )
+            grad_norm = rt.clip(model, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            state.group_in_epoch = g + 1
+            window_loss, window_steps = window_loss + step_loss, window_steps + 1
+            epoch_end = g == len(groups) - 1
+            if epoch_end:  # the data position moves to the start of the next epoch
+                state.epoch, state.group_in_epoch = state.epoch + 1, 0
+            last = state.step >= total_steps
+
+            if state.step % cfg.log_every == 0 or last:
+                elapsed = time.perf_counter() - window_start
+                state.tokens += window_tokens
+                yield {"kind": "train", "step": state.step, "epoch": state.epoch + (0 if epoch_end else
+                       round(state.group_in_epoch / len(groups), 4)),
+                       "loss": rt.reduce_mean(window_loss / window_steps), "lr": scheduler.get_last_lr()[0],
+                       "grad_norm": grad_norm, "tokens_per_s": window_tokens * rt.num_processes / elapsed}
+                window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+
+            # --- evaluation, model selection, early stopping ------------------------------------------
+            due_eval = last or (state.step % cfg.eval_every == 0 if cfg.eval_every else epoch_end)
+            is_best = False
+            if due_eval:
+                eval_start = time.perf_counter()
+                metrics = evaluate(model)
+                model.train()
+                value = metrics[task.primary_metric]
+                is_best = state.best_metric is None or sign * (value - state.best_metric) > 0
+                if is_best:
+                    state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
+                else:
+                    state.evals_without_improvement += 1
+                yield {"kind": "eval", "step": state.step, "epoch": state.epoch, "metrics": metrics,
+                       "is_best": is_best, "eval_seconds": time.perf_counter() - eval_start}
+                window_start += time.perf_counter() - eval_start  # keep evaluation out of throughput
+            patience = cfg.early_stopping_patience
+            stop = patience is not None and state.evals_without_improvement >= patience
+            state.stopped_early = stop
+            due_save = is_best or last or stop or (
+                state.step % cfg.save_every == 0 if cfg.save_every else due_eval)
+            if due_save:
+                yield {"kind": "save", "step": state.step}
+            if stop:
+                yield {"kind": "early_stop", "step": state.step, "best_step": state.best_step}
+                return
+            if last:
+                break
+    yield {"kind": "done", "step": state.step}

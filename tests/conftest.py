@@ -1,0 +1,102 @@
+"""Shared fixtures: a tiny random BERT with a WordPiece vocabulary, built offline once per session."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb", "nice", "warm", "fun"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "ugly", "weak", "sad"]
+FILLER = ["the", "a", "movie", "film", "plot", "was", "is", "very", "quite", "and", "acting", "story", "it"]
+CHINESE = list("这部电影很好看非常精彩糟糕无聊难剧情演员我喜欢不太")
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def pytest_collection_modifyitems(config, items):
+    has_gpu = torch.cuda.is_available()
+    n_gpu = torch.cuda.device_count()
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+        if "multi_gpu" in item.keywords and n_gpu < 2:
+            item.add_marker(pytest.mark.skip(reason="needs two CUDA devices"))
+
+
+def build_tiny_bert(path: Path, *, words: list[str], seed: int = 0) -> Path:
+    """A 2-layer, hidden-32 BERT with a WordPiece tokenizer over `words` (plus letters), saved to `path`."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'-")
+    vocab = list(dict.fromkeys(SPECIAL + letters + [f"##{c}" for c in letters] + words))
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True,
+                                  tokenize_chinese_chars=True, model_max_length=64)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, type_vocab_size=2)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), words=POSITIVE + NEGATIVE + FILLER + CHINESE)
+
+
+def toy_sentiment(n: int, seed: int) -> list[tuple[str, str]]:
+    """Sentences whose label is given by one sentiment word: learnable by a tiny model in a few steps."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(["positive", "negative"])
+        word = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
+        words = rng.sample(FILLER, rng.randint(2, 7)) + [word]
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, header: list[str], rows: list[tuple]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def toy_files(tmp_path) -> tuple[Path, Path]:
+    train = write_csv(tmp_path / "train.csv", ["text", "sentiment"], toy_sentiment(240, seed=1))
+    dev = write_csv(tmp_path / "dev.csv", ["text", "sentiment"], toy_sentiment(60, seed=2))
+    return train, dev
+
+
+def tiny_config(tiny_model_dir: Path, train: Path, dev: Path | None, out: Path, **overrides):
+    """A RunConfig for quick runs on the tiny model (dotted overrides allowed)."""
+    from bertkit.config import RunConfig
+
+    base = {"out": str(out), "model.name": str(tiny_model_dir), "data.train": str(train),
+            "data.dev": str(dev) if dev else None, "data.label_column": "sentiment", "train.lr": 3e-3,
+            "train.batch_size": 16, "train.max_steps": 30, "train.eval_every": 10, "train.log_every": 5,
+            "train.warmup_ratio": 0.0, "train.precision": "fp32", "train.seed": 7}
+    base.update(overrides)
+    return RunConfig().with_overrides(base)

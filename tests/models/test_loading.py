@@ -1,0 +1,61 @@
+import socket
+
+import pytest
+
+from bertkit.config import TaskConfig
+from bertkit.errors import ModelLoadError
+from bertkit.models.loading import build_model, embedded_model_dir, load_tokenizer, resolve_model_name
+from bertkit.tasks import get_task
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def _task():
+    task = get_task(TaskConfig())
+    task.labels, task.problem = ["neg", "pos"], "single_label"
+    return task
+
+
+def test_local_directory_loads_without_any_network(tiny_model_dir, no_network, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    model = build_model(str(tiny_model_dir), _task())
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+    assert load_tokenizer(str(tiny_model_dir)).is_fast
+
+
+def test_embedded_model_is_found():
+    path = embedded_model_dir()
+    assert (path / "model.safetensors").is_file()
+    assert resolve_model_name("embedded") == (str(path), True)
+
+
+def test_unreachable_hub_id_gives_one_clear_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as info:
+        load_tokenizer("no-such-org/no-such-model-xyz")
+    message = str(info.value)
+    assert "no-such-org/no-such-model-xyz" in message and "--model" in message and "\n" not in message
+
+
+def test_missing_local_directory_and_non_model_directory(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such model directory"):
+        resolve_model_name(str(tmp_path / "missing" / "model"))
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        resolve_model_name(str(tmp_path))
+
+
+def test_random_init_differs_from_pretrained(tiny_model_dir):
+    import torch
+
+    pre = build_model(str(tiny_model_dir), _task())
+    rnd = build_model(str(tiny_model_dir), _task(), init="random")
+    w_pre = pre.get_input_embeddings().weight
+    w_rnd = rnd.get_input_embeddings().weight
+    assert w_pre.shape == w_rnd.shape and not torch.allclose(w_pre, w_rnd)

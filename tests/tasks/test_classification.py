@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+from sklearn.utils.class_weight import compute_class_weight
+
+from bertkit.config import DataConfig, TaskConfig
+from bertkit.data.readers import Table
+from bertkit.errors import DataError
+from bertkit.tasks import get_task
+
+
+def _table(rows, path="f.csv"):
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return Table(path, columns, rows, list(range(2, len(rows) + 2)))
+
+
+def _task(**kw):
+    return get_task(TaskConfig(**kw))
+
+
+def test_label_map_sorted_numerically_and_kept_in_state():
+    task = _task()
+    rows = [{"text": "a", "label": v} for v in ["10", "2", "1", "2"]]
+    task.fit(task.read_examples(_table(rows), DataConfig()))
+    assert task.labels == ["1", "2", "10"]
+    assert task.model_config()["id2label"] == {0: "1", 1: "2", 2: "10"}
+    again = get_task(TaskConfig(), task.state())
+    assert again.labels == task.labels and again.problem == "single_label"
+
+
+def test_missing_column_lists_the_columns_found():
+    task = _task()
+    with pytest.raises(DataError, match=r"no column 'label'; columns found: text, sentiment; pass --label-column"):
+        task.read_examples(_table([{"text": "a", "sentiment": "x"}]), DataConfig())
+
+
+@pytest.mark.parametrize("row,pattern", [({"text": "  ", "label": "x"}, r"f.csv:2: empty text"),
+                                         ({"text": "ok", "label": ""}, r"f.csv:2: missing label"),
+                                         ({"text": "ok", "label": None}, r"f.csv:2: missing label"),
+                                         ({"text": 5, "label": "x"}, r"f.csv:2: column 'text' holds int")])
+def test_bad_rows_name_file_and_line(row, pattern):
+    with pytest.raises(DataError, match=pattern):
+        _task().read_examples(_table([row]), DataConfig())
+
+
+def test_unseen_dev_labels_are_listed():
+    task = _task()
+    task.fit(task.read_examples(_table([{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]), DataConfig()))
+    dev = task.read_examples(_table([{"text": "a", "label": "z"}, {"text": "a", "label": "w"}], "dev.csv"),
+                             DataConfig())
+    with pytest.raises(DataError, match=r"labels that training never saw: 'w', 'z' \(first at dev.csv:2\)"):
+        task.check_examples(dev, "dev.csv")
+
+
+def test_problem_detection_multilabel_and_regression():
+    cfg = DataConfig(label_delimiter="|")
+    task = _task()
+    task.fit(task.read_examples(_table([{"text": "a", "label": "x|y"}, {"text": "b", "label": "y"}]), cfg))
+    assert task.problem == "multi_label" and task.labels == ["x", "y"]
+    task = _task()
+    task.fit(task.read_examples(_table([{"text": "a", "label": [1, 3]}, {"text": "b", "label": []}]), DataConfig()))
+    assert task.problem == "multi_label" and task.labels == ["1", "3"]
+    task = _task()
+    task.fit(task.read_examples(_table([{"text": "a", "label": "0.5"}, {"text": "b", "label": "4"}]), DataConfig()))
+    assert task.problem == "regression"
+    assert task.model_config()["num_labels"] == 1
+    bad = _task(problem="regression")
+    with pytest.raises(DataError, match="not a finite number"):
+        bad.fit(bad.read_examples(_table([{"text": "a", "label": "nan"}]), DataConfig()))
+
+
+def test_auto_class_weights_match_sklearn_balanced():
+    labels = ["a"] * 6 + ["b"] * 3 + ["c"]
+    task = _task(class_weights="auto")
+    task.fit(task.read_examples(_table([{"text": "t", "label": y} for y in labels]), DataConfig()))
+    expected = compute_class_weight("balanced", classes=np.array(["a", "b", "c"]), y=np.array(labels))
+    assert task.class_weights == pytest.approx(expected)
+
+
+def test_postprocess_and_threshold_tuning_for_multilabel():
+    task = _task(problem="multi_label")
+    ex = task.read_examples(_table([{"text": "a", "label": ["x"]}, {"text": "b", "label": ["y"]},
+                                    {"text": "c", "label": ["x", "y"]}]), DataConfig())
+    task.fit(ex)
+    logits = np.array([[2.0, -2.0], [-2.0, -0.2], [1.0, -0.5]])  # y needs a threshold below 0.5
+    assert task.metrics(logits, ex)["f1_micro"] < 1.0
+    assert task.tune(logits, ex)["threshold"] < 0.4
+    assert task.metrics(logits, ex)["f1_micro"] == 1.0
+    out = task.postprocess(logits)
+    assert [d["label"] for d in out[2]["labels"]] == ["x", "y"]
+
+
+def test_single_label_postprocess_uses_names():
+    task = _task()
+    task.fit(task.read_examples(_table([{"text": "a", "label": "neg"}, {"text": "b", "label": "pos"}]), DataConfig()))
+    out = task.postprocess(np.array([[0.0, 2.0]]))[0]
+    assert out["label"] == "pos" and 0.5 < out["score"] < 1 and set(out["probabilities"]) == {"neg", "pos"}

@@ -1,0 +1,132 @@
+"""The command line end to end on the tiny model: train -> evaluate -> predict, and bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bertkit.cli import main
+from conftest import REPO, toy_sentiment, write_csv
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("cli")
+    train = write_csv(tmp / "train.csv", ["text", "sentiment"], toy_sentiment(240, seed=1))
+    dev = write_csv(tmp / "dev.csv", ["text", "sentiment"], toy_sentiment(60, seed=2))
+    run = tmp / "run"
+    code = main(["train", "--task", "classification", "--train", str(train), "--dev", str(dev),
+                 "--text-column", "text", "--label-column", "sentiment", "--out", str(run),
+                 "--model", str(tiny_model_dir), "--max-steps", "40", "--lr", "3e-3", "--batch-size", "16",
+                 "--seed", "3", "--precision", "fp32", "--eval-every", "20", "--quiet"])
+    assert code == 0
+    return run, train, dev
+
+
+def test_train_leaves_a_complete_run_directory(trained_run):
+    run, _, _ = trained_run
+    for name in ("config.yaml", "environment.json", "labels.json", "metrics.jsonl", "results.json", "status.json"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    assert json.loads((run / "labels.json").read_text())["labels"] == ["negative", "positive"]
+    env = json.loads((run / "environment.json").read_text())
+    assert env["seed"] == 3 and len(env["data"]["train"]["sha256"]) == 64 and env["precision"] == "fp32"
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    assert (run / "model" / "model.safetensors").is_file() and (run / "model" / "tokenizer.json").is_file()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [20, 40] and all("dev_accuracy" in r for r in evals)
+    assert any(r["kind"] == "train" and r["tokens_per_s"] > 0 for r in records)
+
+
+def test_the_tiny_model_learns_the_toy_task(trained_run):
+    results = json.loads((trained_run[0] / "results.json").read_text())
+    assert results["dev"]["accuracy"] >= 0.9
+
+
+def test_evaluate_json_matches_results(trained_run, capsys):
+    run, _, dev = trained_run
+    assert main(["evaluate", str(run), "--data", str(dev), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) >= {"accuracy", "f1", "mcc"}
+    results = json.loads((run / "results.json").read_text())["dev"]
+    assert metrics["accuracy"] == pytest.approx(results["accuracy"])
+
+
+def test_predict_file_keeps_order_and_names(trained_run, tmp_path, capsys):
+    run, _, dev = trained_run
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", str(run), "--input", str(dev), "--output", str(out)]) == 0
+    preds = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(preds) == 60
+    assert all(p["label"] in ("negative", "positive") and 0 <= p["score"] <= 1 for p in preds)
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-4 for p in preds)
+    gold = [row.split(",")[-1] for row in dev.read_text().splitlines()[1:]]
+    agree = sum(p["label"] == g for p, g in zip(preds, gold)) / len(gold)
+    assert agree >= 0.9  # input order kept: predictions line up with the gold labels
+    assert main(["predict", str(run), "--text", "the film was superb"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert one["label"] == "positive"
+
+
+def _error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize("case", ["missing_file", "missing_column", "empty_text", "missing_label",
+                                  "unseen_label", "undecodable", "empty_file"])
+def test_bad_input_exits_2_with_one_clear_line(case, tmp_path, tiny_model_dir, capsys):
+    train = write_csv(tmp_path / "train.csv", ["text", "sentiment"], toy_sentiment(40, seed=1))
+    dev = tmp_path / "dev.csv"
+    expect = {"missing_file": "file not found", "missing_column": "columns found: text, sentiment",
+              "empty_text": "dev.csv:3: empty text", "missing_label": "dev.csv:2: missing label",
+              "unseen_label": "'neutral'", "undecodable": "dev.csv:2: bytes that are not valid utf-8",
+              "empty_file": "the file is empty"}[case]
+    label_column = "sentiment"
+    if case == "missing_file":
+        dev = tmp_path / "nope.csv"
+    elif case == "missing_column":
+        write_csv(dev, ["text", "sentiment"], [("a", "positive")])
+        label_column = "label"
+        train = dev
+    elif case == "empty_text":
+        write_csv(dev, ["text", "sentiment"], [("good", "positive"), ("", "negative")])
+    elif case == "missing_label":
+        write_csv(dev, ["text", "sentiment"], [("good", "")])
+    elif case == "unseen_label":
+        write_csv(dev, ["text", "sentiment"], [("good", "positive"), ("meh", "neutral")])
+    elif case == "undecodable":
+        dev.write_bytes(b"text,sentiment\nbad\xff,negative\n")
+    elif case == "empty_file":
+        dev.write_bytes(b"")
+    out = tmp_path / "run"
+    code, err = _error(capsys, ["train", "--train", str(train), "--dev", str(dev), "--label-column", label_column,
+                                "--out", str(out), "--model", str(tiny_model_dir), "--max-steps", "2", "--quiet"])
+    assert code == 2
+    assert expect in err and str(dev.name if case != "missing_column" else train.name) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (out / "model").exists()
+
+
+def test_existing_run_directory_is_never_overwritten(trained_run, toy_files, tiny_model_dir, capsys):
+    run = trained_run[0]
+    before = (run / "results.json").read_text()
+    code, err = _error(capsys, ["train", "--train", str(toy_files[0]), "--label-column", "sentiment",
+                                "--out", str(run), "--model", str(tiny_model_dir), "--quiet"])
+    assert code == 2 and "--resume" in err
+    assert (run / "results.json").read_text() == before
+
+
+def test_console_script_runs_as_a_real_process(trained_run):
+    run, _, _ = trained_run
+    proc = subprocess.run([sys.executable, "-m", "bertkit", "predict", str(run), "--text", "awful and boring"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["label"] == "negative"
+    proc = subprocess.run([sys.executable, "-m", "bertkit", "evaluate", str(run / "nope"), "--data", "x.csv"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "no such run directory" in proc.stderr

@@ -1,0 +1,38 @@
+import pytest
+
+from bertkit.config import RunConfig, load_config
+from bertkit.errors import ConfigError
+
+
+def test_defaults_then_yaml_then_flags(tmp_path):
+    p = tmp_path / "run.yaml"
+    p.write_text("train:\n  lr: 1.0e-4\n  epochs: 2\ndata:\n  text_column: sentence\n", encoding="utf-8")
+    cfg = load_config(p)
+    assert cfg.train.lr == 1e-4 and cfg.train.epochs == 2 and cfg.train.batch_size == 32
+    cfg = cfg.with_overrides({"train.lr": "3e-5", "train.batch_size": None, "data.label_column": "y"})
+    assert cfg.train.lr == 3e-5 and cfg.train.epochs == 2 and cfg.data.label_column == "y"
+
+
+def test_unknown_keys_name_the_key_and_list_valid_ones(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("train:\n  learning_rate: 0.1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"train.learning_rate.*valid: .*lr"):
+        load_config(p)
+    with pytest.raises(ConfigError, match=r"unknown key 'train.lrr'; valid: .*lr"):
+        RunConfig().with_overrides({"train.lrr": 1})
+
+
+@pytest.mark.parametrize("key,value,pattern", [
+    ("train.batch_size", "many", "train.batch_size must be int"),
+    ("train.precision", "fp8", "choose one of auto, bf16, fp16, fp32"),
+    ("train.batch_size", 0, "at least 1"),
+    ("data.dev_fraction", 1.5, "dev_fraction"),
+])
+def test_wrong_values_are_rejected(key, value, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        RunConfig().with_overrides({key: value})
+
+
+def test_round_trip_through_dict():
+    cfg = RunConfig().with_overrides({"train.max_steps": 5, "data.text_pair_column": "b", "task.threshold": 0.3})
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg

@@ -1,0 +1,75 @@
+"""Interrupting a run and resuming it gives the same result as never interrupting it."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from bertkit.api import train, train_events
+from bertkit.training.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from conftest import tiny_config
+
+
+def _interrupt_after(cfg, step):
+    """Run training and stop it abruptly once `step` optimiser steps are done (like a kill)."""
+    events = train_events(cfg, progress=False)
+    for event in events:
+        if event.get("step", 0) >= step and event["kind"] == "train":
+            break
+    events.close()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_matches_uninterrupted_run(precision, tmp_path, toy_files, tiny_model_dir):
+    train_file, dev_file = toy_files
+    overrides = {"train.precision": precision, "train.max_steps": 24, "train.eval_every": 8,
+                 "train.batch_size": 12}  # 240 rows / 12 = 20 batches: the run crosses an epoch boundary
+    whole = train(tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "whole", **overrides),
+                  progress=False)
+
+    cut = tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "cut", **overrides)
+    _interrupt_after(cut, 13)  # the last checkpoint is at step 8; steps 9-13 are lost
+    status = json.loads((tmp_path / "cut" / "status.json").read_text())
+    assert status["status"] == "interrupted" and not (tmp_path / "cut" / "model").exists()
+    assert latest_checkpoint(tmp_path / "cut" / "checkpoints").name == "step-00000008"
+
+    resumed = train(cut.with_overrides({"resume": True}), progress=False)
+    assert resumed.metrics == whole.metrics
+    assert resumed.best_step == whole.best_step and resumed.steps == 24
+    a = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+    records = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["kind"], r["step"]) for r in records]
+    assert len(keys) == len(set(keys))  # the lost steps 9-13 were logged once, not twice
+
+
+def test_checkpoints_are_pruned_but_best_is_kept(tmp_path, toy_files, tiny_model_dir):
+    cfg = tiny_config(tiny_model_dir, *toy_files, tmp_path / "run", **{"train.max_steps": 30,
+                      "train.eval_every": 5, "train.keep_checkpoints": 1})
+    result = train(cfg, progress=False)
+    kept = [int(p.name.split("-")[1]) for p in list_checkpoints(tmp_path / "run" / "checkpoints")]
+    assert 30 in kept and result.best_step in kept and len(kept) <= 2
+
+
+def test_half_written_checkpoint_is_ignored(tmp_path, tiny_model_dir):
+    import torch
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    root = tmp_path / "checkpoints"
+    save_checkpoint(root, 5, model, opt, sched, {"step": 5})
+    (root / ".tmp-step-00000010").mkdir()  # a crash during the write of step 10
+    (root / ".tmp-step-00000010" / "model.safetensors").write_bytes(b"partial")
+    assert latest_checkpoint(root).name == "step-00000005"
+
+
+def test_early_stopping_stops_and_keeps_the_best(tmp_path, toy_files, tiny_model_dir):
+    # lr 0 after warmup: the dev metric never improves after the first evaluation
+    cfg = tiny_config(tiny_model_dir, *toy_files, tmp_path / "run", **{
+        "train.max_steps": 100, "train.eval_every": 2, "train.early_stopping_patience": 2,
+        "train.scheduler": "constant", "train.lr": 1e-12})
+    result = train(cfg, progress=False)
+    assert result.steps == 6 and result.best_step == 2
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["stopped_early"] is True
