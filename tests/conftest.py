@@ -41,8 +41,7 @@ def build_tiny_bert(path: Path, *, words: list[str], seed: int = 0) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'-")
     vocab = list(dict.fromkeys(SPECIAL + letters + [f"##{c}" for c in letters] + words))
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True,
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True,
                                   tokenize_chinese_chars=True, model_max_length=64)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -95,8 +94,8 @@ def tiny_config(tiny_model_dir: Path, train: Path, dev: Path | None, out: Path, 
     from bertkit.config import RunConfig
 
     base = {"out": str(out), "model.name": str(tiny_model_dir), "data.train": str(train),
-            "data.dev": str(dev) if dev else None, "data.label_column": "sentiment", "train.lr": 3e-3,
-            "train.batch_size": 16, "train.max_steps": 30, "train.eval_every": 10, "train.log_every": 5,
-            "train.warmup_ratio": 0.0, "train.precision": "fp32", "train.seed": 7}
+            "data.dev": str(dev) if dev else None, "data.label_column": "sentiment", "train.lr": 5e-3,
+            "train.batch_size": 16, "train.max_steps": 60, "train.eval_every": 20, "train.log_every": 5,
+            "train.warmup_ratio": 0.1, "train.precision": "fp32", "train.seed": 7}
     base.update(overrides)
     return RunConfig().with_overrides(base)

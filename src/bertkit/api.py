@@ -236,7 +236,8 @@ def _finish(run: RunDir, rt: Runtime, model, task, tokenizer, dev_features, dev_
     return TrainResult(run.path, metrics, state.best_step, state.step, train_seconds)
 
 
-def evaluate(run_dir: str | Path, data: str | Path, *, fmt: str | None = None, **columns: str | None) -> dict[str, float]:
+def evaluate(run_dir: str | Path, data: str | Path, *, fmt: str | None = None,
+             **columns: str | None) -> dict[str, float]:
     """Metrics of a run's final model on a labelled file (columns default to those used in training)."""
     predictor = Predictor.from_run(run_dir)
     examples, data_cfg = predictor.read_file(data, with_labels=True, fmt=fmt, **columns)

