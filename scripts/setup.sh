@@ -19,9 +19,11 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     pip_q "torch==$TORCH_VERSION"
   else
-    # A CPU wheel on local disk (find-links) first; else PyTorch's CPU index.
-    "$VPY" -m pip install --disable-pip-version-check -q --no-index "torch==$TORCH_VERSION" 2>/dev/null \
-      || pip_q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+    # The CPU build by its local version label (a wheel on local disk or a configured index), else
+    # PyTorch's CPU index; plain "torch" from PyPI would be a multi-GB CUDA build.
+    "$VPY" -m pip install --disable-pip-version-check -q "torch==$TORCH_VERSION+cpu" 2>/dev/null \
+      || pip_q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu \
+               --extra-index-url https://pypi.org/simple
   fi
 fi
 "$VPY" -c "import torch" || { echo "setup: torch could not be installed" >&2; exit 1; }

@@ -57,6 +57,13 @@ def _prepare_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
         if not run.exists():
             raise CheckpointError(f"{run.path}: nothing to resume (no config.yaml); drop --resume to start")
         saved = run.load_config()
+        given = config.to_dict()
+        given["resume"] = False
+        changed = [k for k, v in _flatten(given).items()
+                   if k != "out" and v != _flatten(saved.to_dict()).get(k) and v != _flatten(RunConfig().to_dict())[k]]
+        if changed:
+            log.warning("resuming with the saved config of %s; ignoring the new values of %s", run.path,
+                        ", ".join(changed))
         saved.resume = True
         return saved, run
     if run.path.exists() and any(run.path.iterdir()):
@@ -66,6 +73,13 @@ def _prepare_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
         raise ConfigError("no training data given; pass --train FILE")
     run.path.mkdir(parents=True, exist_ok=True)
     return config, run
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def _load_data(config: RunConfig, task) -> tuple[list[dict], list[dict], dict[str, Any]]:
@@ -194,7 +208,8 @@ def _handle_event(event, run: RunDir, rt: Runtime, model, optimizer, scheduler, 
         log.info("step %d dev %s%s", event["step"], metrics, " (best)" if event["is_best"] else "")
         if rt.is_main:
             run.append_metrics({"kind": "eval", "step": event["step"], "epoch": event["epoch"],
-                                **{f"dev_{k}": v for k, v in metrics.items()}, "is_best": event["is_best"]})
+                                **{f"dev_{k}": v for k, v in metrics.items()}, "is_best": event["is_best"],
+                                "eval_seconds": round(event["eval_seconds"], 2)})
     elif kind == "save":
         if rt.is_main:
             ckpt.save_checkpoint(run.checkpoints, event["step"], rt.unwrap(model), optimizer, scheduler,

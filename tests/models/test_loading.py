@@ -59,3 +59,16 @@ def test_random_init_differs_from_pretrained(tiny_model_dir):
     w_pre = pre.get_input_embeddings().weight
     w_rnd = rnd.get_input_embeddings().weight
     assert w_pre.shape == w_rnd.shape and not torch.allclose(w_pre, w_rnd)
+
+
+def test_unreachable_hub_fails_fast_in_one_line_when_not_offline(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def unreachable(*args, **kwargs):
+        raise OSError(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with pytest.raises(ModelLoadError) as info:
+        load_tokenizer("no-such-org/no-such-model-xyz")
+    message = str(info.value)
+    assert "hub is unreachable" in message and "Name or service not known" in message and "\n" not in message

@@ -62,6 +62,9 @@ def quiet_transformers():
     """Silence transformers' load reports and progress bars; bertkit says what it loaded in one line."""
     from transformers.utils import logging as hf_logging
 
+    hub_logger = logging.getLogger("huggingface_hub")
+    hub_level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
     before, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -69,6 +72,7 @@ def quiet_transformers():
         yield
     finally:
         hf_logging.set_verbosity(before)
+        hub_logger.setLevel(hub_level)
         if bars:
             hf_logging.enable_progress_bar()
 
@@ -87,6 +91,12 @@ def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
             f"model '{name}' is not a local directory and not in the local cache, and HF_HUB_OFFLINE is set; "
             "pass --model with a local model directory, or download it once while online"
         ) from None
+    reachable, why = _hub_reachable()
+    if not reachable:
+        raise ModelLoadError(
+            f"model '{name}' is not a local directory and not in the local cache, and the hub is unreachable "
+            f"({why}); pass --model with a local model directory (for example a run's model/ folder)"
+        )
     try:
         with quiet_transformers():
             return loader(source, **kwargs)
@@ -96,6 +106,23 @@ def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
             f"({_first_line(exc) or _first_line(cached_error)}); pass --model with a local model directory "
             "(for example a run's model/ folder) or check the id and your network"
         ) from None
+
+
+def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """One quick TCP connect to the hub endpoint, so an offline machine fails in seconds, not minutes
+    of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return False, f"{host}:{port}: {exc.strerror or exc}"
+    return True, ""
 
 
 def _first_line(exc: BaseException) -> str:
