@@ -13,7 +13,8 @@ want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]] && "$VPY" -c "import bertkit, torch" 2>/dev/null; then
   exit 0
 fi
-pip_q() { "$VPY" -m pip install --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored" || true; }
+# pip's own exit status counts; only the noise about missing local index folders is filtered out.
+pip_q() { "$VPY" -m pip install --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored" >&2); }
 
 if ! "$VPY" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then

@@ -136,23 +136,14 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     dev_features = task.preprocess(dev_examples, tokenizer, config.data)
 
     rt = Runtime(config.train.precision)
-    set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
-    model = build_model(config.model.name, task, init=config.model.init)
-    if config.train.freeze_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
-    optimizer = build_optimizer(model, config.train)
-    batches_per_epoch = -(-len(train_features) // (config.train.batch_size * rt.num_processes))
-    total_steps = count_steps(config.train, batches_per_epoch)
-    scheduler = build_scheduler(optimizer, config.train, total_steps)
-    model, optimizer = rt.prepare(model, optimizer)
-
+    model, optimizer, scheduler, total_steps = _build_training(config, task, rt, len(train_features))
     state = LoopState()
     if config.resume:
         last = ckpt.latest_checkpoint(run.checkpoints)
         if last is not None:
             state = LoopState.from_dict(ckpt.load_checkpoint(last, rt.unwrap(model), optimizer, scheduler))
-            run.truncate_metrics(state.step)
             log.info("resuming %s from step %d", run.path, state.step)
+        run.truncate_metrics(state.step)  # records of lost work are written again
     if rt.is_main:
         run.write_config(config)
         run.write_json("environment.json", _environment(rt, config, fingerprints))
@@ -184,6 +175,22 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
 
     result = _finish(run, rt, model, task, tokenizer, dev_features, dev_examples, pad_id, state, train_seconds)
     yield {"kind": "finished", "result": result}
+
+
+def _build_training(config: RunConfig, task, rt: Runtime, n_train: int):
+    """Model, optimiser and schedule, prepared for the runtime; returns them with the total steps."""
+    from transformers import set_seed
+
+    set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
+    model = build_model(config.model.name, task, init=config.model.init)
+    if config.train.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    optimizer = build_optimizer(model, config.train)
+    batches_per_epoch = -(-n_train // (config.train.batch_size * rt.num_processes))
+    total_steps = count_steps(config.train, batches_per_epoch)
+    scheduler = build_scheduler(optimizer, config.train, total_steps)
+    model, optimizer = rt.prepare(model, optimizer)
+    return model, optimizer, scheduler, total_steps
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
