@@ -27,7 +27,7 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
                --extra-index-url https://pypi.org/simple
   fi
 fi
-"$VPY" -c "import torch" || { echo "setup: torch could not be installed" >&2; exit 1; }
+"$VPY" -c "import torch" 2>/dev/null || { echo "setup: torch could not be installed" >&2; exit 1; }
 pip_q -e ".[dev]"
 "$VPY" -c "import bertkit, torch; print('setup: bertkit', bertkit.__version__, 'torch', torch.__version__)"
 echo "$want" > "$stamp"
