@@ -9,7 +9,10 @@ OUT=${1:-runs/sst2-demo-$(date +%Y%m%d-%H%M%S)}
 start=$(date +%s)
 .venv/bin/bertkit train examples/sst2_demo.yaml --out "$OUT"
 echo "predictions:"
-paste -d '\t' <(tail -n +2 examples/sst2_sentences.csv) \
-  <(.venv/bin/bertkit predict "$OUT" --input examples/sst2_sentences.csv \
-    | .venv/bin/python -c "import json,sys; [print(d['label'], round(d['score'], 3)) for d in map(json.loads, sys.stdin)]")
+.venv/bin/bertkit predict "$OUT" --input examples/sst2_sentences.csv | .venv/bin/python -c "
+import csv, json, sys
+texts = [row['sentence'] for row in csv.DictReader(open('examples/sst2_sentences.csv'))]
+for text, line in zip(texts, sys.stdin):
+    p = json.loads(line)
+    print(f\"  {p['label']:<9} {p['score']:.3f}  {text}\")"
 echo "demo wall time: $(( $(date +%s) - start )) s; run directory: $OUT"

@@ -30,6 +30,16 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def resolve_precision(requested: str, device_type: str) -> str:
     """`auto` -> bf16 where the hardware supports it, fp16 on older GPUs, fp32 otherwise."""
     if requested != "auto":
@@ -75,7 +85,7 @@ class Runtime:
         return self.accelerator.process_index
 
     def describe(self) -> dict[str, object]:
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor()
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else _cpu_name()
         return {"device": str(self.device), "device_name": name or platform.machine(),
                 "precision": self.precision, "num_processes": self.num_processes,
                 "threads": torch.get_num_threads()}
