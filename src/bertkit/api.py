@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import RunConfig
-from bertkit.data.readers import read_table
 from bertkit.data.splits import stratified_split
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.evaluation.inference import score
@@ -82,14 +81,12 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _load_data(config: RunConfig, task) -> tuple[list[dict], list[dict], dict[str, Any]]:
+def _load_data(config: RunConfig, task, tokenizer) -> tuple[list[dict], list[dict], dict[str, Any]]:
     data = config.data
-    table = read_table(data.train, data.format, data.encoding)
-    train_examples = task.read_examples(table, data)
+    train_examples = task.read_file(data.train, data, tokenizer)
     fingerprints = {"train": {**file_fingerprint(data.train), "rows": len(train_examples)}}
     if data.dev:
-        dev_table = read_table(data.dev, data.format, data.encoding)
-        dev_examples = task.read_examples(dev_table, data)
+        dev_examples = task.read_file(data.dev, data, tokenizer)
         fingerprints["dev"] = {**file_fingerprint(data.dev), "rows": len(dev_examples)}
         task.fit(train_examples)
     else:
@@ -129,8 +126,8 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     config, run = _prepare_run(config)
     set_seed(config.train.seed)
     task = get_task(config.task)
-    train_examples, dev_examples, fingerprints = _load_data(config, task)
     tokenizer = load_tokenizer(config.model.name)
+    train_examples, dev_examples, fingerprints = _load_data(config, task, tokenizer)
     pad_id = tokenizer.pad_token_id or 0
     train_features = task.preprocess(train_examples, tokenizer, config.data)
     dev_features = task.preprocess(dev_examples, tokenizer, config.data)

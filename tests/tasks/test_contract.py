@@ -1,23 +1,20 @@
 """The contract every task plug-in keeps, run over all registered tasks.
 
-A new task adds a sample (rows, data settings) to SAMPLES; the rest of the suite picks it up.
+A new task adds a sample file and its data settings to SAMPLES; the rest of the suite picks it up.
 """
 
-import numpy as np
 import pytest
 import torch
 
 from bertkit.config import DataConfig, TaskConfig
-from bertkit.data.readers import Table
+from bertkit.evaluation.inference import predict_outputs
 from bertkit.models.loading import build_model, load_tokenizer
 from bertkit.tasks import TASKS, get_task
+from bertkit.training.runtime import Runtime
 
 SAMPLES = {
-    "classification": (
-        [{"text": "good film", "label": "pos"}, {"text": "bad plot", "label": "neg"},
-         {"text": "the acting was fine", "label": "pos"}],
-        DataConfig(),
-    ),
+    "classification": ("sample.csv", "text,label\ngood film,pos\nbad plot,neg\nthe acting was fine,pos\n",
+                       DataConfig()),
 }
 
 
@@ -26,25 +23,31 @@ def test_every_registered_task_has_a_sample():
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_task_contract(name, tiny_model_dir):
-    rows, data_cfg = SAMPLES[name]
+def test_task_contract(name, tiny_model_dir, tmp_path):
+    filename, content, data_cfg = SAMPLES[name]
+    path = tmp_path / filename
+    path.write_text(content, encoding="utf-8")
+    tokenizer = load_tokenizer(str(tiny_model_dir))
     task = get_task(TaskConfig(name=name))
-    table = Table("sample.jsonl", list(rows[0]), rows, list(range(1, len(rows) + 1)))
-    examples = task.read_examples(table, data_cfg)
+    examples = task.read_file(str(path), data_cfg, tokenizer)
+    assert examples and all("where" in ex for ex in examples)
     task.fit(examples)
     task.check_examples(examples, "sample")
-    tokenizer = load_tokenizer(str(tiny_model_dir))
+
     features = task.preprocess(examples, tokenizer, data_cfg)
     batch = task.collate(features, tokenizer.pad_token_id)
-    assert batch["input_ids"].shape[0] == len(rows) and batch["attention_mask"].dtype == torch.long
+    assert batch["input_ids"].shape[0] == len(features) and batch["attention_mask"].dtype == torch.long
     model = build_model(str(tiny_model_dir), task)
     logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
     loss = task.loss(logits.float(), batch)
     loss.backward()
     assert torch.isfinite(loss)
-    out = task.postprocess(logits.detach().numpy())
-    assert len(out) == len(rows)
-    scores = task.metrics(logits.detach().numpy().astype(np.float32), examples)
+
+    rt = Runtime("fp32", cpu=True)
+    outputs = predict_outputs(model, task, features, rt, tokenizer.pad_token_id, len(examples))
+    predictions = task.postprocess(outputs, examples)
+    assert len(predictions) == len(examples)
+    scores = task.metrics(outputs, examples)
     assert task.primary_metric in scores
     restored = get_task(TaskConfig(name=name), task.state())
-    assert restored.postprocess(logits.detach().numpy()) == out
+    assert restored.postprocess(outputs, examples) == predictions

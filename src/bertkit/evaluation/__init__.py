@@ -1,6 +1,6 @@
 """Evaluation layer: batched inference, scoring and the Predictor."""
 
-from bertkit.evaluation.inference import predict_logits, score
+from bertkit.evaluation.inference import predict_outputs, score
 from bertkit.evaluation.predictor import Predictor
 
-__all__ = ["Predictor", "predict_logits", "score"]
+__all__ = ["Predictor", "predict_outputs", "score"]

@@ -9,12 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bertkit.config import DataConfig, RunConfig
-from bertkit.data.readers import read_table
 from bertkit.errors import DataError
-from bertkit.evaluation.inference import predict_logits
+from bertkit.evaluation.inference import predict_outputs
 from bertkit.models.loading import load_tokenizer, load_trained_model
 from bertkit.run_dir import RunDir
 from bertkit.tasks.base import Task, get_task
@@ -50,39 +47,25 @@ class Predictor:
 
     def read_file(self, path: str | Path, *, with_labels: bool, fmt: str | None = None, **columns: str | None):
         data_cfg = self.data_config(format=fmt, **columns)
-        table = read_table(path, data_cfg.format, data_cfg.encoding)
-        examples = self.task.read_examples(table, data_cfg, with_labels=with_labels)
+        examples = self.task.read_file(str(path), data_cfg, self.tokenizer, with_labels=with_labels)
         if with_labels:
             self.task.check_examples(examples, str(path))
         return examples, data_cfg
 
-    def logits(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None) -> np.ndarray:
+    def outputs(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None) -> Any:
         features = self.task.preprocess(examples, self.tokenizer, data_cfg or self.config.data, with_labels=False)
-        return predict_logits(self.model, self.task, features, self.rt, self.pad_id)
+        return predict_outputs(self.model, self.task, features, self.rt, self.pad_id, len(examples))
 
-    def predict(self, inputs: Sequence[str | dict[str, str] | tuple[str, str]]) -> list[dict[str, Any]]:
-        """Predictions for raw inputs: strings, or (text, text_pair) / {"text", "text_pair"} for pairs."""
-        examples = []
-        for i, item in enumerate(inputs):
-            if isinstance(item, str):
-                ex = {"text": item}
-            elif isinstance(item, (tuple, list)) and len(item) == 2:
-                ex = {"text": item[0], "text_pair": item[1]}
-            elif isinstance(item, dict) and "text" in item:
-                ex = {"text": item["text"], **({"text_pair": item["text_pair"]} if "text_pair" in item else {})}
-            else:
-                raise DataError(f"input {i}: expected a string, a (text, text_pair) pair or a dict with 'text'")
-            if not str(ex["text"]).strip():
-                raise DataError(f"input {i}: empty text")
-            ex["where"] = f"input {i}"
-            examples.append(ex)
-        return self.predict_examples(examples)
+    def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
+        """Predictions for raw inputs: for classification strings, or (text, text_pair) / {"text",
+        "text_pair"} for pairs; for NER raw strings or lists of tokens."""
+        return self.predict_examples(self.task.make_examples(inputs, self.tokenizer))
 
     def predict_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None):
         if self.config.data.text_pair_column and any("text_pair" not in ex for ex in examples):
             raise DataError("this model classifies sentence pairs; give each input a text_pair")
-        return self.task.postprocess(self.logits(examples, data_cfg))
+        return self.task.postprocess(self.outputs(examples, data_cfg), examples)
 
     def evaluate_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None):
         """Metrics on labelled examples, with the decision parameters fixed at training (no tuning)."""
-        return self.task.metrics(self.logits(examples, data_cfg), examples)
+        return self.task.metrics(self.outputs(examples, data_cfg), examples)

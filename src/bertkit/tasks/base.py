@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bertkit.config import DataConfig, TaskConfig
-from bertkit.data.readers import Table
+from bertkit.data.readers import Table, read_table
 from bertkit.errors import ConfigError
 
 __all__ = ["Task", "register_task", "get_task", "TASKS"]
@@ -55,6 +55,18 @@ class Task(ABC):
         self.cfg = cfg
 
     # --- data -----------------------------------------------------------------------------------------
+    def read_file(self, path: str, data_cfg: DataConfig, tokenizer: Any, with_labels: bool = True
+                  ) -> list[dict[str, Any]]:
+        """Examples of a data file. The default reads a table (CSV/TSV/JSONL/Parquet) and checks its rows;
+        tasks with their own formats (CoNLL...) override it. The tokenizer is there for tasks whose units
+        are the tokenizer's words (NER on raw text)."""
+        table = read_table(path, data_cfg.format, data_cfg.encoding)
+        return self.read_examples(table, data_cfg, with_labels=with_labels)
+
+    def make_examples(self, inputs: Sequence[Any], tokenizer: Any) -> list[dict[str, Any]]:
+        """Examples from raw API inputs (strings, pairs...), for prediction."""
+        raise NotImplementedError(f"task {self.name} takes no raw inputs")
+
     @abstractmethod
     def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True) -> list[dict[str, Any]]:
         """Check the rows of a file and return examples; raise DataError naming file:line on bad rows.
@@ -77,7 +89,8 @@ class Task(ABC):
     @abstractmethod
     def preprocess(self, examples: Sequence[dict[str, Any]], tokenizer: Any, data_cfg: DataConfig,
                    with_labels: bool = True) -> list[dict[str, Any]]:
-        """Tokenise examples into features: lists of token ids plus label targets."""
+        """Tokenise examples into features: lists of token ids plus label targets. A task that makes
+        several features of one example records `example_index` in each."""
 
     @abstractmethod
     def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -93,15 +106,23 @@ class Task(ABC):
         """Training loss of a batch; `logits` are float32."""
 
     # --- outputs --------------------------------------------------------------------------------------
-    @abstractmethod
-    def postprocess(self, logits: np.ndarray) -> list[dict[str, Any]]:
-        """Predictions, one JSON-ready dict per row of `logits`."""
+    def combine(self, outputs: list[np.ndarray], features: Sequence[dict[str, Any]], n_examples: int) -> Any:
+        """Per-example outputs from per-feature model outputs (each trimmed to its feature's length).
+
+        The default is one feature per example: outputs stacked into an (N, ...) array. Tasks that cut an
+        example into several windows merge them here.
+        """
+        return np.stack(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
 
     @abstractmethod
-    def metrics(self, logits: np.ndarray, examples: Sequence[dict[str, Any]]) -> dict[str, float]:
-        """Standard metrics of `logits` against the examples' references."""
+    def postprocess(self, outputs: Any, examples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Predictions, one JSON-ready dict per example, from the combined outputs."""
 
-    def tune(self, logits: np.ndarray, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    @abstractmethod
+    def metrics(self, outputs: Any, examples: Sequence[dict[str, Any]]) -> dict[str, float]:
+        """Standard metrics of the combined outputs against the examples' references."""
+
+    def tune(self, outputs: Any, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Fit decision parameters on dev outputs (e.g. a threshold); returns what changed."""
         return {}
 

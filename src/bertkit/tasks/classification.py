@@ -259,7 +259,24 @@ class ClassificationTask(Task):
         z = np.exp(logits - logits.max(-1, keepdims=True))
         return z / z.sum(-1, keepdims=True)
 
-    def postprocess(self, logits: np.ndarray) -> list[dict[str, Any]]:
+    def make_examples(self, inputs, tokenizer) -> list[dict[str, Any]]:
+        examples = []
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                ex = {"text": item}
+            elif isinstance(item, (tuple, list)) and len(item) == 2:
+                ex = {"text": item[0], "text_pair": item[1]}
+            elif isinstance(item, dict) and "text" in item:
+                ex = {"text": item["text"], **({"text_pair": item["text_pair"]} if "text_pair" in item else {})}
+            else:
+                raise DataError(f"input {i}: expected a string, a (text, text_pair) pair or a dict with 'text'")
+            if not isinstance(ex["text"], str) or not ex["text"].strip():
+                raise DataError(f"input {i}: empty text")
+            ex["where"] = f"input {i}"
+            examples.append(ex)
+        return examples
+
+    def postprocess(self, logits: np.ndarray, examples=None) -> list[dict[str, Any]]:
         if self.problem == "regression":
             return [{"value": float(v)} for v in logits[:, 0]]
         probs = self._probabilities(logits)
