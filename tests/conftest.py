@@ -20,7 +20,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "nice", "warm", "fun"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "ugly", "weak", "sad"]
 FILLER = ["the", "a", "movie", "film", "plot", "was", "is", "very", "quite", "and", "acting", "story", "it"]
-CHINESE = list("这部电影很好看非常精彩糟糕无聊难剧情演员我喜欢不太")
+CHINESE = list("这部电影很好看非常精彩糟糕无聊难剧情演员我喜欢不太北京上海张三李四去了在见")
+NAMES = ["john", "mary", "smith", "anna", "peter", "jones"]
+CITIES = ["paris", "london", "berlin", "rome", "madrid", "café"]
+VERBS = ["visited", "met", "left", "saw", "called"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -53,7 +56,8 @@ def build_tiny_bert(path: Path, *, words: list[str], seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), words=POSITIVE + NEGATIVE + FILLER + CHINESE)
+    words = POSITIVE + NEGATIVE + FILLER + CHINESE + NAMES + CITIES + VERBS
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), words=words)
 
 
 def toy_sentiment(n: int, seed: int) -> list[tuple[str, str]]:
@@ -67,6 +71,35 @@ def toy_sentiment(n: int, seed: int) -> list[tuple[str, str]]:
         rng.shuffle(words)
         rows.append((" ".join(words), label))
     return rows
+
+
+def toy_ner(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
+    """Sentences of people (PER, one or two words) and cities (LOC) around a few verbs and fillers."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        tokens, tags = [], []
+        for _ in range(rng.randint(1, 3)):
+            if rng.random() < 0.5:
+                name = rng.sample(NAMES, rng.randint(1, 2))
+                tokens += name
+                tags += ["B-PER"] + ["I-PER"] * (len(name) - 1)
+            else:
+                tokens.append(rng.choice(CITIES[:-1]))
+                tags.append("B-LOC")
+            filler = [rng.choice(VERBS)] + rng.sample(FILLER, rng.randint(0, 2))
+            tokens += filler
+            tags += ["O"] * len(filler)
+        out.append((tokens, tags))
+    return out
+
+
+def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Path:
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for tokens, tags in sentences:
+        lines += [f"{t} NN O {g}" for t, g in zip(tokens, tags)] + [""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
 
 
 def write_csv(path: Path, header: list[str], rows: list[tuple]) -> Path:

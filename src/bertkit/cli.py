@@ -20,7 +20,11 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--problem", "task.problem", str, "auto | single_label | multi_label | regression"),
     ("--class-weights", "task.class_weights", str, "none | auto (inverse class frequency)"),
     ("--threshold", "task.threshold", float, "fixed multi-label threshold (default: tuned on dev)"),
-    ("--train", "data.train", str, "training file (CSV/TSV/JSONL/Parquet, .gz allowed)"),
+    ("--tag-scheme", "task.tag_scheme", str, "ner: auto | iob1 | iob2 | iobes | bilou"),
+    ("--invalid-tags", "task.invalid_tags", str, "ner: repair (I-X opening an entity -> B-X) | reject"),
+    ("--stride", "task.stride", int, "ner: tokens shared by consecutive windows of a long input"),
+    ("--context-sentences", "task.context_sentences", int, "ner: neighbouring sentences as context"),
+    ("--train", "data.train", str, "training file (CSV/TSV/JSONL/Parquet/CoNLL, .gz allowed)"),
     ("--dev", "data.dev", str, "dev file (default: a stratified split of --train)"),
     ("--format", "data.format", str, "csv | tsv | jsonl | parquet (default: by extension)"),
     ("--encoding", "data.encoding", str, "text encoding of the data files (default utf-8)"),
@@ -28,6 +32,11 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--text-pair-column", "data.text_pair_column", str, "column with the second text of a pair"),
     ("--label-column", "data.label_column", str, "column with the label"),
     ("--label-delimiter", "data.label_delimiter", str, "split labels on this string (multi-label)"),
+    ("--tokens-column", "data.tokens_column", str, "ner, JSONL: field with the token list"),
+    ("--tags-column", "data.tags_column", str, "ner, JSONL: field with the tag list"),
+    ("--entities-column", "data.entities_column", str, "ner, JSONL with text: field with the spans"),
+    ("--token-index", "data.token_index", int, "ner, CoNLL: column of the token"),
+    ("--tag-index", "data.tag_index", int, "ner, CoNLL: column of the tag"),
     ("--dev-fraction", "data.dev_fraction", float, "share of train split off as dev when no --dev"),
     ("--max-length", "data.max_length", int, "maximum tokens per input"),
     ("--out", "out", str, "run directory to create"),
@@ -59,6 +68,10 @@ def _train_parser(sub) -> None:
         p.add_argument(flag, dest=key, type=typ, default=None, help=help_text)
     p.add_argument("--no-length-grouping", dest="train.length_grouping", action="store_const", const=False,
                    default=None, help="batch in random order instead of grouping similar lengths")
+    p.add_argument("--label-all-subwords", dest="task.label_all_subwords", action="store_const", const=True,
+                   default=None, help="ner: train on every subword, not only the first of a word")
+    p.add_argument("--strict-entities", dest="task.strict", action="store_const", const=True, default=None,
+                   help="ner: score entities in seqeval's strict mode")
     p.add_argument("--freeze-embeddings", dest="train.freeze_embeddings", action="store_const", const=True,
                    default=None, help="keep the word embeddings fixed")
     p.add_argument("--resume", dest="resume", action="store_const", const=True, default=None,
@@ -69,7 +82,7 @@ def _train_parser(sub) -> None:
 
 
 def _column_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", default=None, help="csv | tsv | jsonl | parquet (default: by extension)")
+    p.add_argument("--format", default=None, help="csv | tsv | jsonl | parquet | conll (default: by extension)")
     p.add_argument("--text-column", default=None, help="text column (default: as in training)")
     p.add_argument("--text-pair-column", default=None, help="second text column (default: as in training)")
 
@@ -115,7 +128,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config) if args.config else RunConfig()
     overrides = {key: getattr(args, key) for _, key, _, _ in _TRAIN_FLAGS}
-    for key in ("train.length_grouping", "train.freeze_embeddings", "resume"):
+    for key in ("train.length_grouping", "train.freeze_embeddings", "resume", "task.label_all_subwords",
+                "task.strict"):
         overrides[key] = getattr(args, key)
     for item in args.overrides:
         if "=" not in item:

@@ -31,12 +31,18 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class DataConfig:
     train: str | None = _f(None, "training file (CSV, TSV, JSONL or Parquet; .gz read transparently)")
     dev: str | None = _f(None, "dev file for evaluation and model selection; split off train if absent")
-    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = _f(None, "file format; by extension if unset")
+    format: Literal["csv", "tsv", "jsonl", "parquet", "conll"] | None = _f(
+        None, "file format; by extension if unset (.conll/.txt/.iob read as CoNLL by the ner task)")
     encoding: str = _f("utf-8", "text encoding of CSV/TSV/JSONL files (a BOM is always accepted)")
     text_column: str = _f("text", "column holding the text")
     text_pair_column: str | None = _f(None, "column holding the second text of a pair (MRPC/RTE style)")
     label_column: str = _f("label", "column holding the label (a list or delimited string for multi-label)")
     label_delimiter: str | None = _f(None, "split the label column on this string (multi-label)")
+    tokens_column: str = _f("tokens", "ner, JSONL: field with the list of tokens")
+    tags_column: str = _f("tags", "ner, JSONL: field with the list of tags")
+    entities_column: str = _f("entities", "ner, JSONL with raw text: field with [{start, end, label}] spans")
+    token_index: int = _f(0, "ner, CoNLL: column of the token")
+    tag_index: int = _f(-1, "ner, CoNLL: column of the tag (-1: the last)")
     dev_fraction: float = _f(0.1, "fraction of train split off as dev when no dev file is given")
     max_length: int = _f(128, "maximum tokens per input (longer inputs are truncated)")
 
@@ -61,6 +67,18 @@ class TaskConfig:
     )
     class_weights: Literal["none", "auto"] = _f("none", "'auto' weights classes by inverse frequency")
     threshold: float | None = _f(None, "multi-label decision threshold; tuned on dev when unset")
+    tag_scheme: Literal["auto", "iob1", "iob2", "iobes", "bilou"] = _f("auto", "ner: tag scheme of the input")
+    invalid_tags: Literal["repair", "reject"] = _f("repair", "ner: an I-X that opens an entity is made B-X, "
+                                                   "or rejected with file:line")
+    label_all_subwords: bool = _f(False, "ner: train on every subword, not only the first of each word")
+    stride: int = _f(32, "ner: tokens shared by consecutive windows over a long input")
+    context_sentences: int = _f(0, "ner: neighbouring sentences of the same document fed as context")
+    strict: bool = _f(False, "ner: seqeval strict mode (entities must start with B-)")
+
+    def __post_init__(self) -> None:
+        if self.stride < 0 or self.context_sentences < 0:
+            raise ConfigError(f"task.stride and task.context_sentences must be >= 0, got {self.stride}, "
+                              f"{self.context_sentences}")
 
 
 @dataclass

@@ -15,6 +15,8 @@ from bertkit.training.runtime import Runtime
 SAMPLES = {
     "classification": ("sample.csv", "text,label\ngood film,pos\nbad plot,neg\nthe acting was fine,pos\n",
                        DataConfig()),
+    "ner": ("sample.conll", "-DOCSTART- O\n\njohn B-PER\nvisited O\nparis B-LOC\n\nmary B-PER\nleft O\n",
+            DataConfig()),
 }
 
 

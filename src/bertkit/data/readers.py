@@ -18,7 +18,7 @@ from typing import Any
 
 from bertkit.errors import DataError
 
-__all__ = ["Table", "read_table", "detect_format", "FORMATS"]
+__all__ = ["Table", "read_table", "read_text", "detect_format", "FORMATS"]
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -72,7 +72,7 @@ def read_table(path: str | Path, fmt: str | None = None, encoding: str = "utf-8"
     if fmt == "parquet":
         table = _read_parquet(p)
     else:
-        text = _read_text(p, encoding)
+        text = read_text(p, encoding)
         table = _read_jsonl(p, text) if fmt == "jsonl" else _read_delimited(p, text, fmt)
     if not table.rows:
         raise DataError(f"{p}: the file has no data rows; a header line alone is not enough")
@@ -84,7 +84,8 @@ def _is_gzip(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
-def _read_text(path: Path, encoding: str) -> str:
+def read_text(path: Path, encoding: str) -> str:
+    """The whole text of a file (gzip read transparently), or a DataError naming the line of a bad byte."""
     try:
         raw = gzip.open(path).read() if _is_gzip(path) else path.read_bytes()
     except (OSError, EOFError) as exc:

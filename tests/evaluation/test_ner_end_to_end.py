@@ -1,0 +1,67 @@
+"""NER through the command line on the tiny model: train -> evaluate -> predict -> plain transformers."""
+
+import json
+
+import pytest
+
+from bertkit.cli import main
+from bertkit.evaluation.predictor import Predictor
+from conftest import toy_ner, write_conll
+
+
+@pytest.fixture(scope="module")
+def ner_run(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("ner")
+    train = write_conll(tmp / "train.conll", toy_ner(300, seed=1))
+    dev = write_conll(tmp / "dev.conll", toy_ner(60, seed=2))
+    run = tmp / "run"
+    code = main(["train", "--task", "ner", "--train", str(train), "--dev", str(dev), "--out", str(run),
+                 "--model", str(tiny_model_dir), "--max-steps", "200", "--lr", "5e-3", "--batch-size", "16",
+                 "--eval-every", "100", "--precision", "fp32", "--max-length", "32", "--quiet"])
+    assert code == 0
+    return run, dev
+
+
+def test_ner_learns_and_keeps_label_names(ner_run):
+    run, _ = ner_run
+    results = json.loads((run / "results.json").read_text())
+    assert results["primary_metric"] == "f1" and results["dev"]["f1"] >= 0.9
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert set(config["id2label"].values()) == {"O", "B-LOC", "I-LOC", "B-PER", "I-PER"}
+
+
+def test_evaluate_and_predict_commands(ner_run, tmp_path, capsys):
+    run, dev = ner_run
+    assert main(["evaluate", str(run), "--data", str(dev), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"f1", "precision", "recall", "PER_f1", "LOC_f1", "token_accuracy"} <= set(metrics)
+    assert main(["predict", str(run), "--text", "  john   smith visited paris"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(e["label"], e["text"], e["start"]) for e in out["entities"]] == [("PER", "john   smith", 2),
+                                                                             ("LOC", "paris", 23)]
+    pred_file = tmp_path / "pred.jsonl"
+    assert main(["predict", str(run), "--input", str(dev), "--output", str(pred_file)]) == 0
+    preds = [json.loads(line) for line in pred_file.read_text().splitlines()]
+    assert len(preds) == 60 and all(len(p["tags"]) == len(p["tokens"]) for p in preds)
+
+
+def test_long_document_gets_a_prediction_for_every_word(ner_run):
+    predictor = Predictor.from_run(ner_run[0])
+    sentences = [" ".join(tokens) for tokens, _ in toy_ner(12, seed=5)]
+    document = " . ".join(sentences)
+    words = document.split()
+    assert len(words) > 60  # the model's window is 32 tokens
+    tokens_out = predictor.predict([words])[0]
+    assert len(tokens_out["tags"]) == len(words)
+    entities = predictor.predict([document])[0]["entities"]
+    assert entities and max(e["start"] for e in entities) > len(document) * 0.8  # found near the end too
+    assert all(document[e["start"]:e["end"]] == e["text"] for e in entities)
+
+
+def test_plain_transformers_pipeline_groups_entities_with_real_names(ner_run):
+    from transformers import pipeline
+
+    nlp = pipeline("token-classification", model=str(ner_run[0] / "model"), aggregation_strategy="simple",
+                   device="cpu")
+    groups = nlp("john smith visited paris")
+    assert [(g["entity_group"], g["word"]) for g in groups] == [("PER", "john smith"), ("LOC", "paris")]

@@ -1,0 +1,69 @@
+"""Tag schemes and entity metrics, oracle-tested against seqeval on constructed and random sequences."""
+
+import random
+
+import pytest
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
+from seqeval.scheme import IOB2
+
+from bertkit.errors import DataError
+from bertkit.tasks.tagging import bio_labels, detect_scheme, entity_scores, get_entities, to_bio
+
+CONSTRUCTED = [
+    ["B-PER", "I-PER", "O", "B-LOC"],
+    ["I-PER", "I-PER", "O", "I-LOC", "B-LOC"],  # entities opened by I- (invalid IOB2)
+    ["B-PER", "I-LOC", "I-LOC", "O"],  # type change inside
+    ["O", "O", "O"],
+    ["B-ORG", "B-ORG", "I-ORG", "I-PER"],
+]
+
+
+def _random_sequences(n, seed):
+    rng = random.Random(seed)
+    tags = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+    return [[rng.choice(tags) for _ in range(rng.randint(1, 12))] for _ in range(n)]
+
+
+@pytest.mark.parametrize("seq", CONSTRUCTED + _random_sequences(200, 0))
+def test_default_entities_match_seqeval(seq):
+    assert get_entities(seq) == seqeval_entities(seq)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_scores_match_seqeval_on_random_corpora(strict):
+    refs = _random_sequences(300, 1)
+    preds = [[t if random.Random(i * 7 + j).random() < 0.8 else "I-PER" for j, t in enumerate(seq)]
+             for i, seq in enumerate(refs)]
+    kwargs = {"mode": "strict", "scheme": IOB2} if strict else {}
+    ours = entity_scores(refs, preds, strict=strict)
+    assert ours["precision"] == pytest.approx(precision_score(refs, preds, **kwargs))
+    assert ours["recall"] == pytest.approx(recall_score(refs, preds, **kwargs))
+    assert ours["f1"] == pytest.approx(f1_score(refs, preds, **kwargs))
+    report = classification_report(refs, preds, output_dict=True, zero_division=0, **kwargs)
+    for kind in ("PER", "LOC", "MISC"):
+        assert ours[f"{kind}_f1"] == pytest.approx(report[kind]["f1-score"])
+        assert ours[f"{kind}_precision"] == pytest.approx(report[kind]["precision"])
+
+
+def test_scheme_detection_and_conversion():
+    iob1 = [["I-PER", "I-PER", "B-PER", "O", "I-LOC"]]
+    assert detect_scheme(iob1) == "iob1"
+    assert to_bio(iob1[0], "iob1") == ["B-PER", "I-PER", "B-PER", "O", "B-LOC"]
+    iobes = [["B-PER", "E-PER", "S-LOC", "O"]]
+    assert detect_scheme(iobes) == "iobes"
+    assert to_bio(iobes[0], "iobes") == ["B-PER", "I-PER", "B-LOC", "O"]
+    bilou = [["U-ORG", "B-PER", "I-PER", "L-PER"]]
+    assert detect_scheme(bilou) == "bilou"
+    assert to_bio(bilou[0], "bilou") == ["B-ORG", "B-PER", "I-PER", "I-PER"]
+    assert detect_scheme([["B-PER", "I-PER", "O", "I-LOC"]]) == "iob2"
+
+
+def test_invalid_iob2_is_repaired_or_rejected_with_location():
+    assert to_bio(["O", "I-LOC", "I-LOC"], "iob2") == ["O", "B-LOC", "I-LOC"]
+    with pytest.raises(DataError, match=r"train.conll:12: tag 2 'I-LOC'"):
+        to_bio(["O", "I-LOC"], "iob2", repair=False, where="train.conll:12")
+
+
+def test_label_list_order():
+    assert bio_labels(["PER", "LOC", "PER"]) == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
