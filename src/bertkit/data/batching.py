@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-__all__ = ["epoch_batches", "eval_batches"]
+__all__ = ["epoch_batches", "eval_batches", "pad_batch"]
 
 
 def epoch_batches(
@@ -65,3 +65,20 @@ def eval_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None
     if current:
         batches.append(current)
     return batches
+
+
+def pad_batch(features: Sequence[dict], pad_id: int, extra: dict[str, int] | None = None) -> dict:
+    """Pad `input_ids` (with `pad_id`) and the per-token lists named in `extra` (with their pad values) to
+    the longest feature; adds the attention mask. Returns (B, T) long tensors."""
+    import torch
+
+    longest = max(len(f["input_ids"]) for f in features)
+    keys = {"input_ids": pad_id, **(extra or {})}
+    batch = {k: torch.full((len(features), longest), v, dtype=torch.long) for k, v in keys.items()}
+    batch["attention_mask"] = torch.zeros((len(features), longest), dtype=torch.long)
+    for row, f in enumerate(features):
+        n = len(f["input_ids"])
+        for key in keys:
+            batch[key][row, :n] = torch.tensor(f[key])
+        batch["attention_mask"][row, :n] = 1
+    return batch

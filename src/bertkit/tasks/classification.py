@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bertkit.config import DataConfig
+from bertkit.data.batching import pad_batch
 from bertkit.data.readers import Table
 from bertkit.errors import DataError
 from bertkit.tasks import metrics as M
@@ -209,19 +210,7 @@ class ClassificationTask(Task):
         return index[_label_name(label)]
 
     def collate(self, features, pad_id: int) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), longest), pad_id, dtype=torch.long)  # (B, T)
-        mask = torch.zeros((len(features), longest), dtype=torch.long)
-        types = torch.zeros((len(features), longest), dtype=torch.long) if "token_type_ids" in features[0] else None
-        for row, f in enumerate(features):
-            n = len(f["input_ids"])
-            ids[row, :n] = torch.tensor(f["input_ids"])
-            mask[row, :n] = 1
-            if types is not None:
-                types[row, :n] = torch.tensor(f["token_type_ids"])
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if types is not None:
-            batch["token_type_ids"] = types
+        batch = pad_batch(features, pad_id, {"token_type_ids": 0} if "token_type_ids" in features[0] else None)
         if "label" in features[0]:
             dtype = torch.long if self.problem == "single_label" else torch.float
             batch["labels"] = torch.tensor([f["label"] for f in features], dtype=dtype)

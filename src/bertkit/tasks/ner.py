@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bertkit.config import DataConfig
+from bertkit.data.batching import pad_batch
 from bertkit.data.conll import read_conll
 from bertkit.data.readers import Table, read_table
 from bertkit.errors import DataError
@@ -244,20 +245,7 @@ class NerTask(Task):
         return before[len(before) - n_before:], after[:n_after]
 
     def collate(self, features, pad_id: int) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), longest), pad_id, dtype=torch.long)  # (B, T)
-        mask = torch.zeros((len(features), longest), dtype=torch.long)
-        labels = torch.full((len(features), longest), IGNORE, dtype=torch.long) if "labels" in features[0] else None
-        for row, f in enumerate(features):
-            n = len(f["input_ids"])
-            ids[row, :n] = torch.tensor(f["input_ids"])
-            mask[row, :n] = 1
-            if labels is not None:
-                labels[row, :n] = torch.tensor(f["labels"])
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if labels is not None:
-            batch["labels"] = labels
-        return batch
+        return pad_batch(features, pad_id, {"labels": IGNORE} if "labels" in features[0] else None)
 
     # --- model ----------------------------------------------------------------------------------------
     def model_config(self) -> dict[str, Any]:
