@@ -84,3 +84,17 @@ def test_gradient_accumulation_counts_optimiser_steps(tmp_path, toy_files, tiny_
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert result.steps == 10
     assert [r["step"] for r in records if r["kind"] == "eval"] == [5, 10]  # once per epoch
+
+
+def test_ner_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
+    from conftest import toy_ner, write_conll
+
+    train_file = write_conll(tmp_path / "train.conll", toy_ner(120, seed=1))
+    dev_file = write_conll(tmp_path / "dev.conll", toy_ner(30, seed=2))
+    overrides = {"task.name": "ner", "train.max_steps": 16, "train.eval_every": 6, "data.max_length": 16,
+                 "task.stride": 4, "train.precision": "bf16"}
+    whole = train(tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "whole", **overrides), progress=False)
+    cut = tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "cut", **overrides)
+    _interrupt_after(cut, 9)
+    resumed = train(cut.with_overrides({"resume": True}), progress=False)
+    assert resumed.metrics == whole.metrics and resumed.best_step == whole.best_step

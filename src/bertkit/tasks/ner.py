@@ -134,6 +134,7 @@ class NerTask(Task):
 
     def segment(self, examples: list[dict[str, Any]], tokenizer) -> None:
         """Give raw-text examples their words (with character spans) and, from entity spans, BIO tags."""
+        tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
         enc = tokenizer([ex["text"] for ex in examples], add_special_tokens=False, return_offsets_mapping=True)
         for i, ex in enumerate(examples):
             spans: dict[int, list[int]] = {}
@@ -198,6 +199,8 @@ class NerTask(Task):
     def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
         cap = data_cfg.max_length - 2  # room for [CLS] and [SEP]
         stride = min(self.cfg.stride, cap // 2)
+        # Inputs longer than the model are expected here (windows follow): mute the tokenizer's warning.
+        tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
         enc = tokenizer([ex["tokens"] for ex in examples], is_split_into_words=True, add_special_tokens=False)
         index = {name: i for i, name in enumerate(self.labels)}
         per_example = []
