@@ -70,7 +70,8 @@ def test_raw_text_spans_become_word_tags_with_offsets(tmp_path, tokenizer):
     rows = [{"text": text, "entities": [{"start": 2, "end": 14, "label": "PER"},
                                         {"start": 29, "end": 34, "label": "LOC"}]},
             {"text": "张三去了北京", "entities": [{"start": 0, "end": 2, "label": "PER"},
-                                          {"start": 4, "end": 6, "label": "LOC"}]}]
+                                          {"start": 4, "end": 6, "label": "LOC"}]},
+            {"text": "東京に行った", "entities": [{"start": 0, "end": 2, "label": "LOC"}]}]
     examples = _ner().read_file(str(write_jsonl(tmp_path / "raw.jsonl", rows)), DataConfig(), tokenizer)
     ex = examples[0]
     assert ex["tokens"] == ["john", "smith", "visited", "café", ",", "paris"]
@@ -78,6 +79,9 @@ def test_raw_text_spans_become_word_tags_with_offsets(tmp_path, tokenizer):
     assert ex["tags"] == ["B-PER", "I-PER", "O", "O", "O", "B-LOC"]
     assert examples[1]["tokens"] == list("张三去了北京")  # no spaces: one word per character
     assert examples[1]["tags"] == ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"]
+    japanese = examples[2]  # ideographs split one by one, kana runs stay one word
+    assert [japanese["text"][s:e] for s, e in japanese["spans"]] == japanese["tokens"]
+    assert japanese["tokens"][:2] == ["東", "京"] and japanese["tags"][:3] == ["B-LOC", "I-LOC", "O"]
 
 
 @pytest.mark.parametrize("entities,pattern", [

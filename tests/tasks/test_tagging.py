@@ -67,3 +67,23 @@ def test_invalid_iob2_is_repaired_or_rejected_with_location():
 
 def test_label_list_order():
     assert bio_labels(["PER", "LOC", "PER"]) == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def test_scores_match_seqeval_on_real_conll_tags():
+    from bertkit.data.conll import read_conll
+    from conftest import SHARED_DATA
+
+    path = SHARED_DATA / "conll2003" / "valid.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (CoNLL-2003 is not shipped with the repository)")
+    refs = [s.tags for s in read_conll(path)][:1500]
+    rng = random.Random(3)
+    kinds = ["PER", "LOC", "ORG", "MISC"]
+    preds = [[t if rng.random() < 0.9 else rng.choice(["O", f"I-{rng.choice(kinds)}", f"B-{rng.choice(kinds)}"])
+              for t in seq] for seq in refs]
+    for strict, kwargs in ((False, {}), (True, {"mode": "strict", "scheme": IOB2})):
+        ours = entity_scores(refs, preds, strict=strict)
+        assert ours["f1"] == pytest.approx(f1_score(refs, preds, **kwargs))
+        report = classification_report(refs, preds, output_dict=True, **kwargs)
+        for kind in kinds:
+            assert ours[f"{kind}_recall"] == pytest.approx(report[kind]["recall"])
