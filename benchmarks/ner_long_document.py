@@ -25,7 +25,7 @@ def main() -> int:
     args = parser.parse_args()
 
     predictor = Predictor.from_run(args.run)
-    window = predictor.config.data.max_length
+    window = predictor.task.max_length(predictor.config.data)
     sentences = read_conll(args.data)
     docs = [list(group) for _, group in groupby(sentences, key=lambda s: s.doc)]
     docs = sorted(docs, key=lambda d: -sum(len(s.tokens) for s in d))[: args.docs]

@@ -44,12 +44,12 @@ class DataConfig:
     token_index: int = _f(0, "ner, CoNLL: column of the token")
     tag_index: int = _f(-1, "ner, CoNLL: column of the tag (-1: the last)")
     dev_fraction: float = _f(0.1, "fraction of train split off as dev when no dev file is given")
-    max_length: int = _f(128, "maximum tokens per input (longer inputs are truncated)")
+    max_length: int | None = _f(None, "maximum tokens per input or window (default: 128, 384 for qa)")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.dev_fraction < 1.0:
             raise ConfigError(f"data.dev_fraction must be in (0, 1), got {self.dev_fraction}")
-        if self.max_length < 8:
+        if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"data.max_length must be at least 8, got {self.max_length}")
 
 

@@ -26,14 +26,15 @@ def predict_outputs(model: torch.nn.Module, task: Task, features: Sequence[dict[
     was_training = model.training
     model.eval()
     lengths = [len(f["input_ids"]) for f in features]
-    per_feature: list[np.ndarray | None] = [None] * len(features)
+    per_feature: list[Any] = [None] * len(features)
     for idx in eval_batches(lengths, batch_size, max_tokens=max_tokens):
         batch = task.collate([features[i] for i in idx], pad_id)
         inputs = {k: v for k, v in rt.to_device(batch).items() if k != "labels"}
         with rt.autocast():
-            logits = model(**inputs).logits.float().cpu().numpy()  # (B, L) or (B, T, L)
+            logits = task.logits(model(**inputs)).float().cpu().numpy()  # (B, L) or (B, T, L)
         for row, i in enumerate(idx):
-            per_feature[i] = logits[row] if logits.ndim == 2 else logits[row, : lengths[i]]
+            out = logits[row] if logits.ndim == 2 else logits[row, : lengths[i]]
+            per_feature[i] = task.reduce_feature(out, features[i])
     model.train(was_training)
     return task.combine(per_feature, features, n_examples)
 

@@ -101,12 +101,26 @@ class Task(ABC):
     def model_config(self) -> dict[str, Any]:
         """Keyword arguments for the model config (num_labels, id2label, problem_type...)."""
 
+    def logits(self, model_output: Any) -> torch.Tensor:
+        """The tensor the loss and the outputs are computed from: (B, L), or (B, T, L) per token."""
+        return model_output.logits
+
+    default_max_length: ClassVar[int] = 128
+
+    def max_length(self, data_cfg: DataConfig) -> int:
+        return data_cfg.max_length or self.default_max_length
+
     @abstractmethod
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Training loss of a batch; `logits` are float32."""
 
     # --- outputs --------------------------------------------------------------------------------------
-    def combine(self, outputs: list[np.ndarray], features: Sequence[dict[str, Any]], n_examples: int) -> Any:
+    def reduce_feature(self, output: np.ndarray, feature: dict[str, Any]) -> Any:
+        """Shrink one feature's output as soon as it is computed (QA keeps its n-best spans only), so that
+        evaluation never holds the raw outputs of a whole dataset. The default keeps the output."""
+        return output
+
+    def combine(self, outputs: list[Any], features: Sequence[dict[str, Any]], n_examples: int) -> Any:
         """Per-example outputs from per-feature model outputs (each trimmed to its feature's length).
 
         The default is one feature per example: outputs stacked into an (N, ...) array. Tasks that cut an

@@ -186,7 +186,7 @@ class ClassificationTask(Task):
     def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
         texts = [ex["text"] for ex in examples]
         pairs = [ex["text_pair"] for ex in examples] if examples and "text_pair" in examples[0] else None
-        enc = tokenizer(texts, pairs, truncation=True, max_length=data_cfg.max_length,
+        enc = tokenizer(texts, pairs, truncation=True, max_length=self.max_length(data_cfg),
                         return_attention_mask=False)
         features = []
         for i, ex in enumerate(examples):

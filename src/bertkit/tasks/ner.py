@@ -197,7 +197,7 @@ class NerTask(Task):
 
     # --- features ---------------------------------------------------------------------------------------
     def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
-        cap = data_cfg.max_length - 2  # room for [CLS] and [SEP]
+        cap = self.max_length(data_cfg) - 2  # room for [CLS] and [SEP]
         stride = min(self.cfg.stride, cap // 2)
         # Inputs longer than the model are expected here (windows follow): mute the tokenizer's warning.
         tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True

@@ -77,7 +77,7 @@ def train_loop(
                 inputs = {k: v for k, v in batch.items() if k != "labels"}
                 with rt.sync_gradients(model, sync=j == len(groups[g]) - 1):
                     with rt.autocast():
-                        logits = model(**inputs).logits  # (B, num_labels)
+                        logits = task.logits(model(**inputs))  # (B, L) or (B, T, L)
                     loss = task.loss(logits.float(), batch) / len(groups[g])
                     rt.backward(loss)
                 step_loss += loss.item()
