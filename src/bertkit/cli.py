@@ -107,14 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="data file; one prediction per row, in input order")
     src.add_argument("--text", help="one text; prints one JSON object")
+    src.add_argument("--question", help="qa: a question; with --context, prints one JSON object")
     p.add_argument("--text-pair", help="second text of a pair, with --text")
+    p.add_argument("--context", help="qa: the passage that holds the answer, with --question")
     p.add_argument("--output", help="JSONL file for the predictions of --input (default: stdout)")
     _column_flags(p)
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (it may be replaced after set-up, e.g. by pytest)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _configure_logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("bertkit: %(message)s"))
     root = logging.getLogger("bertkit")
     root.handlers[:] = [handler]
@@ -163,7 +177,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.text_pair and args.text is None:
         raise DataError("--text-pair needs --text")
+    if (args.question is None) != (args.context is None):
+        raise DataError("--question and --context go together")
     predictor = Predictor.from_run(args.run_dir)
+    if args.question is not None:
+        print(json.dumps(predictor.predict([{"question": args.question, "context": args.context}])[0],
+                         ensure_ascii=False))
+        return 0
     if args.text is not None:
         item: Any = {"text": args.text, "text_pair": args.text_pair} if args.text_pair else args.text
         print(json.dumps(predictor.predict([item])[0], ensure_ascii=False))

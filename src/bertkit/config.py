@@ -74,6 +74,13 @@ class TaskConfig:
     stride: int = _f(32, "ner: tokens shared by consecutive windows over a long input")
     context_sentences: int = _f(0, "ner: neighbouring sentences of the same document fed as context")
     strict: bool = _f(False, "ner: seqeval strict mode (entities must start with B-)")
+    doc_stride: int = _f(128, "qa: context tokens shared by consecutive windows")
+    n_best: int = _f(20, "qa: start/end candidates kept per window")
+    max_answer_length: int = _f(30, "qa: longest answer in tokens")
+    answer_mismatch: Literal["fix", "reject"] = _f("fix", "qa: an answer whose text is not at answer_start is "
+                                                   "searched for in the context, or rejected")
+    null_threshold: float | None = _f(None, "qa (SQuAD v2): answer only if best span beats no-answer by "
+                                      "this much; tuned on dev when unset")
 
     def __post_init__(self) -> None:
         if self.stride < 0 or self.context_sentences < 0:

@@ -3,6 +3,8 @@
 A new task adds a sample file and its data settings to SAMPLES; the rest of the suite picks it up.
 """
 
+import json
+
 import pytest
 import torch
 
@@ -15,6 +17,11 @@ from bertkit.training.runtime import Runtime
 SAMPLES = {
     "classification": ("sample.csv", "text,label\ngood film,pos\nbad plot,neg\nthe acting was fine,pos\n",
                        DataConfig()),
+    "qa": ("sample.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        {"id": "1", "question": "who left ?", "context": "john left paris .",
+         "answers": {"text": ["john"], "answer_start": [0]}},
+        {"id": "2", "question": "where ?", "context": "mary visited rome and london .",
+         "answers": {"text": ["rome"], "answer_start": [13]}}]), DataConfig()),
     "ner": ("sample.conll", "-DOCSTART- O\n\njohn B-PER\nvisited O\nparis B-LOC\n\nmary B-PER\nleft O\n",
             DataConfig()),
 }
@@ -40,7 +47,8 @@ def test_task_contract(name, tiny_model_dir, tmp_path):
     batch = task.collate(features, tokenizer.pad_token_id)
     assert batch["input_ids"].shape[0] == len(features) and batch["attention_mask"].dtype == torch.long
     model = build_model(str(tiny_model_dir), task)
-    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    logits = task.logits(model(**inputs))
     loss = task.loss(logits.float(), batch)
     loss.backward()
     assert torch.isfinite(loss)

@@ -1,0 +1,69 @@
+"""SQuAD v1.1 / v2.0 JSON (the official nesting) and SQuAD-style JSONL rows, as flat question records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bertkit.data.readers import read_table, read_text
+from bertkit.errors import DataError
+
+__all__ = ["read_squad"]
+
+
+def read_squad(path: str | Path, encoding: str = "utf-8") -> list[dict[str, Any]]:
+    """Records {id, question, context, answers: [{text, answer_start}], where} from a SQuAD JSON file
+    (v1.1 or v2.0, gzip allowed) or a JSONL file with question, context, answers{text, answer_start}, id."""
+    p = Path(path)
+    name = p.name.lower().removesuffix(".gz")
+    if name.endswith((".jsonl", ".ndjson")):
+        table = read_table(p, "jsonl", encoding)
+        records = [_jsonl_record(row, table.where(i)) for i, row in enumerate(table.rows)]
+    else:
+        if not p.is_file():
+            raise DataError(f"{p}: file not found; check the path")
+        try:
+            data = json.loads(read_text(p, encoding))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg}); is the file truncated?") from None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise DataError(f"{p}: not SQuAD JSON (no top-level 'data' list); for one question per line use .jsonl")
+        records = []
+        for article in data["data"]:
+            for paragraph in article.get("paragraphs", []):
+                context = paragraph.get("context")
+                for qa in paragraph.get("qas", []):
+                    where = f"{p} (id {qa.get('id', '?')})"
+                    answers = [] if qa.get("is_impossible") else qa.get("answers", [])
+                    records.append(_record(qa.get("id"), qa.get("question"), context, answers, where))
+    seen: dict[str, str] = {}
+    for r in records:
+        if r["id"] in seen:
+            raise DataError(f"{r['where']}: duplicated question id (also at {seen[r['id']]}); ids must be unique")
+        seen[r["id"]] = r["where"]
+    if not records:
+        raise DataError(f"{p}: no questions found")
+    return records
+
+
+def _jsonl_record(row: dict[str, Any], where: str) -> dict[str, Any]:
+    answers = row.get("answers") or {"text": [], "answer_start": []}
+    if not isinstance(answers, dict) or len(answers.get("text", [])) != len(answers.get("answer_start", [])):
+        raise DataError(f"{where}: 'answers' must be {{\"text\": [...], \"answer_start\": [...]}} of equal length")
+    pairs = [{"text": t, "answer_start": s} for t, s in zip(answers["text"], answers["answer_start"])]
+    return _record(row.get("id", where), row.get("question"), row.get("context"), pairs, where)
+
+
+def _record(qid: Any, question: Any, context: Any, answers: list, where: str) -> dict[str, Any]:
+    if not isinstance(question, str) or not question.strip():
+        raise DataError(f"{where}: empty or missing question")
+    if not isinstance(context, str) or not context.strip():
+        raise DataError(f"{where}: empty or missing context")
+    checked = []
+    for a in answers:
+        try:
+            checked.append({"text": str(a["text"]), "answer_start": int(a["answer_start"])})
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{where}: each answer needs 'text' and an integer 'answer_start'") from None
+    return {"id": str(qid), "question": question, "context": context, "answers": checked, "where": where}
