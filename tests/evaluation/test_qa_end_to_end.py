@@ -55,8 +55,9 @@ def test_evaluate_and_predict_commands(qa_run, capsys):
 
 def test_long_context_uses_many_windows(qa_run):
     predictor = Predictor.from_run(qa_run[0])
-    context = " ".join(["the film was very dull and the plot was weak"] * 40 + ["and peter"] +
-                       ["it is a story"] * 10)
+    # about 3,000 words: a hundred windows of 32 tokens; the name sits in the second half
+    context = " ".join(["the film was very dull and the plot was weak"] * 200 + ["and peter"] +
+                       ["it is a story"] * 200)
     out = predictor.predict([{"question": "who visited ?", "context": context}])[0]
     assert out["answer"] == "peter" and context[out["start"]:out["end"]] == "peter"
 

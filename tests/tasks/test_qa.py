@@ -91,3 +91,19 @@ def test_spans_compete_across_windows_and_stay_substrings(tokenizer):
     pred = task.postprocess(merged, ex)[0]
     assert pred["answer"] == context[pred["start"]:pred["end"]] and pred["start"] > len(context) // 2
     json.dumps(pred)
+
+
+def test_v2_null_threshold_is_tuned_and_applied(tokenizer):
+    task = _qa()
+    examples = [{"id": str(i), "question": "q", "context": "john met mary", "where": str(i),
+                 "answers": [{"text": "mary", "start": 9}] if i % 2 else []} for i in range(6)]
+    task.fit(examples)
+    assert task.version_2
+    # answerable questions: span "mary" beats no-answer by 2; unanswerable: no-answer wins by 1
+    outputs = [{"spans": [(5.0, 9, 13)], "null": 3.0 if i % 2 else 6.0} for i in range(6)]
+    task.tune(outputs, examples)
+    assert -2.0 <= task.null_threshold < 1.0
+    answers = [p["answer"] for p in task.postprocess(outputs, examples)]
+    assert answers == ["", "mary"] * 3
+    scores = task.metrics(outputs, examples)
+    assert scores["f1"] == 100.0 and scores["NoAns_f1"] == 100.0 and scores["HasAns_total"] == 3.0
