@@ -42,13 +42,14 @@ class QaTask(Task):
     # --- data -----------------------------------------------------------------------------------------
     def read_file(self, path, data_cfg: DataConfig, tokenizer, with_labels: bool = True):
         records = read_squad(path, data_cfg.encoding)
-        fixed = 0
+        fixed: list[str] = []
         for r in records:
             r["answers"] = [self._checked_answer(a, r) for a in r["answers"]] if with_labels else []
-            fixed += sum(a.pop("fixed") for a in r["answers"])
+            fixed += [r["where"] for a in r["answers"] if a.pop("fixed")]
         if fixed:
-            log.warning("%s: %d answer(s) did not match the context at answer_start; moved to the nearest "
-                        "occurrence of their text (--set task.answer_mismatch=reject to refuse them)", path, fixed)
+            log.warning("%d answer(s) did not match the context at answer_start and were moved to the nearest "
+                        "occurrence of their text (--set task.answer_mismatch=reject refuses them): %s%s",
+                        len(fixed), "; ".join(fixed[:5]), " ..." if len(fixed) > 5 else "")
         return records
 
     def _checked_answer(self, answer: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
