@@ -72,3 +72,12 @@ def test_unreachable_hub_fails_fast_in_one_line_when_not_offline(monkeypatch):
         load_tokenizer("no-such-org/no-such-model-xyz")
     message = str(info.value)
     assert "hub is unreachable" in message and "Name or service not known" in message and "\n" not in message
+
+
+def test_a_head_of_another_size_is_reinitialised_not_a_crash(tiny_model_dir, tmp_path):
+    three = get_task(TaskConfig())
+    three.labels, three.problem = ["a", "b", "c"], "single_label"
+    build_model(str(tiny_model_dir), three).save_pretrained(tmp_path / "three")
+    load_tokenizer(str(tiny_model_dir)).save_pretrained(tmp_path / "three")
+    model = build_model(str(tmp_path / "three"), _task())  # two labels now
+    assert model.classifier.out_features == 2 and model.config.id2label == {0: "neg", 1: "pos"}

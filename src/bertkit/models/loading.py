@@ -148,7 +148,9 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
     if init == "random":
         config = _from_pretrained(transformers.AutoConfig.from_pretrained, name, **task.model_config())
         return auto.from_config(config)
-    model = _from_pretrained(auto.from_pretrained, name, use_safetensors=not allow_pickle, **task.model_config())
+    # A head of another size (a run of another task or label set) is re-initialised, not a crash.
+    model = _from_pretrained(auto.from_pretrained, name, use_safetensors=not allow_pickle,
+                             ignore_mismatched_sizes=True, **task.model_config())
     log.info("loaded encoder %s with a new %s head", name, task.model_config().get("problem_type", task.name))
     return model
 
