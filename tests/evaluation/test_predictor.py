@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bertkit.api import evaluate, train
+from bertkit.errors import DataError
 from bertkit.evaluation.predictor import Predictor
 from conftest import POSITIVE, tiny_config, toy_sentiment, write_csv, write_jsonl
 
@@ -63,6 +64,8 @@ def test_sentence_pairs(tmp_path, tiny_model_dir):
     assert result.metrics["accuracy"] >= 0.9
     pred = Predictor.from_run(tmp_path / "run")
     assert pred.predict([("the film was good", "it is bad")])[0]["label"] == "different"
+    with pytest.raises(DataError, match="sentence pairs"):
+        pred.predict(["the film was good"])
 
 
 def test_multilabel_jsonl(tmp_path, tiny_model_dir):

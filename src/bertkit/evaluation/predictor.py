@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import DataConfig, RunConfig
-from bertkit.errors import DataError
 from bertkit.evaluation.inference import predict_outputs
 from bertkit.models.loading import load_tokenizer, load_trained_model
 from bertkit.run_dir import RunDir
@@ -62,8 +61,6 @@ class Predictor:
         return self.predict_examples(self.task.make_examples(inputs, self.tokenizer))
 
     def predict_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None):
-        if self.config.data.text_pair_column and any("text_pair" not in ex for ex in examples):
-            raise DataError("this model classifies sentence pairs; give each input a text_pair")
         return self.task.postprocess(self.outputs(examples, data_cfg), examples)
 
     def evaluate_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None):

@@ -73,6 +73,7 @@ class ClassificationTask(Task):
         self.labels: list[str] = []
         self.threshold: float = cfg.threshold if cfg.threshold is not None else 0.5
         self.class_weights: list[float] | None = None
+        self.pairs = False  # trained on sentence pairs: every input needs a text_pair
         self._weight_cache: dict[torch.device, torch.Tensor] = {}
 
     # --- data -----------------------------------------------------------------------------------------
@@ -121,6 +122,7 @@ class ClassificationTask(Task):
         return value
 
     def fit(self, train: Sequence[dict[str, Any]]) -> None:
+        self.pairs = "text_pair" in train[0]
         raw = [ex["label"] for ex in train]
         if self.problem == "auto":
             self.problem = self._detect_problem(raw)
@@ -261,6 +263,8 @@ class ClassificationTask(Task):
                 raise DataError(f"input {i}: expected a string, a (text, text_pair) pair or a dict with 'text'")
             if not isinstance(ex["text"], str) or not ex["text"].strip():
                 raise DataError(f"input {i}: empty text")
+            if self.pairs and "text_pair" not in ex:
+                raise DataError(f"input {i}: this model classifies sentence pairs; give a text_pair")
             ex["where"] = f"input {i}"
             examples.append(ex)
         return examples
@@ -314,7 +318,7 @@ class ClassificationTask(Task):
 
     # --- persistence ----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"task": self.name, "problem": self.problem, "labels": self.labels,
+        return {"task": self.name, "problem": self.problem, "labels": self.labels, "pairs": self.pairs,
                 "threshold": self.threshold, "class_weights": self.class_weights}
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -322,3 +326,4 @@ class ClassificationTask(Task):
         self.labels = list(state["labels"])
         self.threshold = float(state.get("threshold", 0.5))
         self.class_weights = state.get("class_weights")
+        self.pairs = bool(state.get("pairs", False))
