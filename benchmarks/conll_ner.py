@@ -29,29 +29,17 @@ def _common(args) -> dict:
 
 
 def run_bertkit(args) -> dict:
-    from bertkit.api import train
-    from bertkit.config import RunConfig
+    from bertkit_timing import timed_train
 
     h = _common(args)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = args.keep or f"{tmp}/run"
-        cfg = RunConfig().with_overrides({
-            "out": out, "task.name": "ner", "data.train": f"{args.data}/train.txt.gz",
-            "data.dev": f"{args.data}/valid.txt", "data.max_length": h["max_length"], "train.lr": h["lr"],
-            "train.batch_size": h["batch_size"], "train.epochs": h["epochs"], "train.warmup_ratio": h["warmup_ratio"],
-            "train.weight_decay": h["weight_decay"], "train.seed": h["seed"], "train.eval_every": 10**9,
-            "train.log_every": 50})
-        start = time.perf_counter()
-        result = train(cfg, progress=False)
-        wall = time.perf_counter() - start
-        records = [json.loads(line) for line in open(f"{out}/metrics.jsonl")]
-        eval_s = sum(r.get("eval_seconds", 0) for r in records if r["kind"] == "eval")
-        tok_s = [r["tokens_per_s"] for r in records if r["kind"] == "train"]
-    m = result.metrics
+    run = timed_train({
+        "task.name": "ner", "data.train": f"{args.data}/train.txt.gz", "data.dev": f"{args.data}/valid.txt",
+        "data.max_length": h["max_length"], "train.lr": h["lr"], "train.batch_size": h["batch_size"],
+        "train.epochs": h["epochs"], "train.warmup_ratio": h["warmup_ratio"], "train.weight_decay": h["weight_decay"],
+        "train.seed": h["seed"], "train.log_every": 50}, keep=args.keep)
+    m = run.pop("metrics")
     return {"system": "bertkit", "f1": m["f1"], "precision": m["precision"], "recall": m["recall"],
-            **{k: v for k, v in m.items() if k.endswith("_f1") and k != "f1"},
-            "train_seconds": round(result.train_seconds - eval_s, 1), "eval_seconds": round(eval_s, 1),
-            "wall_seconds": round(wall, 1), "median_tokens_per_s": round(sorted(tok_s)[len(tok_s) // 2])}
+            **{k: v for k, v in m.items() if k.endswith("_f1") and k != "f1"}, **run}
 
 
 def _hf_features(sentences, tokenizer, label2id, max_length):

@@ -39,26 +39,14 @@ def split_articles(data: str, n_train: int, heldout_from: int, tmp: Path) -> tup
 
 
 def run_bertkit(args, train: Path, heldout: Path) -> dict:
-    from bertkit.api import train as bk_train
-    from bertkit.config import RunConfig
+    from bertkit_timing import timed_train
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = args.keep or f"{tmp}/run"
-        cfg = RunConfig().with_overrides({
-            "out": out, "task.name": "qa", "data.train": str(train), "data.dev": str(heldout),
-            "data.max_length": H["max_length"], "task.doc_stride": H["stride"], "train.lr": H["lr"],
-            "train.batch_size": H["batch_size"], "train.epochs": args.epochs, "train.warmup_ratio": H["warmup_ratio"],
-            "train.weight_decay": H["weight_decay"], "train.seed": H["seed"], "train.eval_every": 10**9,
-            "train.log_every": 20})
-        start = time.perf_counter()
-        result = bk_train(cfg, progress=False)
-        wall = time.perf_counter() - start
-        records = [json.loads(line) for line in open(f"{out}/metrics.jsonl")]
-    eval_s = sum(r.get("eval_seconds", 0) for r in records if r["kind"] == "eval")
-    tok_s = sorted(r["tokens_per_s"] for r in records if r["kind"] == "train")
-    return {"system": "bertkit", **result.metrics, "train_seconds": round(result.train_seconds - eval_s, 1),
-            "eval_seconds": round(eval_s, 1), "wall_seconds": round(wall, 1),
-            "median_tokens_per_s": round(tok_s[len(tok_s) // 2])}
+    run = timed_train({
+        "task.name": "qa", "data.train": str(train), "data.dev": str(heldout), "data.max_length": H["max_length"],
+        "task.doc_stride": H["stride"], "train.lr": H["lr"], "train.batch_size": H["batch_size"],
+        "train.epochs": args.epochs, "train.warmup_ratio": H["warmup_ratio"], "train.weight_decay": H["weight_decay"],
+        "train.seed": H["seed"], "train.log_every": 20}, keep=args.keep)
+    return {"system": "bertkit", **run.pop("metrics"), **run}
 
 
 def _hf_train_features(records, tokenizer):

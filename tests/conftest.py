@@ -122,6 +122,16 @@ def toy_files(tmp_path) -> tuple[Path, Path]:
     return train, dev
 
 
+def cli_train(task: str, train: Path, dev: Path, out: Path, model_dir: Path, *flags: str) -> Path:
+    """`bertkit train` through the command line on the tiny model, in fp32; returns the run directory."""
+    from bertkit.cli import main
+
+    argv = ["train", "--task", task, "--train", str(train), "--dev", str(dev), "--out", str(out),
+            "--model", str(model_dir), "--precision", "fp32", "--quiet", *flags]
+    assert main(argv) == 0
+    return out
+
+
 def tiny_config(tiny_model_dir: Path, train: Path, dev: Path | None, out: Path, **overrides):
     """A RunConfig for quick runs on the tiny model (dotted overrides allowed)."""
     from bertkit.config import RunConfig

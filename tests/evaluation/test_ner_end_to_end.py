@@ -6,7 +6,7 @@ import pytest
 
 from bertkit.cli import main
 from bertkit.evaluation.predictor import Predictor
-from conftest import toy_ner, write_conll
+from conftest import cli_train, toy_ner, write_conll
 
 
 @pytest.fixture(scope="module")
@@ -14,11 +14,8 @@ def ner_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("ner")
     train = write_conll(tmp / "train.conll", toy_ner(300, seed=1))
     dev = write_conll(tmp / "dev.conll", toy_ner(60, seed=2))
-    run = tmp / "run"
-    code = main(["train", "--task", "ner", "--train", str(train), "--dev", str(dev), "--out", str(run),
-                 "--model", str(tiny_model_dir), "--max-steps", "200", "--lr", "5e-3", "--batch-size", "16",
-                 "--eval-every", "100", "--precision", "fp32", "--max-length", "32", "--quiet"])
-    assert code == 0
+    run = cli_train("ner", train, dev, tmp / "run", tiny_model_dir, "--max-steps", "200", "--lr", "5e-3",
+                    "--batch-size", "16", "--eval-every", "100", "--max-length", "32")
     return run, dev
 
 

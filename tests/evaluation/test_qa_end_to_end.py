@@ -7,7 +7,7 @@ import pytest
 
 from bertkit.cli import main
 from bertkit.evaluation.predictor import Predictor
-from conftest import FILLER, NAMES, write_jsonl
+from conftest import FILLER, NAMES, cli_train, write_jsonl
 
 
 def toy_qa(n: int, seed: int) -> list[dict]:
@@ -29,11 +29,8 @@ def qa_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("qa")
     train = write_jsonl(tmp / "train.jsonl", toy_qa(300, seed=1))
     dev = write_jsonl(tmp / "dev.jsonl", toy_qa(60, seed=2))
-    run = tmp / "run"
-    code = main(["train", "--task", "qa", "--train", str(train), "--dev", str(dev), "--out", str(run),
-                 "--model", str(tiny_model_dir), "--max-steps", "200", "--lr", "3e-3", "--batch-size", "16",
-                 "--eval-every", "100", "--precision", "fp32", "--max-length", "32", "--quiet"])
-    assert code == 0
+    run = cli_train("qa", train, dev, tmp / "run", tiny_model_dir, "--max-steps", "200", "--lr", "3e-3",
+                    "--batch-size", "16", "--eval-every", "100", "--max-length", "32")
     return run, dev
 
 
