@@ -130,3 +130,13 @@ def test_console_script_runs_as_a_real_process(trained_run):
     proc = subprocess.run([sys.executable, "-m", "bertkit", "evaluate", str(run / "nope"), "--data", "x.csv"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "no such run directory" in proc.stderr
+
+
+def test_damaged_run_config_is_one_line_not_a_traceback(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run[0] / "model", run / "model")
+    (run / "config.yaml").write_text("train: [unclosed\n", encoding="utf-8")
+    code, err = _error(capsys, ["evaluate", str(run), "--data", str(trained_run[2]), "--json"])
+    assert code == 2 and "config.yaml: cannot read the run's config" in err and "Traceback" not in err

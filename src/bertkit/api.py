@@ -56,10 +56,9 @@ def _prepare_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
         if not run.exists():
             raise CheckpointError(f"{run.path}: nothing to resume (no config.yaml); drop --resume to start")
         saved = run.load_config()
-        given = config.to_dict()
-        given["resume"] = False
-        changed = [k for k, v in _flatten(given).items()
-                   if k != "out" and v != _flatten(saved.to_dict()).get(k) and v != _flatten(RunConfig().to_dict())[k]]
+        # Values given now that differ from both the saved run and the defaults were set on purpose.
+        given, kept, default = (_flatten(c.to_dict()) for c in (config, saved, RunConfig()))
+        changed = [k for k, v in given.items() if k not in ("out", "resume") and v != kept[k] and v != default[k]]
         if changed:
             log.warning("resuming with the saved config of %s; ignoring the new values of %s", run.path,
                         ", ".join(changed))

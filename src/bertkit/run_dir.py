@@ -105,8 +105,13 @@ class RunDir:
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
 
     def load_config(self) -> RunConfig:
-        raw = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
-        return RunConfig.from_dict(raw, source=str(self.path / "config.yaml"))
+        path = self.path / "config.yaml"
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise CheckpointError(f"{path}: cannot read the run's config ({exc}); the run directory is "
+                                  "damaged") from None
+        return RunConfig.from_dict(raw or {}, source=str(path))
 
     def set_status(self, status: str, **extra: Any) -> None:
         self.write_json("status.json", {"status": status, **extra})
