@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from bertkit.api import TrainResult, evaluate, predict, train  # noqa: E402
+from bertkit.api import TrainResult, evaluate, lineage, predict, train  # noqa: E402
 from bertkit.config import DataConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig, load_config  # noqa: E402
 from bertkit.errors import (  # noqa: E402
     BertkitError,
@@ -13,9 +13,12 @@ from bertkit.errors import (  # noqa: E402
     TrainingError,
 )
 from bertkit.evaluation.predictor import Predictor  # noqa: E402
+from bertkit.export import export_model  # noqa: E402
+from bertkit.pipeline import run_pipeline  # noqa: E402
 
 __all__ = [
-    "__version__", "train", "evaluate", "predict", "Predictor", "TrainResult",
+    "__version__", "train", "evaluate", "predict", "lineage", "run_pipeline", "export_model", "Predictor",
+    "TrainResult",
     "RunConfig", "TaskConfig", "DataConfig", "ModelConfig", "TrainConfig", "load_config",
     "BertkitError", "ConfigError", "DataError", "ModelLoadError", "CheckpointError", "TrainingError",
 ]

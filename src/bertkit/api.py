@@ -16,15 +16,18 @@ from bertkit.data.splits import stratified_split
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.evaluation.inference import score
 from bertkit.evaluation.predictor import Predictor
+from bertkit.models import transfer
+from bertkit.models.init_source import InitSource, load_run_model, resolve_init
 from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers
-from bertkit.run_dir import RunDir, file_fingerprint
+from bertkit.run_dir import RunDir, data_fingerprint
 from bertkit.tasks.base import get_task
 from bertkit.training import checkpoint as ckpt
+from bertkit.training.distill import DistillationTask, attach_teacher_logits
 from bertkit.training.loop import LoopState, train_loop
 from bertkit.training.optim import build_optimizer, build_scheduler, count_steps
 from bertkit.training.runtime import Runtime
 
-__all__ = ["TrainResult", "train", "train_events", "evaluate", "predict"]
+__all__ = ["TrainResult", "train", "train_events", "evaluate", "predict", "lineage"]
 
 log = logging.getLogger("bertkit")
 
@@ -83,10 +86,10 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _load_data(config: RunConfig, task, tokenizer) -> tuple[list[dict], list[dict], dict[str, Any]]:
     data = config.data
     train_examples = task.read_file(data.train, data, tokenizer)
-    fingerprints = {"train": {**file_fingerprint(data.train), "rows": len(train_examples)}}
+    fingerprints = {"train": {**data_fingerprint(data.train), "rows": len(train_examples)}}
     if data.dev:
         dev_examples = task.read_file(data.dev, data, tokenizer)
-        fingerprints["dev"] = {**file_fingerprint(data.dev), "rows": len(dev_examples)}
+        fingerprints["dev"] = {**data_fingerprint(data.dev), "rows": len(dev_examples)}
         task.fit(train_examples)
     else:
         task.fit(train_examples)  # the problem type decides how to stratify
@@ -125,14 +128,23 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     config, run = _prepare_run(config)
     set_seed(config.train.seed)
     task = get_task(config.task)
-    tokenizer = load_tokenizer(config.model.name)
-    train_examples, dev_examples, fingerprints = _load_data(config, task, tokenizer)
-    pad_id = tokenizer.pad_token_id or 0
-    train_features = task.preprocess(train_examples, tokenizer, config.data)
-    dev_features = task.preprocess(dev_examples, tokenizer, config.data)
-
-    rt = Runtime(config.train.precision)
-    model, optimizer, scheduler, total_steps = _build_training(config, task, rt, len(train_features))
+    init = resolve_init(config)
+    try:
+        tokenizer = load_tokenizer(init.model)
+        train_examples, dev_examples, fingerprints = _load_data(config, task, tokenizer)
+        pad_id = tokenizer.pad_token_id or 0
+        train_features = task.preprocess(train_examples, tokenizer, config.data)
+        dev_features = task.preprocess(dev_examples, tokenizer, config.data)
+        rt = Runtime(config.train.precision)
+        model, optimizer, scheduler, total_steps, report, before_step = _build_training(
+            config, task, rt, len(train_features), init)
+    finally:
+        init.cleanup()
+    loop_task = task
+    if config.train.distill_from:
+        loop_task = DistillationTask(task, alpha=config.train.distill_alpha,
+                                     temperature=config.train.distill_temperature)
+        train_features = attach_teacher_logits(train_features, _teacher_logits(config, task, train_examples, rt))
     state = LoopState()
     if config.resume:
         last = ckpt.latest_checkpoint(run.checkpoints)
@@ -144,9 +156,12 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
         run.write_config(config)
         run.write_json("environment.json", _environment(rt, config, fingerprints))
         run.write_json("labels.json", task.state())
+        run.write_json("lineage.json", {"base_model": init.base_model, "parent": init.parent, "init": report,
+                                        "teacher": _teacher_record(config)})
         run.set_status("running", step=state.step, total_steps=total_steps)
-    log.info("training %s (%s) on %d examples, dev %d, %d steps, %s on %s", task.name, task.state()["problem"],
-             len(train_features), len(dev_features), total_steps, rt.precision, rt.device)
+    log.info("training %s (%s) on %d examples, dev %d, %d steps, %s on %s; %s", task.name,
+             task.state()["problem"], len(train_features), len(dev_features), total_steps, rt.precision, rt.device,
+             _describe_trainable(report))
 
     def evaluate_fn(m):
         return score(m, task, dev_features, dev_examples, rt, pad_id)[0]
@@ -154,9 +169,9 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     bar = _progress_bar(total_steps, state.step, progress and rt.is_main)
     started = time.perf_counter()
     try:
-        for event in train_loop(model=model, task=task, features=train_features, cfg=config.train, rt=rt,
+        for event in train_loop(model=model, task=loop_task, features=train_features, cfg=config.train, rt=rt,
                                 optimizer=optimizer, scheduler=scheduler, evaluate=evaluate_fn,
-                                total_steps=total_steps, pad_id=pad_id, state=state):
+                                total_steps=total_steps, pad_id=pad_id, state=state, before_step=before_step):
             _handle_event(event, run, rt, model, optimizer, scheduler, state, config, bar)
             yield event
     except BaseException:
@@ -173,20 +188,80 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     yield {"kind": "finished", "result": result}
 
 
-def _build_training(config: RunConfig, task, rt: Runtime, n_train: int):
-    """Model, optimiser and schedule, prepared for the runtime; returns them with the total steps."""
+def _build_training(config: RunConfig, task, rt: Runtime, n_train: int, init: InitSource):
+    """Model (with LoRA and frozen parts as configured), optimiser and schedule, prepared for the runtime.
+
+    Returns them with the total steps, the model report (what was kept, what trains) and the per-step
+    hook of gradual unfreezing (None without it)."""
     from transformers import set_seed
 
     set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
-    model = build_model(config.model.name, task, init=config.model.init)
-    if config.train.freeze_embeddings:
+    mc, tc = config.model, config.train
+    model, report = build_model(init.model, task, init=mc.init, parent=init.head_state, num_layers=mc.num_layers)
+    if mc.lora_r:
+        if tc.freeze_layers or tc.unfreeze_every or tc.freeze_embeddings:
+            raise ConfigError("model.lora_r trains adapters on a frozen encoder; drop train.freeze_layers, "
+                              "train.unfreeze_every and train.freeze_embeddings")
+        model = transfer.apply_lora(model, r=mc.lora_r, alpha=mc.lora_alpha, dropout=mc.lora_dropout,
+                                    targets=mc.lora_targets, train_head=task.name != "mlm")
+    n_layers = int(model.config.num_hidden_layers)
+    prefix = getattr(model, "base_model_prefix", "")
+    named = list(model.named_parameters())
+    depths = {name: transfer.layer_depth(name, n_layers, prefix) for name, _ in named}
+    if tc.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
-    optimizer = build_optimizer(model, config.train)
-    batches_per_epoch = -(-n_train // (config.train.batch_size * rt.num_processes))
-    total_steps = count_steps(config.train, batches_per_epoch)
-    scheduler = build_scheduler(optimizer, config.train, total_steps)
+    for name, param in named:
+        if tc.freeze_layers and depths[name] <= tc.freeze_layers:
+            param.requires_grad_(False)  # the embeddings (depth 0) and the lowest layers
+    optimizer = build_optimizer(model, tc, depths, n_layers)
+    before_step = None
+    if tc.unfreeze_every:
+        trainable = [(name, p) for name, p in named if p.requires_grad]
+
+        def before_step(step: int) -> None:
+            transfer.set_trainable(trainable, [depths[n] for n, _ in trainable], n_layers, step=step,
+                                   unfreeze_every=tc.unfreeze_every, frozen_below=0)
+
+        before_step(0)
+    report.update(transfer.describe_parameters(model))
+    batches_per_epoch = -(-n_train // (tc.batch_size * rt.num_processes))
+    total_steps = count_steps(tc, batches_per_epoch)
+    scheduler = build_scheduler(optimizer, tc, total_steps)
     model, optimizer = rt.prepare(model, optimizer)
-    return model, optimizer, scheduler, total_steps
+    return model, optimizer, scheduler, total_steps, report, before_step
+
+
+def _describe_trainable(report: dict[str, Any]) -> str:
+    return f"{report['trainable']:,} of {report['parameters']:,} parameters train"
+
+
+def _teacher_logits(config: RunConfig, task, train_examples: list[dict], rt: Runtime):
+    """The teacher run's logits on the training examples, columns in the student's label order."""
+    import numpy as np
+
+    from bertkit.evaluation.inference import predict_outputs
+
+    teacher_run = RunDir(config.train.distill_from).require(model=True)
+    teacher, teacher_task = load_run_model(teacher_run.path)
+    theirs, ours = teacher_task.state().get("labels", []), task.state().get("labels", [])
+    if sorted(theirs) != sorted(ours) or teacher_task.name != task.name:
+        raise ConfigError(f"train.distill_from {teacher_run.path}: the teacher predicts {theirs} "
+                          f"({teacher_task.name}), the student {ours}; they must share the label set")
+    teacher_tok = load_tokenizer(str(teacher_run.model_dir))
+    features = teacher_task.preprocess(train_examples, teacher_tok, config.data, with_labels=False)
+    log.info("distillation: teacher %s on %d training examples", teacher_run.path, len(features))
+    logits = predict_outputs(teacher.to(rt.device), teacher_task, features, rt, teacher_tok.pad_token_id or 0,
+                             len(train_examples))
+    return np.asarray(logits)[:, [theirs.index(name) for name in ours]]
+
+
+def _teacher_record(config: RunConfig) -> dict[str, Any] | None:
+    if not config.train.distill_from:
+        return None
+    teacher = RunDir(config.train.distill_from)
+    return {"path": str(teacher.path.resolve()), "alpha": config.train.distill_alpha,
+            "temperature": config.train.distill_temperature,
+            "dev": teacher.read_json("results.json", default={}).get("dev", {})}
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -239,7 +314,9 @@ def _finish(run: RunDir, rt: Runtime, model, task, tokenizer, dev_features, dev_
         tmp = run.path / ".tmp-model"
         shutil.rmtree(tmp, ignore_errors=True)
         with quiet_transformers():
-            unwrapped.save_pretrained(tmp)
+            unwrapped.save_pretrained(tmp)  # a LoRA model saves its adapter and head only
+            if hasattr(unwrapped, "get_base_model"):
+                unwrapped.get_base_model().config.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         shutil.rmtree(run.model_dir, ignore_errors=True)
         tmp.rename(run.model_dir)
@@ -265,3 +342,37 @@ def evaluate(run_dir: str | Path, data: str | Path, *, fmt: str | None = None,
 def predict(run_dir: str | Path, inputs: list[Any]) -> list[dict[str, Any]]:
     """Predictions of a run's final model for raw inputs (see `Predictor.predict`)."""
     return Predictor.from_run(run_dir).predict(inputs)
+
+
+def lineage(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The chain from a run back to its original base model, newest first: one record per run (task,
+    training data fingerprint, dev metrics, what it kept from its parent), then the base model.
+    A parent run that has moved, or whose config changed since, is reported as such."""
+    import hashlib
+
+    chain: list[dict[str, Any]] = []
+    path, expected_sha = Path(run_dir), None
+    while True:
+        run = RunDir(path).require()
+        config = run.load_config()
+        record_sha = hashlib.sha256((run.path / "config.yaml").read_bytes()).hexdigest()
+        info = run.read_json("lineage.json", default={})
+        env, results = run.read_json("environment.json", default={}), run.read_json("results.json", default={})
+        chain.append({
+            "run": str(run.path.resolve()), "task": config.task.name,
+            "problem": run.read_json("labels.json", default={}).get("problem"),
+            "status": run.read_json("status.json", default={}).get("status"),
+            "train_data": env.get("data", {}).get("train"), "dev": results.get("dev"),
+            "primary_metric": results.get("primary_metric"), "init": info.get("init"),
+            "teacher": (info.get("teacher") or {}).get("path"), "lora": bool(config.model.lora_r),
+            "config_changed": expected_sha is not None and expected_sha != record_sha})
+        parent = info.get("parent")
+        if not parent or parent.get("kind") != "run":
+            base = parent["path"] if parent else (info.get("base_model") or config.model.name)
+            chain.append({"base_model": base})
+            return chain
+        if not RunDir(parent["path"]).exists() or any(c.get("run") == parent["path"] for c in chain):
+            chain.append({"missing_run": parent["path"], "task": parent.get("task"), "data": parent.get("data"),
+                          "base_model": info.get("base_model")})
+            return chain
+        path, expected_sha = Path(parent["path"]), parent.get("config_sha256")

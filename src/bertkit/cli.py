@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,25 +58,49 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--keep-checkpoints", "train.keep_checkpoints", int, "recent checkpoints to keep"),
     ("--seed", "train.seed", int, "random seed"),
     ("--precision", "train.precision", str, "auto | bf16 | fp16 | fp32"),
+    ("--init-from", "model.init_from", str, "start from an earlier run (or model dir): encoder, and head if "
+     "task and labels match"),
+    ("--num-layers", "model.num_layers", int, "keep N evenly spaced encoder layers (a smaller student)"),
+    ("--lora-r", "model.lora_r", int, "LoRA rank (0: full fine-tuning)"),
+    ("--lora-alpha", "model.lora_alpha", float, "LoRA alpha (default 2 x rank)"),
+    ("--lora-dropout", "model.lora_dropout", float, "dropout of the LoRA branch"),
+    ("--lora-targets", "model.lora_targets", str, "comma-separated modules LoRA adapts (default: auto)"),
+    ("--freeze-layers", "train.freeze_layers", int, "keep the embeddings and the lowest N layers fixed"),
+    ("--unfreeze-every", "train.unfreeze_every", int, "gradual unfreezing: one more layer, top down, every N steps"),
+    ("--layer-lr-decay", "train.layer_lr_decay", float, "layer-wise learning-rate decay factor (e.g. 0.9)"),
+    ("--distill-from", "train.distill_from", str, "teacher run: train on its soft targets plus the labels"),
+    ("--distill-alpha", "train.distill_alpha", float, "weight of the soft-target loss (default 0.5)"),
+    ("--distill-temperature", "train.distill_temperature", float, "distillation temperature (default 2)"),
+    ("--mlm-probability", "task.mlm_probability", float, "mlm: share of tokens masked (default 0.15)"),
+]
+_SWITCHES = [  # (flag, key, value, help)
+    ("--no-length-grouping", "train.length_grouping", False, "batch in random order instead of grouping lengths"),
+    ("--label-all-subwords", "task.label_all_subwords", True, "ner: train on every subword, not only the first"),
+    ("--strict-entities", "task.strict", True, "ner: score entities in seqeval's strict mode"),
+    ("--freeze-embeddings", "train.freeze_embeddings", True, "keep the word embeddings fixed"),
+    ("--whole-word-masking", "task.whole_word_masking", True, "mlm: mask all subwords of a chosen word"),
+    ("--resume", "resume", True, "continue the run in --out from its last checkpoint"),
 ]
 
 
-def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune a model and write a run directory",
-                       description="Fine-tune a model. Settings: defaults < CONFIG.yaml < flags.")
+def _train_parser(sub, name: str = "train") -> None:
+    if name == "pretrain":
+        p = sub.add_parser("pretrain", help="continue masked-language-model pre-training on unlabelled text",
+                           description="Continue pre-training (MLM) on in-domain text: plain text (one document "
+                           "per line), JSONL or a table, gzip allowed. The run directory is a starting point "
+                           "for any task (--init-from). Settings: defaults < CONFIG.yaml < flags.")
+    else:
+        p = sub.add_parser("train", help="fine-tune a model and write a run directory",
+                           description="Fine-tune a model. Settings: defaults < CONFIG.yaml < flags.")
     p.add_argument("config", nargs="?", help="YAML run config (sections task, data, model, train)")
     for flag, key, typ, help_text in _TRAIN_FLAGS:
+        if name == "pretrain" and flag == "--train":
+            p.add_argument(flag, dest=key, nargs="+", default=None, metavar="FILE",
+                           help="text files, folders or glob patterns")
+            continue
         p.add_argument(flag, dest=key, type=typ, default=None, help=help_text)
-    p.add_argument("--no-length-grouping", dest="train.length_grouping", action="store_const", const=False,
-                   default=None, help="batch in random order instead of grouping similar lengths")
-    p.add_argument("--label-all-subwords", dest="task.label_all_subwords", action="store_const", const=True,
-                   default=None, help="ner: train on every subword, not only the first of a word")
-    p.add_argument("--strict-entities", dest="task.strict", action="store_const", const=True, default=None,
-                   help="ner: score entities in seqeval's strict mode")
-    p.add_argument("--freeze-embeddings", dest="train.freeze_embeddings", action="store_const", const=True,
-                   default=None, help="keep the word embeddings fixed")
-    p.add_argument("--resume", dest="resume", action="store_const", const=True, default=None,
-                   help="continue the run in --out from its last checkpoint")
+    for flag, key, value, help_text in _SWITCHES:
+        p.add_argument(flag, dest=key, action="store_const", const=value, default=None, help=help_text)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.log_every=50")
     p.add_argument("--quiet", action="store_true", help="no progress bar and only warnings")
@@ -94,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bertkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    _train_parser(sub, "pretrain")
+
+    p = sub.add_parser("pipeline", help="run a multi-stage transfer pipeline (stages: in a YAML file)")
+    p.add_argument("config", help="YAML file with out, defaults and stages")
+    p.add_argument("--out", default=None, help="folder for the stages' run directories (overrides the file)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and only warnings")
+
+    p = sub.add_parser("lineage", help="show the chain of runs from a run back to its base model")
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true", help="print the chain as JSON")
+
+    p = sub.add_parser("export", help="write a run's final model as a plain Hugging Face model directory")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="directory to create")
+    p.add_argument("--merge", action="store_true", help="fold a LoRA adapter into the base weights")
 
     p = sub.add_parser("evaluate", help="score a run's model on a labelled file")
     p.add_argument("run_dir")
@@ -142,9 +182,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config) if args.config else RunConfig()
     overrides = {key: getattr(args, key) for _, key, _, _ in _TRAIN_FLAGS}
-    for key in ("train.length_grouping", "train.freeze_embeddings", "resume", "task.label_all_subwords",
-                "task.strict"):
-        overrides[key] = getattr(args, key)
+    overrides.update({key: getattr(args, key) for _, key, _, _ in _SWITCHES})
+    if args.command == "pretrain":
+        if overrides["task.name"] not in (None, "mlm"):
+            raise BertkitError(f"bertkit pretrain trains the mlm task; --task {overrides['task.name']} belongs to "
+                               "bertkit train")
+        overrides["task.name"] = "mlm"
+        if overrides["data.train"]:
+            overrides["data.train"] = os.pathsep.join(overrides["data.train"])
     for item in args.overrides:
         if "=" not in item:
             raise BertkitError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=3e-5")
@@ -200,10 +245,56 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from bertkit.pipeline import run_pipeline
+
+    run_pipeline(args.config, out=args.out, progress=not args.quiet,
+                 on_stage=lambda name, what: print(f"stage {name}: {what}", flush=True))
+    return 0
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    from bertkit.api import lineage
+
+    chain = lineage(args.run_dir)
+    if args.json:
+        print(json.dumps(chain, indent=2, ensure_ascii=False))
+        return 0
+    for depth, item in enumerate(chain):
+        lead = "" if depth == 0 else "  " * (depth - 1) + "<- "
+        if "run" in item:
+            data = item.get("train_data") or {}
+            sha = (data.get("sha256") or "")[:12] or f"{len(data.get('files', []))} files"
+            dev = item.get("dev") or {}
+            metric = item.get("primary_metric")
+            score = f"; dev {metric} {dev[metric]:.4f}" if metric in dev else ""
+            extras = "".join([", LoRA" if item["lora"] else "", f", distilled from {item['teacher']}"
+                              if item.get("teacher") else "", ", config changed since" if item["config_changed"]
+                              else ""])
+            init = item.get("init") or {}
+            print(f"{lead}{item['run']}  [{item['task']}/{item['problem']}, {item['status']}{extras}]")
+            print(f"{'  ' * depth}   data {data.get('path', '?')} ({data.get('rows', '?')} rows, {sha}){score}; "
+                  f"head {init.get('head', '?')}")
+        elif "missing_run" in item:
+            print(f"{lead}{item['missing_run']}  [missing: moved or deleted]; base model {item.get('base_model')}")
+        else:
+            print(f"{lead}{item['base_model']}  [base model]")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from bertkit.export import export_model
+
+    out = export_model(args.run_dir, args.out, merge=args.merge)
+    print(f"model directory: {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(getattr(args, "quiet", False))
-    commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+    commands = {"train": _cmd_train, "pretrain": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+                "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "export": _cmd_export}
     try:
         return commands[args.command](args)
     except BertkitError as exc:

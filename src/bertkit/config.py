@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from bertkit.errors import ConfigError
 
-__all__ = ["DataConfig", "ModelConfig", "TaskConfig", "TrainConfig", "RunConfig", "load_config"]
+__all__ = ["DataConfig", "ModelConfig", "TaskConfig", "TrainConfig", "RunConfig", "load_config",
+           "resolve_relative_paths"]
 
 EMBEDDED_MODEL = "embedded"
 
@@ -57,6 +58,23 @@ class DataConfig:
 class ModelConfig:
     name: str = _f(EMBEDDED_MODEL, "local model directory, hub id, or 'embedded' (bundled MiniLM-L6)")
     init: Literal["pretrained", "random"] = _f("pretrained", "start from pretrained weights or random ones")
+    init_from: str | None = _f(None, "an earlier run directory or model directory to start from: its encoder, "
+                               "and its head when task and labels match (re-ordered by name)")
+    num_layers: int | None = _f(None, "keep this many encoder layers, evenly spaced (every other one for half): "
+                                "a smaller student")
+    lora_r: int = _f(0, "LoRA rank; 0 trains every weight (full fine-tuning)")
+    lora_alpha: float | None = _f(None, "LoRA scaling alpha (default: 2 x rank)")
+    lora_dropout: float = _f(0.1, "dropout on the LoRA branch")
+    lora_targets: str = _f("auto", "comma-separated module names LoRA adapts; auto: PEFT's choice for the "
+                           "architecture (query and value for BERT)")
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 0:
+            raise ConfigError(f"model.lora_r must be >= 0, got {self.lora_r}")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ConfigError(f"model.num_layers must be at least 1 when set, got {self.num_layers}")
+        if self.init == "random" and self.init_from:
+            raise ConfigError("model.init=random and model.init_from exclude each other; drop one")
 
 
 @dataclass
@@ -81,8 +99,12 @@ class TaskConfig:
                                                    "searched for in the context, or rejected")
     null_threshold: float | None = _f(None, "qa (SQuAD v2): answer only if best span beats no-answer by "
                                       "this much; tuned on dev when unset")
+    mlm_probability: float = _f(0.15, "mlm: share of tokens (or words) masked")
+    whole_word_masking: bool = _f(False, "mlm: mask every subword of a chosen word together")
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ConfigError(f"task.mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if self.stride < 0 or self.context_sentences < 0:
             raise ConfigError(f"task.stride and task.context_sentences must be >= 0, got {self.stride}, "
                               f"{self.context_sentences}")
@@ -107,6 +129,14 @@ class TrainConfig:
     precision: Literal["auto", "bf16", "fp16", "fp32"] = _f("auto", "auto: bf16 where supported, else fp32")
     length_grouping: bool = _f(True, "batch inputs of similar length together (less padding)")
     freeze_embeddings: bool = _f(False, "keep the word embeddings fixed (faster, less overfitting)")
+    freeze_layers: int = _f(0, "keep all embeddings and the lowest N encoder layers fixed")
+    unfreeze_every: int | None = _f(None, "gradual unfreezing: train the head alone first, then unfreeze one "
+                                    "more encoder layer, top down, every N steps (embeddings last)")
+    layer_lr_decay: float = _f(1.0, "layer-wise learning-rate decay: each layer below the top trains at this "
+                               "factor of the one above (1.0: off; 0.8-0.95 is typical)")
+    distill_from: str | None = _f(None, "teacher run directory: train on its soft targets plus the labels")
+    distill_alpha: float = _f(0.5, "distillation: weight of the soft-target loss (1 - alpha: the labels)")
+    distill_temperature: float = _f(2.0, "distillation: softmax temperature of teacher and student")
     log_every: int = _f(10, "log training loss every N steps")
 
     def __post_init__(self) -> None:
@@ -119,7 +149,14 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        for key in ("max_steps", "eval_every", "save_every", "early_stopping_patience"):
+        if self.freeze_layers < 0:
+            raise ConfigError(f"train.freeze_layers must be >= 0, got {self.freeze_layers}")
+        if not 0.0 < self.layer_lr_decay <= 1.0:
+            raise ConfigError(f"train.layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}")
+        if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
+            raise ConfigError(f"train.distill_alpha must be in [0, 1] and train.distill_temperature positive, got "
+                              f"{self.distill_alpha}, {self.distill_temperature}")
+        for key in ("max_steps", "eval_every", "save_every", "early_stopping_patience", "unfreeze_every"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{key} must be at least 1 when set, got {value}")
@@ -173,14 +210,18 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
-    cfg = RunConfig.from_dict(raw, source=str(p))
-    # Data paths in a config file are relative to the file, as users expect when they move both together.
-    for key in ("train", "dev"):
-        value = getattr(cfg.data, key)
+    return resolve_relative_paths(RunConfig.from_dict(raw, source=str(p)), p.parent)
+
+
+def resolve_relative_paths(cfg: RunConfig, base: Path) -> RunConfig:
+    """Paths in a config file are relative to the file, as users expect when they move both together."""
+    for section, key in (("data", "train"), ("data", "dev"), ("model", "init_from"), ("model", "name"),
+                         ("train", "distill_from")):
+        value = getattr(getattr(cfg, section), key)
         if value and not Path(value).is_absolute() and not Path(value).exists():
-            candidate = p.parent / value
+            candidate = base / value
             if candidate.exists():
-                setattr(cfg.data, key, str(candidate))
+                setattr(getattr(cfg, section), key, str(candidate))
     return cfg
 
 

@@ -8,6 +8,7 @@ Layout:
     checkpoints/      step-NNNNNNNN/ folders written atomically (model, optimiser, RNG, loop state)
     model/            the final model: a standard Hugging Face directory (safetensors, tokenizer, config)
     results.json      final dev metrics of the selected (best) checkpoint
+    lineage.json      where the run started: base model, parent run (path, config hash, data), what was kept
     status.json       running | completed | failed, with the step reached
 Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
 """
@@ -26,7 +27,7 @@ import yaml
 from bertkit.config import RunConfig
 from bertkit.errors import CheckpointError
 
-__all__ = ["RunDir", "atomic_write_text", "file_fingerprint"]
+__all__ = ["RunDir", "atomic_write_text", "file_fingerprint", "data_fingerprint"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -59,6 +60,16 @@ def file_fingerprint(path: str | Path) -> dict[str, Any]:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return {"path": str(p.resolve()), "bytes": p.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def data_fingerprint(spec: str) -> dict[str, Any]:
+    """The fingerprint of a data file, or of each file when `spec` names several (pre-training text)."""
+    if Path(spec).is_file():
+        return file_fingerprint(spec)
+    from bertkit.data.text import expand_paths
+
+    files = [file_fingerprint(p) for p in expand_paths(spec)]
+    return {"files": files, "bytes": sum(f["bytes"] for f in files)}
 
 
 class RunDir:

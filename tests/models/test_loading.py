@@ -25,7 +25,7 @@ def _task():
 
 def test_local_directory_loads_without_any_network(tiny_model_dir, no_network, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    model = build_model(str(tiny_model_dir), _task())
+    model, _ = build_model(str(tiny_model_dir), _task())
     assert model.config.id2label == {0: "neg", 1: "pos"}
     assert load_tokenizer(str(tiny_model_dir)).is_fast
 
@@ -54,8 +54,8 @@ def test_missing_local_directory_and_non_model_directory(tmp_path):
 def test_random_init_differs_from_pretrained(tiny_model_dir):
     import torch
 
-    pre = build_model(str(tiny_model_dir), _task())
-    rnd = build_model(str(tiny_model_dir), _task(), init="random")
+    pre, _ = build_model(str(tiny_model_dir), _task())
+    rnd, _ = build_model(str(tiny_model_dir), _task(), init="random")
     w_pre = pre.get_input_embeddings().weight
     w_rnd = rnd.get_input_embeddings().weight
     assert w_pre.shape == w_rnd.shape and not torch.allclose(w_pre, w_rnd)
@@ -77,7 +77,8 @@ def test_unreachable_hub_fails_fast_in_one_line_when_not_offline(monkeypatch):
 def test_a_head_of_another_size_is_reinitialised_not_a_crash(tiny_model_dir, tmp_path):
     three = get_task(TaskConfig())
     three.labels, three.problem = ["a", "b", "c"], "single_label"
-    build_model(str(tiny_model_dir), three).save_pretrained(tmp_path / "three")
+    build_model(str(tiny_model_dir), three)[0].save_pretrained(tmp_path / "three")
     load_tokenizer(str(tiny_model_dir)).save_pretrained(tmp_path / "three")
-    model = build_model(str(tmp_path / "three"), _task())  # two labels now
+    model, report = build_model(str(tmp_path / "three"), _task())  # two labels now
     assert model.classifier.out_features == 2 and model.config.id2label == {0: "neg", 1: "pos"}
+    assert report["head"].startswith("new")

@@ -22,6 +22,8 @@ SAMPLES = {
          "answers": {"text": ["john"], "answer_start": [0]}},
         {"id": "2", "question": "where ?", "context": "mary visited rome and london .",
          "answers": {"text": ["rome"], "answer_start": [13]}}]), DataConfig()),
+    "mlm": ("sample.txt", "the movie was good\n\nthe plot was dull and the acting was weak\njohn visited paris\n",
+            DataConfig()),
     "ner": ("sample.conll", "-DOCSTART- O\n\njohn B-PER\nvisited O\nparis B-LOC\n\nmary B-PER\nleft O\n",
             DataConfig()),
 }
@@ -46,10 +48,10 @@ def test_task_contract(name, tiny_model_dir, tmp_path):
     features = task.preprocess(examples, tokenizer, data_cfg)
     batch = task.collate(features, tokenizer.pad_token_id)
     assert batch["input_ids"].shape[0] == len(features) and batch["attention_mask"].dtype == torch.long
-    model = build_model(str(tiny_model_dir), task)
-    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    logits = task.logits(model(**inputs))
-    loss = task.loss(logits.float(), batch)
+    model, _ = build_model(str(tiny_model_dir), task)
+    train_batch = task.collate_train(features, tokenizer.pad_token_id)
+    assert torch.isfinite(task.loss(task.forward(model, train_batch).float(), train_batch))
+    loss = task.loss(task.forward(model, batch).float(), batch)
     loss.backward()
     assert torch.isfinite(loss)
 

@@ -98,3 +98,18 @@ def test_ner_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
     _interrupt_after(cut, 9)
     resumed = train(cut.with_overrides({"resume": True}), progress=False)
     assert resumed.metrics == whole.metrics and resumed.best_step == whole.best_step
+
+
+def test_mlm_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
+    """Dynamic masks come from the RNG saved in each checkpoint, so a resumed run masks as the whole one."""
+    from conftest import toy_sentiment
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(t + "\n" for t, _ in toy_sentiment(200, seed=5)), encoding="utf-8")
+    overrides = {"task.name": "mlm", "task.whole_word_masking": True, "train.max_steps": 16,
+                 "train.eval_every": 6, "data.label_column": "label"}
+    whole = train(tiny_config(tiny_model_dir, corpus, None, tmp_path / "whole", **overrides), progress=False)
+    cut = tiny_config(tiny_model_dir, corpus, None, tmp_path / "cut", **overrides)
+    _interrupt_after(cut, 9)
+    resumed = train(cut.with_overrides({"resume": True}), progress=False)
+    assert resumed.metrics == whole.metrics and resumed.best_step == whole.best_step

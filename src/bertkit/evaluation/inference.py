@@ -27,10 +27,9 @@ def predict_outputs(model: torch.nn.Module, task: Task, features: Sequence[dict[
     lengths = [len(f["input_ids"]) for f in features]
     per_feature: list[Any] = [None] * len(features)
     for idx in eval_batches(lengths, batch_size, max_tokens=max_tokens):
-        batch = task.collate([features[i] for i in idx], pad_id)
-        inputs = {k: v for k, v in rt.to_device(batch).items() if k != "labels"}
+        batch = rt.to_device(task.collate([features[i] for i in idx], pad_id))
         with rt.autocast():
-            logits = task.logits(model(**inputs)).float().cpu().numpy()  # (B, L) or (B, T, L)
+            logits = task.batch_outputs(task.forward(model, batch), batch).float().cpu().numpy()  # (B, L)/(B, T, L)
         for row, i in enumerate(idx):
             out = logits[row] if logits.ndim == 2 else logits[row, : lengths[i]]
             per_feature[i] = task.reduce_feature(out, features[i])

@@ -11,7 +11,8 @@ from typing import Any
 
 from bertkit.config import DataConfig, RunConfig
 from bertkit.evaluation.inference import predict_outputs
-from bertkit.models.loading import load_tokenizer, load_trained_model
+from bertkit.models.init_source import load_run_model
+from bertkit.models.loading import load_tokenizer
 from bertkit.run_dir import RunDir
 from bertkit.tasks.base import Task, get_task
 from bertkit.training.runtime import Runtime
@@ -31,7 +32,7 @@ class Predictor:
         config = run.load_config()
         task = get_task(config.task, run.read_json("labels.json"))
         rt = Runtime(precision)
-        model = load_trained_model(run.model_dir, task).to(rt.device)
+        model = load_run_model(run.path, task)[0].to(rt.device)
         tokenizer = load_tokenizer(str(run.model_dir))
         return cls(model, tokenizer, task, config, rt)
 

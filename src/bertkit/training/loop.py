@@ -58,8 +58,11 @@ def train_loop(
     total_steps: int,
     pad_id: int,
     state: LoopState,
+    before_step: Callable[[int], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Train until `total_steps` or early stopping, yielding progress events."""
+    """Train until `total_steps` or early stopping, yielding progress events.
+
+    `before_step(step)` runs before each optimiser step (gradual unfreezing sets what trains there)."""
     lengths = [len(f["input_ids"]) for f in features]
     sign = 1.0 if task.greater_is_better else -1.0
     window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
@@ -71,13 +74,14 @@ def train_loop(
         groups = [batches[i : i + cfg.grad_accum] for i in range(0, len(batches), cfg.grad_accum)]
         for g in range(state.group_in_epoch, len(groups)):
             # --- one optimiser step over `grad_accum` micro-batches -----------------------------------
+            if before_step is not None:
+                before_step(state.step)
             step_loss = 0.0
             for j, idx in enumerate(groups[g]):
-                batch = rt.to_device(task.collate([features[i] for i in idx], pad_id))
-                inputs = {k: v for k, v in batch.items() if k != "labels"}
+                batch = rt.to_device(task.collate_train([features[i] for i in idx], pad_id))
                 with rt.sync_gradients(model, sync=j == len(groups[g]) - 1):
                     with rt.autocast():
-                        logits = task.logits(model(**inputs))  # (B, L) or (B, T, L)
+                        logits = task.forward(model, batch)  # (B, L) or (B, T, L)
                     loss = task.loss(logits.float(), batch) / len(groups[g])
                     rt.backward(loss)
                 step_loss += loss.item()

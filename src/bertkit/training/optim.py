@@ -1,4 +1,5 @@
-"""AdamW with decoupled weight decay (never on biases or LayerNorm) and warmup + decay schedules."""
+"""AdamW with decoupled weight decay (never on biases or LayerNorm), optional layer-wise learning-rate
+decay, and warmup + decay schedules."""
 
 from __future__ import annotations
 
@@ -15,16 +16,25 @@ def _no_decay(name: str, param: torch.nn.Parameter) -> bool:
     return param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias")
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, depths: dict[str, int] | None = None,
+                    n_layers: int = 0) -> torch.optim.Optimizer:
+    """AdamW over the parameters that train. With `depths` (0 embeddings, 1..n layers, n+1 head) and
+    `cfg.layer_lr_decay` < 1, a parameter at depth d learns at lr x decay^(n + 1 - d)."""
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if _no_decay(name, param) else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if not param.requires_grad:
+            continue
+        scale = 1.0
+        if depths is not None and cfg.layer_lr_decay < 1.0:
+            scale = cfg.layer_lr_decay ** (n_layers + 1 - depths[name])
+        wd = 0.0 if _no_decay(name, param) else cfg.weight_decay
+        groups.setdefault((scale, wd), []).append(param)
+    param_groups = [{"params": ps, "lr": cfg.lr * scale, "weight_decay": wd}
+                    for (scale, wd), ps in sorted(groups.items(), key=lambda kv: (-kv[0][0], -kv[0][1]))]
     try:  # the fused kernel is several times faster on CPU and GPU; older builds lack it for some devices
-        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+        return torch.optim.AdamW(param_groups, lr=cfg.lr, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.AdamW(param_groups, lr=cfg.lr)
 
 
 def count_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:

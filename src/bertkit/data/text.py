@@ -1,0 +1,74 @@
+"""Unlabelled text for masked-language-model pre-training: plain text (one document per line), JSONL,
+or any table format, gzip read transparently; several files, folders and glob patterns at once."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any
+
+from bertkit.data.readers import read_table, read_text
+from bertkit.errors import DataError
+
+__all__ = ["expand_paths", "read_documents", "TEXT_SUFFIXES"]
+
+TEXT_SUFFIXES = (".txt", ".text", ".md")
+
+
+def expand_paths(spec: str) -> list[Path]:
+    """The files named by `spec`: paths joined with os.pathsep, each a file, a folder or a glob pattern."""
+    files: list[Path] = []
+    for part in filter(None, spec.split(os.pathsep)):
+        p = Path(part).expanduser()
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        elif any(c in part for c in "*?["):
+            found = sorted(Path(f) for f in glob.glob(part, recursive=True) if Path(f).is_file())
+        else:
+            found = [p]
+        if not found:
+            raise DataError(f"{part}: no files match; check the path or pattern")
+        files.extend(found)
+    if not files:
+        raise DataError("no training text given; pass --train FILE [FILE ...]")
+    return files
+
+
+def _is_plain_text(path: Path, fmt: str | None) -> bool:
+    name = path.name.lower().removesuffix(".gz")
+    return fmt is None and (Path(name).suffix in TEXT_SUFFIXES or Path(name).suffix == "")
+
+
+def read_documents(spec: str, *, fmt: str | None, encoding: str, text_column: str) -> list[dict[str, Any]]:
+    """Documents `{"where", "text"}` from every file of `spec`; blank lines and empty texts are skipped.
+
+    Raises:
+        DataError: a missing or unreadable file, a table without `text_column`, or no text at all.
+    """
+    docs: list[dict[str, Any]] = []
+    for path in expand_paths(spec):
+        if not path.is_file():
+            raise DataError(f"{path}: file not found; check the path")
+        before = len(docs)
+        if _is_plain_text(path, fmt):
+            for number, line in enumerate(read_text(path, encoding).splitlines(), start=1):
+                if "\x00" in line:
+                    raise DataError(f"{path}:{number}: NUL byte in the text; is this a binary file?")
+                if line.strip():
+                    docs.append({"where": f"{path}:{number}", "text": line})
+        else:
+            table = read_table(path, fmt, encoding)
+            if text_column not in table.columns:
+                raise DataError(f"{path}: no column '{text_column}'; columns found: {', '.join(table.columns)}; "
+                                "pass --text-column with one of them")
+            for i, row in enumerate(table.rows):
+                value = row.get(text_column)
+                if value is not None and not isinstance(value, str):
+                    raise DataError(f"{table.where(i)}: column '{text_column}' holds {type(value).__name__} "
+                                    f"{value!r}, not text")
+                if value and value.strip():
+                    docs.append({"where": table.where(i), "text": value})
+        if len(docs) == before:
+            raise DataError(f"{path}: no text found; a pre-training file needs at least one non-empty document")
+    return docs

@@ -1,0 +1,52 @@
+"""`bertkit export RUN --out DIR [--merge]`: a run's final model as a plain Hugging Face model directory.
+
+A LoRA run keeps only its adapter and head; `merge=True` folds the adapter into the base weights so the
+result loads with `transformers` alone. The directory is written under a temporary name and renamed, so
+an interrupted export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bertkit.errors import ConfigError
+from bertkit.models.init_source import load_run_model
+from bertkit.models.loading import is_adapter_dir, load_tokenizer, quiet_transformers
+from bertkit.run_dir import RunDir
+
+__all__ = ["export_model"]
+
+
+def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -> Path:
+    """Write the final model of `run_dir` to `out` (which must not exist or be empty); returns `out`.
+
+    Raises:
+        ConfigError: `out` holds files, or the run is LoRA and `merge` is off.
+    """
+    run = RunDir(run_dir).require(model=True)
+    dest = Path(out)
+    if dest.exists() and any(dest.iterdir()):
+        raise ConfigError(f"{dest}: exists and is not empty; choose a new --out")
+    adapter = is_adapter_dir(run.model_dir)
+    if adapter and not merge:
+        raise ConfigError(f"{run.path}: a LoRA run holds only its adapter and head; pass --merge to fold them "
+                          "into the base model and write a plain model directory")
+    tmp = dest.parent / f".{dest.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if adapter:
+            model, _ = load_run_model(run.path)
+            with quiet_transformers():
+                model.merge_and_unload().save_pretrained(tmp)
+                load_tokenizer(str(run.model_dir)).save_pretrained(tmp)
+        else:
+            shutil.copytree(run.model_dir, tmp)
+        if dest.exists():
+            dest.rmdir()
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

@@ -1,0 +1,110 @@
+"""Multi-stage transfer: `bertkit pipeline CONFIG` runs `stages:` in order, each starting from the last.
+
+    out: runs/rte-pipeline              # each stage's run directory is OUT/<stage name>
+    defaults: {train: {seed: 42}}        # merged into every stage (a stage's own values win)
+    stages:
+      - {name: dapt, task: {name: mlm}, data: {train: corpus.txt}}
+      - {name: mrpc, data: {train: mrpc/train.tsv, ...}}
+      - {name: rte, data: {...}}         # init_from: the previous stage unless the stage names another
+                                         # stage, a path, or `none` (start from model.name)
+
+A stage whose run completed is skipped, an interrupted one resumed, so rerunning the command after a crash
+finishes the pipeline. Each run records its parent in lineage.json (`bertkit lineage RUN`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bertkit.api import TrainResult, train
+from bertkit.config import RunConfig, resolve_relative_paths
+from bertkit.errors import ConfigError
+from bertkit.run_dir import RunDir
+
+__all__ = ["load_pipeline", "run_pipeline"]
+
+log = logging.getLogger("bertkit")
+_STAGE_KEYS = {"name", "init_from", "task", "data", "model", "train"}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_pipeline(path: str | Path, out: str | None = None) -> list[tuple[str, RunConfig]]:
+    """(stage name, run config) in order, each config complete with its out and init_from."""
+    import yaml
+
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: cannot read the pipeline ({exc})") from None
+    unknown = sorted(set(raw) - {"out", "defaults", "stages"}) if isinstance(raw, dict) else ["(not a mapping)"]
+    if unknown:
+        raise ConfigError(f"{p}: unknown key(s) {', '.join(unknown)}; valid: defaults, out, stages")
+    stages = raw.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise ConfigError(f"{p}: 'stages' must be a non-empty list of stage configs")
+    root = Path(out or raw.get("out") or "")
+    if not str(root) or str(root) == ".":
+        raise ConfigError(f"{p}: no output folder; set 'out:' in the file or pass --out")
+    if not root.is_absolute() and out is None:
+        root = p.parent / root
+    result: list[tuple[str, RunConfig]] = []
+    names: dict[str, Path] = {}
+    for i, stage in enumerate(stages):
+        where = f"{p}: stage {i + 1}"
+        if not isinstance(stage, dict) or not isinstance(stage.get("name"), str) or not stage["name"].strip():
+            raise ConfigError(f"{where}: each stage is a mapping with a 'name'")
+        bad = sorted(set(stage) - _STAGE_KEYS)
+        if bad:
+            raise ConfigError(f"{where} ({stage['name']}): unknown key(s) {', '.join(bad)}; valid: "
+                              f"{', '.join(sorted(_STAGE_KEYS))}")
+        name = stage["name"]
+        if name in names:
+            raise ConfigError(f"{where}: stage name '{name}' is used twice")
+        body = _merge(raw.get("defaults") or {}, {k: v for k, v in stage.items() if k not in ("name", "init_from")})
+        cfg = resolve_relative_paths(RunConfig.from_dict(body, source=f"{where} ({name})"), p.parent)
+        cfg.out = str(root / name)
+        parent = stage.get("init_from", "previous" if result else None)
+        if parent == "previous":
+            cfg.model.init_from = str(names[result[-1][0]])
+        elif parent in names:
+            cfg.model.init_from = str(names[parent])
+        elif parent not in (None, "none"):
+            cfg.model.init_from = str(parent if Path(parent).is_absolute() else p.parent / parent)
+        names[name] = Path(cfg.out)
+        result.append((name, cfg))
+    return result
+
+
+def run_pipeline(path: str | Path, *, out: str | None = None, progress: bool = True,
+                 on_stage: Callable[[str, str], None] | None = None) -> list[tuple[str, TrainResult | None]]:
+    """Run every stage; completed stages are skipped and interrupted ones resumed. Returns (name, result),
+    with None for a stage that had completed before."""
+    results: list[tuple[str, TrainResult | None]] = []
+    for name, cfg in load_pipeline(path, out):
+        run = RunDir(cfg.out)
+        status = run.read_json("status.json", default={"status": "new"}).get("status") if run.exists() else "new"
+        if status == "completed":
+            log.info("stage %s: already completed in %s", name, run.path)
+            if on_stage:
+                on_stage(name, "skipped (completed earlier)")
+            results.append((name, None))
+            continue
+        cfg.resume = status != "new"
+        log.info("stage %s: %s %s", name, "resuming" if cfg.resume else "training", run.path)
+        result = train(cfg, progress=progress)
+        if on_stage:
+            metric = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+            on_stage(name, f"dev {metric}; run directory {result.run_dir}")
+        results.append((name, result))
+    return results
