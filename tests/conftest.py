@@ -115,11 +115,16 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def write_toy_sentiment(folder: Path) -> tuple[Path, Path]:
+    """train.csv (240 rows) and dev.csv (60 rows) of `toy_sentiment` in `folder`, labels in 'sentiment'."""
+    train = write_csv(folder / "train.csv", ["text", "sentiment"], toy_sentiment(240, seed=1))
+    dev = write_csv(folder / "dev.csv", ["text", "sentiment"], toy_sentiment(60, seed=2))
+    return train, dev
+
+
 @pytest.fixture
 def toy_files(tmp_path) -> tuple[Path, Path]:
-    train = write_csv(tmp_path / "train.csv", ["text", "sentiment"], toy_sentiment(240, seed=1))
-    dev = write_csv(tmp_path / "dev.csv", ["text", "sentiment"], toy_sentiment(60, seed=2))
-    return train, dev
+    return write_toy_sentiment(tmp_path)
 
 
 def cli_train(task: str, train: Path, dev: Path, out: Path, model_dir: Path, *flags: str) -> Path:

@@ -7,14 +7,13 @@ import sys
 import pytest
 
 from bertkit.cli import main
-from conftest import REPO, toy_sentiment, write_csv
+from conftest import REPO, toy_sentiment, write_csv, write_toy_sentiment
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("cli")
-    train = write_csv(tmp / "train.csv", ["text", "sentiment"], toy_sentiment(240, seed=1))
-    dev = write_csv(tmp / "dev.csv", ["text", "sentiment"], toy_sentiment(60, seed=2))
+    train, dev = write_toy_sentiment(tmp)
     run = tmp / "run"
     code = main(["train", "--task", "classification", "--train", str(train), "--dev", str(dev),
                  "--text-column", "text", "--label-column", "sentiment", "--out", str(run),

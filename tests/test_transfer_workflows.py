@@ -4,13 +4,14 @@ pipelines, LoRA with export, distillation, freezing."""
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from bertkit.cli import main
-from conftest import toy_sentiment, write_csv
+from conftest import toy_sentiment, write_csv, write_toy_sentiment
 
 COMMON = ["--precision", "fp32", "--quiet", "--seed", "1", "--batch-size", "16"]
 
@@ -27,8 +28,7 @@ def _json(path):
 def work(tmp_path_factory, tiny_model_dir):
     """Toy data, a pre-training run and a fine-tuned run started from it (shared by the tests here)."""
     tmp = tmp_path_factory.mktemp("transfer")
-    train = write_csv(tmp / "train.csv", ["text", "sentiment"], toy_sentiment(240, seed=1))
-    dev = write_csv(tmp / "dev.csv", ["text", "sentiment"], toy_sentiment(60, seed=2))
+    train, dev = write_toy_sentiment(tmp)
     corpus = tmp / "corpus.txt"
     corpus.write_text("".join(t + "\n" for t, _ in toy_sentiment(400, seed=5)), encoding="utf-8")
     assert main(["pretrain", "--train", str(corpus), "--dev-fraction", "0.1", "--out", str(tmp / "mlm"),
@@ -246,3 +246,15 @@ def test_bad_transfer_options_are_one_line_errors(work, tmp_path, capsys):
     assert not (tmp_path / "x" / "model").exists()
     assert main(["pretrain", "--task", "ner", "--train", str(train), "--out", str(tmp_path / "y")]) == 2
     assert os.path.isdir(tmp / "cls")
+
+
+def test_the_example_pipeline_resolves_its_stages():
+    from bertkit.pipeline import load_pipeline
+    from conftest import REPO
+
+    stages = load_pipeline(REPO / "examples" / "transfer_pipeline.yaml")
+    (first, mrpc), (second, rte) = stages
+    assert (first, second) == ("mrpc", "rte")
+    assert mrpc.model.init_from is None and rte.model.init_from == mrpc.out
+    assert mrpc.data.text_column == "#1 String" and rte.data.text_column == "sentence1"
+    assert rte.train.epochs == 2 and Path(rte.out).name == "rte"

@@ -8,14 +8,13 @@ import pytest
 from bertkit.api import evaluate, train
 from bertkit.errors import DataError
 from bertkit.evaluation.predictor import Predictor
-from conftest import POSITIVE, tiny_config, toy_sentiment, write_csv, write_jsonl
+from conftest import POSITIVE, tiny_config, toy_sentiment, write_csv, write_jsonl, write_toy_sentiment
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("pred")
-    train_file = write_csv(tmp / "train.csv", ["text", "sentiment"], toy_sentiment(240, seed=1))
-    dev_file = write_csv(tmp / "dev.csv", ["text", "sentiment"], toy_sentiment(60, seed=2))
+    train_file, dev_file = write_toy_sentiment(tmp)
     train(tiny_config(tiny_model_dir, train_file, dev_file, tmp / "run"), progress=False)
     return tmp / "run", dev_file
 

@@ -86,18 +86,22 @@ def test_gradient_accumulation_counts_optimiser_steps(tmp_path, toy_files, tiny_
     assert [r["step"] for r in records if r["kind"] == "eval"] == [5, 10]  # once per epoch
 
 
+def _assert_resume_matches(tmp_path, tiny_model_dir, train_file, dev_file, overrides, cut_at=9):
+    whole = train(tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "whole", **overrides), progress=False)
+    cut = tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "cut", **overrides)
+    _interrupt_after(cut, cut_at)
+    resumed = train(cut.with_overrides({"resume": True}), progress=False)
+    assert resumed.metrics == whole.metrics and resumed.best_step == whole.best_step
+
+
 def test_ner_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
     from conftest import toy_ner, write_conll
 
     train_file = write_conll(tmp_path / "train.conll", toy_ner(120, seed=1))
     dev_file = write_conll(tmp_path / "dev.conll", toy_ner(30, seed=2))
-    overrides = {"task.name": "ner", "train.max_steps": 16, "train.eval_every": 6, "data.max_length": 16,
-                 "task.stride": 4, "train.precision": "bf16"}
-    whole = train(tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "whole", **overrides), progress=False)
-    cut = tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "cut", **overrides)
-    _interrupt_after(cut, 9)
-    resumed = train(cut.with_overrides({"resume": True}), progress=False)
-    assert resumed.metrics == whole.metrics and resumed.best_step == whole.best_step
+    _assert_resume_matches(tmp_path, tiny_model_dir, train_file, dev_file, {
+        "task.name": "ner", "train.max_steps": 16, "train.eval_every": 6, "data.max_length": 16, "task.stride": 4,
+        "train.precision": "bf16"})
 
 
 def test_mlm_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
@@ -106,10 +110,5 @@ def test_mlm_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(t + "\n" for t, _ in toy_sentiment(200, seed=5)), encoding="utf-8")
-    overrides = {"task.name": "mlm", "task.whole_word_masking": True, "train.max_steps": 16,
-                 "train.eval_every": 6, "data.label_column": "label"}
-    whole = train(tiny_config(tiny_model_dir, corpus, None, tmp_path / "whole", **overrides), progress=False)
-    cut = tiny_config(tiny_model_dir, corpus, None, tmp_path / "cut", **overrides)
-    _interrupt_after(cut, 9)
-    resumed = train(cut.with_overrides({"resume": True}), progress=False)
-    assert resumed.metrics == whole.metrics and resumed.best_step == whole.best_step
+    _assert_resume_matches(tmp_path, tiny_model_dir, corpus, None, {
+        "task.name": "mlm", "task.whole_word_masking": True, "train.max_steps": 16, "train.eval_every": 6})
