@@ -258,3 +258,29 @@ def test_the_example_pipeline_resolves_its_stages():
     assert mrpc.model.init_from is None and rte.model.init_from == mrpc.out
     assert mrpc.data.text_column == "#1 String" and rte.data.text_column == "sentence1"
     assert rte.train.epochs == 2 and Path(rte.out).name == "rte"
+
+
+@pytest.mark.parametrize("task", ["ner", "qa"])
+def test_every_task_starts_from_a_pretraining_run_with_lora(task, work, tmp_path, capsys):
+    """NER and QA heads on the pre-trained encoder, trained as LoRA adapters; the reloaded adapter scores
+    exactly what training reported."""
+    from conftest import toy_ner, write_conll, write_jsonl
+    from evaluation.test_qa_end_to_end import toy_qa
+
+    tmp, _, _ = work
+    if task == "ner":
+        train, dev = (write_conll(tmp_path / f"{n}.conll", toy_ner(k, seed=s)) for n, k, s in
+                      (("train", 60, 1), ("dev", 20, 2)))
+    else:
+        train, dev = (write_jsonl(tmp_path / f"{n}.jsonl", toy_qa(k, seed=s)) for n, k, s in
+                      (("train", 60, 1), ("dev", 20, 2)))
+    run = tmp_path / "run"
+    assert main(["train", "--task", task, "--train", str(train), "--dev", str(dev), "--out", str(run),
+                 "--init-from", str(tmp / "mlm"), "--lora-r", "4", "--max-steps", "4", "--max-length", "32",
+                 *COMMON]) == 0
+    lineage = _json(run / "lineage.json")
+    assert lineage["parent"]["task"] == "mlm" and lineage["init"]["head"].startswith("new")
+    assert lineage["init"]["trainable"] < lineage["init"]["parameters"] / 4
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(dev), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == pytest.approx(_json(run / "results.json")["dev"])
