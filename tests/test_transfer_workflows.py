@@ -284,3 +284,14 @@ def test_every_task_starts_from_a_pretraining_run_with_lora(task, work, tmp_path
     capsys.readouterr()
     assert main(["evaluate", str(run), "--data", str(dev), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == pytest.approx(_json(run / "results.json")["dev"])
+
+
+def test_pretrain_takes_several_files_and_fingerprints_each(tmp_path, tiny_model_dir):
+    (tmp_path / "a.txt").write_text("the movie was good\nthe plot was dull\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"body": "john visited paris"}\n{"body": "mary left rome"}\n',
+                                      encoding="utf-8")
+    assert main(["pretrain", "--train", str(tmp_path / "a.txt"), str(tmp_path / "b.jsonl"), "--text-column", "body",
+                 "--dev", str(tmp_path / "a.txt"), "--out", str(tmp_path / "run"), "--model", str(tiny_model_dir),
+                 "--max-steps", "2", *COMMON]) == 0
+    train_data = _json(tmp_path / "run" / "environment.json")["data"]["train"]
+    assert [Path(f["path"]).name for f in train_data["files"]] == ["a.txt", "b.jsonl"] and train_data["rows"] == 4
