@@ -272,6 +272,8 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
                               if item.get("teacher") else "", ", config changed since" if item["config_changed"]
                               else ""])
             init = item.get("init") or {}
+            if init.get("layers_kept"):
+                extras += f", layers {init['layers_kept']} of its parent"
             print(f"{lead}{item['run']}  [{item['task']}/{item['problem']}, {item['status']}{extras}]")
             print(f"{'  ' * depth}   data {data.get('path', '?')} ({data.get('rows', '?')} rows, {sha}){score}; "
                   f"head {init.get('head', '?')}")
