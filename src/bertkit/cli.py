@@ -83,6 +83,14 @@ _SWITCHES = [  # (flag, key, value, help)
 ]
 
 
+# Flags that mean nothing to masked-LM pre-training, left out of `bertkit pretrain --help`.
+_NOT_FOR_PRETRAIN = {"task.problem", "task.class_weights", "task.threshold", "task.tag_scheme", "task.invalid_tags",
+                     "task.stride", "task.context_sentences", "data.text_pair_column", "data.label_column",
+                     "data.label_delimiter", "data.tokens_column", "data.tags_column", "data.entities_column",
+                     "data.token_index", "data.tag_index", "train.distill_from", "train.distill_alpha",
+                     "train.distill_temperature", "task.label_all_subwords", "task.strict"}
+
+
 def _train_parser(sub, name: str = "train") -> None:
     if name == "pretrain":
         p = sub.add_parser("pretrain", help="continue masked-language-model pre-training on unlabelled text",
@@ -94,12 +102,16 @@ def _train_parser(sub, name: str = "train") -> None:
                            description="Fine-tune a model. Settings: defaults < CONFIG.yaml < flags.")
     p.add_argument("config", nargs="?", help="YAML run config (sections task, data, model, train)")
     for flag, key, typ, help_text in _TRAIN_FLAGS:
+        if name == "pretrain" and key in _NOT_FOR_PRETRAIN:
+            continue
         if name == "pretrain" and flag == "--train":
             p.add_argument(flag, dest=key, nargs="+", default=None, metavar="FILE",
                            help="text files, folders or glob patterns")
             continue
         p.add_argument(flag, dest=key, type=typ, default=None, help=help_text)
     for flag, key, value, help_text in _SWITCHES:
+        if name == "pretrain" and key in _NOT_FOR_PRETRAIN:
+            continue
         p.add_argument(flag, dest=key, action="store_const", const=value, default=None, help=help_text)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.log_every=50")
@@ -181,8 +193,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from bertkit.config import RunConfig, load_config
 
     cfg = load_config(args.config) if args.config else RunConfig()
-    overrides = {key: getattr(args, key) for _, key, _, _ in _TRAIN_FLAGS}
-    overrides.update({key: getattr(args, key) for _, key, _, _ in _SWITCHES})
+    overrides = {key: getattr(args, key, None) for _, key, _, _ in _TRAIN_FLAGS}
+    overrides.update({key: getattr(args, key, None) for _, key, _, _ in _SWITCHES})
     if args.command == "pretrain":
         if overrides["task.name"] not in (None, "mlm"):
             raise BertkitError(f"bertkit pretrain trains the mlm task; --task {overrides['task.name']} belongs to "
