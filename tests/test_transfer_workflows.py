@@ -146,6 +146,9 @@ def test_lora_trains_few_parameters_and_exports_a_merged_model(work, tmp_path, c
     init = _json(run / "lineage.json")["init"]
     assert init["trainable"] < 0.15 * init["parameters"]
     assert (run / "model" / "adapter_config.json").is_file() and not (run / "model" / "model.safetensors").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (run / "model" / "adapter_model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes
     capsys.readouterr()
     assert main(["evaluate", str(run), "--data", str(dev), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == pytest.approx(_json(run / "results.json")["dev"])

@@ -19,7 +19,7 @@ from bertkit.evaluation.predictor import Predictor
 from bertkit.models import transfer
 from bertkit.models.init_source import InitSource, load_run_model, resolve_init
 from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers
-from bertkit.run_dir import RunDir, data_fingerprint
+from bertkit.run_dir import RunDir, data_fingerprint, normal_permissions
 from bertkit.tasks.base import get_task
 from bertkit.training import checkpoint as ckpt
 from bertkit.training.distill import DistillationTask, attach_teacher_logits
@@ -318,6 +318,7 @@ def _finish(run: RunDir, rt: Runtime, model, task, tokenizer, dev_features, dev_
             if hasattr(unwrapped, "get_base_model"):
                 unwrapped.get_base_model().config.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+        normal_permissions(tmp)
         shutil.rmtree(run.model_dir, ignore_errors=True)
         tmp.rename(run.model_dir)
         results = {"dev": metrics, "primary_metric": task.primary_metric, "best_step": state.best_step,

@@ -27,7 +27,7 @@ import yaml
 from bertkit.config import RunConfig
 from bertkit.errors import CheckpointError
 
-__all__ = ["RunDir", "atomic_write_text", "file_fingerprint", "data_fingerprint"]
+__all__ = ["RunDir", "atomic_write_text", "file_fingerprint", "data_fingerprint", "normal_permissions"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -44,6 +44,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def normal_permissions(folder: Path) -> None:
+    """Give every file under `folder` the permissions open() would (some writers create them 0600)."""
+    mode = 0o666 & ~_umask()
+    for path in folder.rglob("*"):
+        if path.is_file():
+            os.chmod(path, mode)
 
 
 def _umask() -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from bertkit.errors import ConfigError
 from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import is_adapter_dir, load_tokenizer, quiet_transformers
-from bertkit.run_dir import RunDir
+from bertkit.run_dir import RunDir, normal_permissions
 
 __all__ = ["export_model"]
 
@@ -43,6 +43,7 @@ def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -
                 load_tokenizer(str(run.model_dir)).save_pretrained(tmp)
         else:
             shutil.copytree(run.model_dir, tmp)
+        normal_permissions(tmp)
         if dest.exists():
             dest.rmdir()
         tmp.rename(dest)
