@@ -166,6 +166,16 @@ def head_state_of(model_dir: str) -> dict[str, Any] | None:
     return {"task": task, "problem": problems[task], "labels": labels}
 
 
+def _why_new_head(task: Task, parent: dict[str, Any] | None, head_absent: bool) -> str:
+    if parent is None:
+        return "none saved"
+    if parent.get("task") != task.name:
+        return f"the parent was trained for {parent.get('task')}"
+    if head_absent:
+        return "none saved"
+    return f"it was trained for {parent.get('task')} ({parent.get('problem')}) with labels {parent.get('labels')}"
+
+
 def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle: bool = False,
                 parent: dict[str, Any] | None = None, num_layers: int | None = None
                 ) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -201,9 +211,7 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
         if mapping is None:
             if not head_absent:  # a saved head for something else: all of it fresh (a missing one already is)
                 transfer.reset_modules(model, heads)
-            why = "none saved" if head_absent or parent is None else \
-                f"it was trained for {parent.get('task')} ({parent.get('problem')}) with labels {parent.get('labels')}"
-            head = f"new ({why})"
+            head = f"new ({_why_new_head(task, parent, head_absent)})"
         else:
             moved = transfer.permute_head(model, heads, mapping) if mapping else False
             head = "kept, outputs re-ordered by label name" if moved else "kept"
