@@ -132,6 +132,12 @@ def test_pipeline_config_errors_name_the_stage(tmp_path, capsys):
     assert main(["pipeline", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "stage 1 (a)" in err and "train.lrr" in err
+    for text, message in (("defaults: [1]\nstages: [{name: a}]", "'defaults' must be a mapping"),
+                          ("stages: [{name: a, init_from: 5}]", "init_from must be a stage name"),
+                          ("stages: [{name: a, init_from: previous}]", "no previous stage")):
+        bad.write_text(f"out: runs\n{text}\n", encoding="utf-8")
+        assert main(["pipeline", str(bad)]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_lora_trains_few_parameters_and_exports_a_merged_model(work, tmp_path, capsys):
@@ -248,7 +254,10 @@ def test_bad_transfer_options_are_one_line_errors(work, tmp_path, capsys):
     assert main([*base, "--init-from", str(tmp / "cls"), "--init", "random"]) == 2
     assert not (tmp_path / "x" / "model").exists()
     assert main(["pretrain", "--task", "ner", "--train", str(train), "--out", str(tmp_path / "y")]) == 2
-    assert os.path.isdir(tmp / "cls")
+    assert "bertkit pretrain trains the mlm task" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    assert main(["export", str(tmp / "cls"), "--out", str(tmp_path / "a-file")]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
 
 
 def test_the_example_pipeline_resolves_its_stages():

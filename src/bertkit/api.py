@@ -144,7 +144,8 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     if config.train.distill_from:
         loop_task = DistillationTask(task, alpha=config.train.distill_alpha,
                                      temperature=config.train.distill_temperature)
-        train_features = attach_teacher_logits(train_features, _teacher_logits(config, task, train_examples, rt))
+        teacher_logits = _teacher_logits(config, task, train_examples, train_features, tokenizer, rt)
+        train_features = attach_teacher_logits(train_features, teacher_logits)
     state = LoopState()
     if config.resume:
         last = ckpt.latest_checkpoint(run.checkpoints)
@@ -198,30 +199,10 @@ def _build_training(config: RunConfig, task, rt: Runtime, n_train: int, init: In
     set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
     mc, tc = config.model, config.train
     model, report = build_model(init.model, task, init=mc.init, parent=init.head_state, num_layers=mc.num_layers)
-    if mc.lora_r:
-        if tc.freeze_layers or tc.unfreeze_every or tc.freeze_embeddings:
-            raise ConfigError("model.lora_r trains adapters on a frozen encoder; drop train.freeze_layers, "
-                              "train.unfreeze_every and train.freeze_embeddings")
-        model = transfer.apply_lora(model, r=mc.lora_r, alpha=mc.lora_alpha, dropout=mc.lora_dropout,
-                                    targets=mc.lora_targets, train_head=task.name != "mlm")
-    n_layers = int(model.config.num_hidden_layers)
-    prefix = getattr(model, "base_model_prefix", "")
-    named = list(model.named_parameters())
-    depths = {name: transfer.layer_depth(name, n_layers, prefix) for name, _ in named}
-    if tc.freeze_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
-    for name, param in named:
-        if tc.freeze_layers and depths[name] <= tc.freeze_layers:
-            param.requires_grad_(False)  # the embeddings (depth 0) and the lowest layers
-    optimizer = build_optimizer(model, tc, depths, n_layers)
-    before_step = None
-    if tc.unfreeze_every:
-        trainable = [(name, p) for name, p in named if p.requires_grad]
-
-        def before_step(step: int) -> None:
-            transfer.set_trainable(trainable, [depths[n] for n, _ in trainable], n_layers, step=step,
-                                   unfreeze_every=tc.unfreeze_every, frozen_below=0)
-
+    model, depths, n_layers, before_step = transfer.configure_training(model, mc, tc,
+                                                                       train_head=task.lora_trains_head)
+    optimizer = build_optimizer(model, tc, depths, n_layers)  # every parameter that trains now or later
+    if before_step is not None:
         before_step(0)
     report.update(transfer.describe_parameters(model))
     batches_per_epoch = -(-n_train // (tc.batch_size * rt.num_processes))
@@ -235,8 +216,11 @@ def _describe_trainable(report: dict[str, Any]) -> str:
     return f"{report['trainable']:,} of {report['parameters']:,} parameters train"
 
 
-def _teacher_logits(config: RunConfig, task, train_examples: list[dict], rt: Runtime):
-    """The teacher run's logits on the training examples, columns in the student's label order."""
+def _teacher_logits(config: RunConfig, task, train_examples: list[dict], train_features: list[dict], tokenizer,
+                    rt: Runtime):
+    """The teacher run's logits on the training examples, columns in the student's label order. The
+    student's features are reused when both share a tokenizer (the usual case: a student started from its
+    teacher), so the training set is tokenised once."""
     import numpy as np
 
     from bertkit.evaluation.inference import predict_outputs
@@ -248,7 +232,10 @@ def _teacher_logits(config: RunConfig, task, train_examples: list[dict], rt: Run
         raise ConfigError(f"train.distill_from {teacher_run.path}: the teacher predicts {theirs} "
                           f"({teacher_task.name}), the student {ours}; they must share the label set")
     teacher_tok = load_tokenizer(str(teacher_run.model_dir))
-    features = teacher_task.preprocess(train_examples, teacher_tok, config.data, with_labels=False)
+    if teacher_tok.backend_tokenizer.to_str() == tokenizer.backend_tokenizer.to_str():
+        features = train_features  # their labels are targets, never model inputs
+    else:
+        features = teacher_task.preprocess(train_examples, teacher_tok, config.data, with_labels=False)
     log.info("distillation: teacher %s on %d training examples", teacher_run.path, len(features))
     logits = predict_outputs(teacher.to(rt.device), teacher_task, features, rt, teacher_tok.pad_token_id or 0,
                              len(train_examples))

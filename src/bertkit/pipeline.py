@@ -53,6 +53,9 @@ def load_pipeline(path: str | Path, out: str | None = None) -> list[tuple[str, R
     stages = raw.get("stages")
     if not isinstance(stages, list) or not stages:
         raise ConfigError(f"{p}: 'stages' must be a non-empty list of stage configs")
+    defaults = raw.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{p}: 'defaults' must be a mapping of config sections (task, data, model, train)")
     root = Path(out or raw.get("out") or "")
     if not str(root) or str(root) == ".":
         raise ConfigError(f"{p}: no output folder; set 'out:' in the file or pass --out")
@@ -71,10 +74,14 @@ def load_pipeline(path: str | Path, out: str | None = None) -> list[tuple[str, R
         name = stage["name"]
         if name in names:
             raise ConfigError(f"{where}: stage name '{name}' is used twice")
-        body = _merge(raw.get("defaults") or {}, {k: v for k, v in stage.items() if k not in ("name", "init_from")})
+        body = _merge(defaults, {k: v for k, v in stage.items() if k not in ("name", "init_from")})
         cfg = resolve_relative_paths(RunConfig.from_dict(body, source=f"{where} ({name})"), p.parent)
         cfg.out = str(root / name)
         parent = stage.get("init_from", "previous" if result else None)
+        if parent is not None and not isinstance(parent, str):
+            raise ConfigError(f"{where} ({name}): init_from must be a stage name, a path or none, got {parent!r}")
+        if parent == "previous" and not result:
+            raise ConfigError(f"{where} ({name}): the first stage has no previous stage to start from")
         if parent == "previous":
             cfg.model.init_from = str(names[result[-1][0]])
         elif parent in names:

@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bertkit.data.readers import read_table, read_text
+from bertkit.data.readers import Table, read_table, read_text
 from bertkit.errors import DataError
 
-__all__ = ["expand_paths", "read_documents", "TEXT_SUFFIXES"]
+__all__ = ["expand_paths", "read_documents", "table_documents", "TEXT_SUFFIXES"]
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 
@@ -58,17 +58,27 @@ def read_documents(spec: str, *, fmt: str | None, encoding: str, text_column: st
                 if line.strip():
                     docs.append({"where": f"{path}:{number}", "text": line})
         else:
-            table = read_table(path, fmt, encoding)
-            if text_column not in table.columns:
-                raise DataError(f"{path}: no column '{text_column}'; columns found: {', '.join(table.columns)}; "
-                                "pass --text-column with one of them")
-            for i, row in enumerate(table.rows):
-                value = row.get(text_column)
-                if value is not None and not isinstance(value, str):
-                    raise DataError(f"{table.where(i)}: column '{text_column}' holds {type(value).__name__} "
-                                    f"{value!r}, not text")
-                if value and value.strip():
-                    docs.append({"where": table.where(i), "text": value})
+            docs.extend(table_documents(read_table(path, fmt, encoding), text_column))
         if len(docs) == before:
             raise DataError(f"{path}: no text found; a pre-training file needs at least one non-empty document")
+    return docs
+
+
+def table_documents(table: Table, text_column: str) -> list[dict[str, Any]]:
+    """Documents `{"where", "text"}` from the non-empty cells of `text_column`.
+
+    Raises:
+        DataError: the column is missing (listing those found) or holds something that is not text.
+    """
+    if text_column not in table.columns:
+        raise DataError(f"{table.path}: no column '{text_column}'; columns found: {', '.join(table.columns)}; "
+                        "pass --text-column with one of them")
+    docs = []
+    for i, row in enumerate(table.rows):
+        value = row.get(text_column)
+        if value is not None and not isinstance(value, str):
+            raise DataError(f"{table.where(i)}: column '{text_column}' holds {type(value).__name__} {value!r}, "
+                            "not text")
+        if value and value.strip():
+            docs.append({"where": table.where(i), "text": value})
     return docs

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 from bertkit.errors import ConfigError
-from bertkit.models.init_source import load_run_model
-from bertkit.models.loading import is_adapter_dir, load_tokenizer, quiet_transformers
+from bertkit.models.init_source import write_merged_model
+from bertkit.models.loading import is_adapter_dir
 from bertkit.run_dir import RunDir, normal_permissions
 
 __all__ = ["export_model"]
@@ -26,8 +26,8 @@ def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -
     """
     run = RunDir(run_dir).require(model=True)
     dest = Path(out)
-    if dest.exists() and any(dest.iterdir()):
-        raise ConfigError(f"{dest}: exists and is not empty; choose a new --out")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ConfigError(f"{dest}: exists and is not an empty folder; choose a new --out")
     adapter = is_adapter_dir(run.model_dir)
     if adapter and not merge:
         raise ConfigError(f"{run.path}: a LoRA run holds only its adapter and head; pass --merge to fold them "
@@ -37,10 +37,7 @@ def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         if adapter:
-            model, _ = load_run_model(run.path)
-            with quiet_transformers():
-                model.merge_and_unload().save_pretrained(tmp)
-                load_tokenizer(str(run.model_dir)).save_pretrained(tmp)
+            write_merged_model(run.path, tmp)
         else:
             shutil.copytree(run.model_dir, tmp)
         normal_permissions(tmp)

@@ -14,11 +14,18 @@ import torch
 
 from bertkit.config import RunConfig
 from bertkit.errors import CheckpointError, ModelLoadError
-from bertkit.models.loading import build_model, is_adapter_dir, load_adapter, load_trained_model, quiet_transformers
+from bertkit.models.loading import (
+    build_model,
+    is_adapter_dir,
+    load_adapter,
+    load_tokenizer,
+    load_trained_model,
+    quiet_transformers,
+)
 from bertkit.run_dir import RunDir
 from bertkit.tasks.base import Task, get_task
 
-__all__ = ["InitSource", "resolve_init", "load_run_model", "base_model_of"]
+__all__ = ["InitSource", "resolve_init", "load_run_model", "write_merged_model", "base_model_of"]
 
 
 @dataclass
@@ -75,16 +82,21 @@ def resolve_init(config: RunConfig) -> InitSource:
     init = InitSource(model=str(run.model_dir), head_state=head_state, parent=parent,
                       base_model=base_model_of(parent_config, run))
     if is_adapter_dir(run.model_dir):  # a LoRA run: merge its adapter into its base, in a temporary folder
-        model, _ = load_run_model(run.path)
         merged = Path(tempfile.mkdtemp(prefix="bertkit-merged-"))
         init._tmp.append(merged)
-        with quiet_transformers():
-            model.merge_and_unload().save_pretrained(merged)
-        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-            if (run.model_dir / name).is_file():
-                shutil.copy(run.model_dir / name, merged / name)
+        write_merged_model(run.path, merged)
         init.model = str(merged)
     return init
+
+
+def write_merged_model(run_dir: str | Path, dest: Path) -> None:
+    """A LoRA run's adapter folded into its base model, saved with the tokenizer to `dest` as a plain model
+    directory that transformers loads alone."""
+    run = RunDir(run_dir)
+    model, _ = load_run_model(run.path)
+    with quiet_transformers():
+        model.merge_and_unload().save_pretrained(dest)
+        load_tokenizer(str(run.model_dir)).save_pretrained(dest)
 
 
 def load_run_model(run_dir: str | Path, task: Task | None = None) -> tuple[torch.nn.Module, Task]:

@@ -140,30 +140,22 @@ def load_tokenizer(name: str) -> Any:
     return tokenizer
 
 
-_HEAD_TASKS = {"ForSequenceClassification": "classification", "ForTokenClassification": "ner",
-               "ForQuestionAnswering": "qa", "ForMaskedLM": "mlm", "ForPreTraining": "mlm"}
-_PROBLEMS = {"single_label_classification": "single_label", "multi_label_classification": "multi_label",
-             "regression": "regression"}
-
-
 def head_state_of(model_dir: str) -> dict[str, Any] | None:
-    """What the head saved in a model directory was trained for (task, problem, labels), read from its
-    config.json, or None when it has no task head (a bare encoder)."""
+    """What the head saved in a model directory was trained for (task, labels...), read from its
+    config.json by the task whose architecture it is, or None when it has no task head (a bare encoder)."""
     import json
+
+    from bertkit.tasks.base import TASKS
 
     try:
         config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     arch = (config.get("architectures") or [""])[0]
-    task = next((t for suffix, t in _HEAD_TASKS.items() if arch.endswith(suffix)), None)
-    if task is None:
-        return None
-    labels = [config.get("id2label", {})[k] for k in sorted(config.get("id2label", {}), key=int)] \
-        if task in ("classification", "ner") else []
-    problems = {"classification": _PROBLEMS.get(config.get("problem_type") or "", "single_label"),
-                "ner": "token_classification", "qa": "extractive_qa", "mlm": "masked_lm"}
-    return {"task": task, "problem": problems[task], "labels": labels}
+    for task_cls in TASKS.values():
+        if arch.endswith(task_cls.head_architectures()):
+            return task_cls.head_state_from_config(config)
+    return None
 
 
 def _why_new_head(task: Task, parent: dict[str, Any] | None, head_absent: bool) -> str:

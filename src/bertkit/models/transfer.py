@@ -16,7 +16,7 @@ import torch
 from bertkit.errors import ConfigError
 
 __all__ = ["head_modules", "reset_modules", "permute_head", "keep_layers", "restore_pooler", "apply_lora",
-           "layer_depth", "num_layers", "set_trainable", "describe_parameters"]
+           "layer_depth", "num_layers", "set_trainable", "describe_parameters", "configure_training"]
 
 log = logging.getLogger(__name__)
 
@@ -169,3 +169,38 @@ def describe_parameters(model: torch.nn.Module) -> dict[str, Any]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"parameters": total, "trainable": trainable}
+
+
+def configure_training(model: torch.nn.Module, mc: Any, tc: Any, *, train_head: bool = True
+                       ) -> tuple[torch.nn.Module, dict[str, int], int, Any]:
+    """Apply LoRA (`mc`, a ModelConfig) and the frozen parts (`tc`, a TrainConfig) to a built model.
+
+    Returns the (possibly wrapped) model, each parameter's depth (0 embeddings, 1..n layers, n+1 head;
+    for layer-wise learning rates), the layer count n, and the per-step hook of gradual unfreezing (None
+    without it). Parameters frozen here for good are left out of the optimiser by `build_optimizer`;
+    those that gradual unfreezing thaws later are in it from the start.
+    """
+    if mc.lora_r:
+        if tc.freeze_layers or tc.unfreeze_every or tc.freeze_embeddings:
+            raise ConfigError("model.lora_r trains adapters on a frozen encoder; drop train.freeze_layers, "
+                              "train.unfreeze_every and train.freeze_embeddings")
+        model = apply_lora(model, r=mc.lora_r, alpha=mc.lora_alpha, dropout=mc.lora_dropout, targets=mc.lora_targets,
+                           train_head=train_head)
+    n_layers = int(model.config.num_hidden_layers)
+    named = list(model.named_parameters())
+    depths = {name: layer_depth(name, n_layers, getattr(model, "base_model_prefix", "")) for name, _ in named}
+    if tc.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    for name, param in named:
+        if tc.freeze_layers and depths[name] <= tc.freeze_layers:
+            param.requires_grad_(False)  # the embeddings (depth 0) and the lowest layers
+    before_step = None
+    if tc.unfreeze_every:
+        trainable = [(name, p) for name, p in named if p.requires_grad]
+        trainable_depths = [depths[name] for name, _ in trainable]
+
+        def before_step(step: int) -> None:
+            set_trainable(trainable, trainable_depths, n_layers, step=step, unfreeze_every=tc.unfreeze_every,
+                          frozen_below=0)
+
+    return model, depths, n_layers, before_step

@@ -100,6 +100,10 @@ class Task(ABC):
         """A training batch; the same as `collate` unless training draws something afresh (MLM masks)."""
         return self.collate(features, pad_id)
 
+    #: With LoRA, whether the head trains in full beside the adapters (not when it is tied to the frozen
+    #: word embeddings, as a masked-LM decoder is).
+    lora_trains_head: ClassVar[bool] = True
+
     #: Batch entries that are targets of the loss, not inputs of the model.
     target_keys: ClassVar[tuple[str, ...]] = ("labels",)
 
@@ -130,17 +134,32 @@ class Task(ABC):
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Training loss of a batch; `logits` are float32."""
 
+    @classmethod
+    def head_architectures(cls) -> tuple[str, ...]:
+        """Endings of the `architectures` names in a config.json whose head this task trains."""
+        return (cls.auto_model_class.removeprefix("AutoModel"),)  # e.g. "ForSequenceClassification"
+
+    @classmethod
+    def head_state_from_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The task state a saved model's config.json implies (task and label names), to decide whether
+        its head can be kept. Tasks whose problem type shows in the config add it."""
+        id2label = config.get("id2label") or {}
+        return {"task": cls.name, "labels": [id2label[k] for k in sorted(id2label, key=int)]}
+
     def head_mapping(self, parent: dict[str, Any]) -> list[int] | None:
         """How a head trained for `parent` (a task state: task, problem, labels) serves this task: for each
         of this task's outputs the parent's output it comes from, or None when the head must be new.
-        The default keeps a head of the same task with the same label names, re-ordered by name."""
-        if parent.get("task") != self.name or parent.get("problem", self.state().get("problem")) != \
-                self.state().get("problem"):
+        The default keeps a head of the same task with the same label names, re-ordered by name; a task
+        without labels (QA, MLM) keeps the head of the same task as it is ([])."""
+        ours = self.state()
+        if parent.get("task") != self.name or parent.get("problem", ours.get("problem")) != ours.get("problem"):
             return None
-        ours, theirs = list(self.state().get("labels") or []), list(parent.get("labels") or [])
-        if sorted(ours) != sorted(theirs):
+        if "labels" not in ours:
+            return []
+        theirs = list(parent.get("labels") or [])
+        if sorted(ours["labels"]) != sorted(theirs):
             return None
-        return [theirs.index(name) for name in ours]
+        return [theirs.index(name) for name in ours["labels"]]
 
     # --- outputs --------------------------------------------------------------------------------------
     def reduce_feature(self, output: np.ndarray, feature: dict[str, Any]) -> Any:

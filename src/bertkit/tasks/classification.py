@@ -219,6 +219,12 @@ class ClassificationTask(Task):
         return batch
 
     # --- model ----------------------------------------------------------------------------------------
+    @classmethod
+    def head_state_from_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        problems = {hf: ours for ours, hf in _PROBLEM_TYPES.items()}
+        return {**super().head_state_from_config(config),
+                "problem": problems.get(config.get("problem_type") or "", "single_label")}
+
     def model_config(self) -> dict[str, Any]:
         return {
             "num_labels": len(self.labels),

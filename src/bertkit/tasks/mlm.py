@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from bertkit.config import DataConfig
 from bertkit.data.batching import pad_batch
-from bertkit.data.text import read_documents
+from bertkit.data.text import read_documents, table_documents
 from bertkit.errors import DataError
 from bertkit.tasks.base import Task, register_task
 
@@ -59,6 +59,7 @@ class MlmTask(Task):
     auto_model_class = "AutoModelForMaskedLM"
     primary_metric = "perplexity"
     greater_is_better = False
+    lora_trains_head = False  # its decoder is tied to the word embeddings, which LoRA keeps frozen
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -72,8 +73,7 @@ class MlmTask(Task):
                               text_column=data_cfg.text_column)
 
     def read_examples(self, table, data_cfg: DataConfig, with_labels: bool = True):
-        return [{"where": table.where(i), "text": row[data_cfg.text_column]} for i, row in enumerate(table.rows)
-                if isinstance(row.get(data_cfg.text_column), str) and row[data_cfg.text_column].strip()]
+        return table_documents(table, data_cfg.text_column)
 
     def make_examples(self, inputs, tokenizer) -> list[dict[str, Any]]:
         """Texts with the tokenizer's mask token (e.g. "a [MASK] film"): predict what each mask hides."""
@@ -115,7 +115,8 @@ class MlmTask(Task):
                            whole_word=self.cfg.whole_word_masking, mask_id=self.mask_id,
                            vocab_size=self.vocab_size, generator=generator)
 
-    def _batch(self, features, pad_id: int, masked: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def _batch(pad_id: int, masked: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
         rows = [{"input_ids": ids, "labels": labels} for ids, labels in masked]
         return pad_batch(rows, pad_id, {"labels": IGNORE})
 
@@ -123,13 +124,17 @@ class MlmTask(Task):
         """Evaluation batches: each window masked the same way every time (seeded by its index)."""
         masked = [self._masked(f, None if f["mask_seed"] is None else
                                torch.Generator().manual_seed(1_000_003 * f["mask_seed"] + 17)) for f in features]
-        return self._batch(features, pad_id, masked)
+        return self._batch(pad_id, masked)
 
     def collate_train(self, features, pad_id: int) -> dict[str, torch.Tensor]:
         """Training batches: fresh masks at every visit (dynamic masking)."""
-        return self._batch(features, pad_id, [self._masked(f, None) for f in features])
+        return self._batch(pad_id, [self._masked(f, None) for f in features])
 
     # --- model ----------------------------------------------------------------------------------------
+    @classmethod
+    def head_architectures(cls) -> tuple[str, ...]:
+        return ("ForMaskedLM", "ForPreTraining")  # BERT's original checkpoints carry both pre-training heads
+
     def model_config(self) -> dict[str, Any]:
         return {}
 
@@ -158,7 +163,8 @@ class MlmTask(Task):
     def batch_outputs(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(N, V) logits -> (B, T, 12): per position the log-loss of the masked token (NaN where nothing
         was masked), whether the top prediction hits it, and the top-5 token ids and probabilities."""
-        selected, labels = self._selected(batch), batch["labels"][self._selected(batch)]
+        selected = self._selected(batch)
+        labels = batch["labels"][selected]
         logp = logits.float().log_softmax(-1)  # (N, V)
         nll = -logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         nll = torch.where(labels != IGNORE, nll, torch.full_like(nll, float("nan")))
