@@ -23,7 +23,7 @@ from bertkit.run_dir import RunDir, data_fingerprint, normal_permissions
 from bertkit.tasks.base import get_task
 from bertkit.training import checkpoint as ckpt
 from bertkit.training.distill import DistillationTask, attach_teacher_logits
-from bertkit.training.loop import LoopState, train_loop
+from bertkit.training.loop import LoopState, plan_epoch, train_loop
 from bertkit.training.optim import build_optimizer, build_scheduler, count_steps
 from bertkit.training.runtime import Runtime
 
@@ -137,7 +137,7 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
         dev_features = task.preprocess(dev_examples, tokenizer, config.data)
         rt = Runtime(config.train.precision)
         model, optimizer, scheduler, total_steps, report, before_step = _build_training(
-            config, task, rt, len(train_features), init)
+            config, task, rt, [len(f["input_ids"]) for f in train_features], init)
     finally:
         init.cleanup()
     loop_task = task
@@ -189,7 +189,7 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     yield {"kind": "finished", "result": result}
 
 
-def _build_training(config: RunConfig, task, rt: Runtime, n_train: int, init: InitSource):
+def _build_training(config: RunConfig, task, rt: Runtime, lengths: list[int], init: InitSource):
     """Model (with LoRA and frozen parts as configured), optimiser and schedule, prepared for the runtime.
 
     Returns them with the total steps, the model report (what was kept, what trains) and the per-step
@@ -205,9 +205,13 @@ def _build_training(config: RunConfig, task, rt: Runtime, n_train: int, init: In
     if before_step is not None:
         before_step(0)
     report.update(transfer.describe_parameters(model))
-    batches_per_epoch = -(-n_train // (tc.batch_size * rt.num_processes))
+    if tc.packing:
+        task.check_packing(model)
+    batches_per_epoch = len(plan_epoch(lengths, tc, 0, rt.num_processes, rt.process_index))
     total_steps = count_steps(tc, batches_per_epoch)
     scheduler = build_scheduler(optimizer, tc, total_steps)
+    if tc.compile:
+        transfer.compile_layers(model)
     model, optimizer = rt.prepare(model, optimizer)
     return model, optimizer, scheduler, total_steps, report, before_step
 

@@ -58,6 +58,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--keep-checkpoints", "train.keep_checkpoints", int, "recent checkpoints to keep"),
     ("--seed", "train.seed", int, "random seed"),
     ("--precision", "train.precision", str, "auto | bf16 | fp16 | fp32"),
+    ("--pack-length", "train.pack_length", int, "packing: tokens per packed row (default 64)"),
+    ("--batch-tokens", "train.batch_tokens", int, "token-budget batches: at most N tokens per batch"),
     ("--init-from", "model.init_from", str, "start from an earlier run (or model dir): encoder, and head if "
      "task and labels match"),
     ("--num-layers", "model.num_layers", int, "keep N evenly spaced encoder layers (a smaller student)"),
@@ -78,6 +80,8 @@ _SWITCHES = [  # (flag, key, value, help)
     ("--label-all-subwords", "task.label_all_subwords", True, "ner: train on every subword, not only the first"),
     ("--strict-entities", "task.strict", True, "ner: score entities in seqeval's strict mode"),
     ("--freeze-embeddings", "train.freeze_embeddings", True, "keep the word embeddings fixed"),
+    ("--packing", "train.packing", True, "classification: several short inputs per row (less padding)"),
+    ("--compile", "train.compile", True, "run the model through torch.compile"),
     ("--whole-word-masking", "task.whole_word_masking", True, "mlm: mask all subwords of a chosen word"),
     ("--resume", "resume", True, "continue the run in --out from its last checkpoint"),
 ]
@@ -88,7 +92,8 @@ _NOT_FOR_PRETRAIN = {"task.problem", "task.class_weights", "task.threshold", "ta
                      "task.stride", "task.context_sentences", "data.text_pair_column", "data.label_column",
                      "data.label_delimiter", "data.tokens_column", "data.tags_column", "data.entities_column",
                      "data.token_index", "data.tag_index", "train.distill_from", "train.distill_alpha",
-                     "train.distill_temperature", "task.label_all_subwords", "task.strict"}
+                     "train.distill_temperature", "task.label_all_subwords", "task.strict", "train.packing",
+                     "train.pack_length"}
 
 
 def _train_parser(sub, name: str = "train") -> None:

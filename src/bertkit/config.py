@@ -128,6 +128,12 @@ class TrainConfig:
     seed: int = _f(42, "seed of data order, splits, initialisation and dropout")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = _f("auto", "auto: bf16 where supported, else fp32")
     length_grouping: bool = _f(True, "batch inputs of similar length together (less padding)")
+    packing: bool = _f(False, "classification: pack several short inputs into each row (block-diagonal "
+                       "attention, per-example positions); same results, less padding and overhead")
+    pack_length: int = _f(64, "packing: tokens per packed row (a longer input gets a row of its own)")
+    batch_tokens: int | None = _f(None, "token-budget batching: cut batches by tokens (padded, or real tokens "
+                                  "with packing) instead of batch_size examples")
+    compile: bool = _f(False, "run the model through torch.compile (slow first steps; pays off on long runs)")
     freeze_embeddings: bool = _f(False, "keep the word embeddings fixed (faster, less overfitting)")
     freeze_layers: int = _f(0, "keep all embeddings and the lowest N encoder layers fixed")
     unfreeze_every: int | None = _f(None, "gradual unfreezing: train the head alone first, then unfreeze one "
@@ -156,7 +162,10 @@ class TrainConfig:
         if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
             raise ConfigError(f"train.distill_alpha must be in [0, 1] and train.distill_temperature positive, got "
                               f"{self.distill_alpha}, {self.distill_temperature}")
-        for key in ("max_steps", "eval_every", "save_every", "early_stopping_patience", "unfreeze_every"):
+        if self.pack_length < 8:
+            raise ConfigError(f"train.pack_length must be at least 8, got {self.pack_length}")
+        for key in ("max_steps", "eval_every", "save_every", "early_stopping_patience", "unfreeze_every",
+                    "batch_tokens"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{key} must be at least 1 when set, got {value}")

@@ -23,12 +23,16 @@ def epoch_batches(
     mega_factor: int = 50,
     num_shards: int = 1,
     shard: int = 0,
+    max_tokens: int | None = None,
+    packed: bool = False,
 ) -> list[list[int]]:
     """The batches (lists of example indices) of one training epoch, for one shard.
 
-    With several shards (data-parallel ranks), each global batch of `batch_size * num_shards` examples is
-    cut into equal slices so that every rank takes the same number of steps; the short tail batch is
-    dropped only when there are several shards.
+    With `max_tokens` (token-budget batching) a batch holds as many examples as fit the budget: padded
+    tokens (longest x count), or real tokens when the batch will be `packed`; `batch_size` then only sizes
+    the length groups. With several shards (data-parallel ranks), each global batch is cut into equal
+    slices so that every rank takes the same number of steps; the short tail batch is dropped only when
+    there are several shards.
     """
     rng = random.Random(f"{seed}-{epoch}")
     order = list(range(len(lengths)))
@@ -41,13 +45,39 @@ def epoch_batches(
             chunk = order[start : start + mega]
             grouped.extend(sorted(chunk, key=lambda i: -lengths[i]))
         order = grouped
-    batches = [order[i : i + global_size] for i in range(0, len(order), global_size)]
-    if num_shards > 1 and batches and len(batches[-1]) < global_size:
-        batches.pop()
+    if max_tokens is None:
+        batches = [order[i : i + global_size] for i in range(0, len(order), global_size)]
+        if num_shards > 1 and batches and len(batches[-1]) < global_size:
+            batches.pop()
+    else:
+        batches = _token_batches(order, lengths, max_tokens * num_shards, packed, num_shards)
     if group_by_length and len(batches) > 1:
         # Shuffle batch order so that the longest batches do not all come first.
         rng.shuffle(batches)
+    if max_tokens is not None:
+        return [b[shard * (len(b) // num_shards) : (shard + 1) * (len(b) // num_shards)] for b in batches]
     return [b[shard * batch_size : (shard + 1) * batch_size] for b in batches]
+
+
+def _token_batches(order: Sequence[int], lengths: Sequence[int], budget: int, packed: bool,
+                   num_shards: int) -> list[list[int]]:
+    """Cut `order` into batches whose cost (real tokens when packed, else longest x count) stays within
+    `budget`; with shards, each batch holds a multiple of `num_shards` examples (the tail is dropped)."""
+    batches, current, longest, total = [], [], 0, 0
+    for i in order:
+        longest_if, total_if = max(longest, lengths[i]), total + lengths[i]
+        cost = total_if if packed else longest_if * (len(current) + 1)
+        if current and cost > budget and len(current) >= num_shards:
+            batches.append(current)
+            current, longest_if, total_if = [], lengths[i], lengths[i]
+        current.append(i)
+        longest, total = longest_if, total_if
+    if current:
+        batches.append(current)
+    if num_shards > 1:
+        batches = [b[: len(b) - len(b) % num_shards] for b in batches]
+        batches = [b for b in batches if b]
+    return batches
 
 
 def eval_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:

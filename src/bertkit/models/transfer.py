@@ -75,6 +75,17 @@ def _layer_list(model: torch.nn.Module) -> torch.nn.ModuleList:
                       "BERT-style encoders")
 
 
+def compile_layers(model: torch.nn.Module) -> int:
+    """Compile each encoder layer in place with `torch.compile` (shapes dynamic: batches vary in length).
+    Layers, not the whole model, because the classifiers' fast path calls the layers itself; saving and
+    PEFT see the same modules. Returns how many were compiled."""
+    net = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = _layer_list(net)
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
 def num_layers(model: torch.nn.Module) -> int:
     return int(model.config.num_hidden_layers)
 

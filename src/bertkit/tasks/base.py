@@ -100,6 +100,16 @@ class Task(ABC):
         """A training batch; the same as `collate` unless training draws something afresh (MLM masks)."""
         return self.collate(features, pad_id)
 
+    def collate_packed(self, features: Sequence[dict[str, Any]], pad_id: int, row_length: int
+                       ) -> dict[str, torch.Tensor]:
+        """A training batch with several examples per row (`train.packing`); tasks that support packing
+        implement it with `bertkit.data.packing` and handle the packed layout in `forward`."""
+        raise ConfigError(f"train.packing: the {self.name} task does not pack inputs; drop --packing")
+
+    def check_packing(self, model: torch.nn.Module) -> None:
+        """Raise ConfigError when `model` cannot run this task's packed batches."""
+        raise ConfigError(f"train.packing: the {self.name} task does not pack inputs; drop --packing")
+
     #: With LoRA, whether the head trains in full beside the adapters (not when it is tied to the frozen
     #: word embeddings, as a masked-LM decoder is).
     lora_trains_head: ClassVar[bool] = True

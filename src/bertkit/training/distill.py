@@ -47,7 +47,14 @@ class DistillationTask:
         return self.task.forward(model, {k: v for k, v in batch.items() if k != "teacher_logits"})
 
     def collate_train(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        batch = self.task.collate_train(features, pad_id)
+        return self._with_teacher(self.task.collate_train(features, pad_id), features)
+
+    def collate_packed(self, features: Sequence[dict[str, Any]], pad_id: int, row_length: int
+                       ) -> dict[str, torch.Tensor]:
+        return self._with_teacher(self.task.collate_packed(features, pad_id, row_length), features)
+
+    @staticmethod
+    def _with_teacher(batch: dict[str, torch.Tensor], features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch["teacher_logits"] = torch.from_numpy(np.stack([f["teacher_logits"] for f in features]))
         return batch
 

@@ -21,7 +21,7 @@ from bertkit.errors import TrainingError
 from bertkit.tasks.base import Task
 from bertkit.training.runtime import Runtime
 
-__all__ = ["LoopState", "train_loop"]
+__all__ = ["LoopState", "train_loop", "plan_epoch"]
 
 
 @dataclass
@@ -43,6 +43,13 @@ class LoopState:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> LoopState:
         return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
+
+def plan_epoch(lengths: list[int], cfg: TrainConfig, epoch: int, num_shards: int = 1, shard: int = 0
+               ) -> list[list[int]]:
+    """The batches of one epoch for this process, as the run's batching settings make them."""
+    return epoch_batches(lengths, cfg.batch_size, seed=cfg.seed, epoch=epoch, group_by_length=cfg.length_grouping,
+                         num_shards=num_shards, shard=shard, max_tokens=cfg.batch_tokens, packed=cfg.packing)
 
 
 def train_loop(
@@ -68,9 +75,7 @@ def train_loop(
     window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
     model.train()
     while state.step < total_steps:
-        batches = epoch_batches(lengths, cfg.batch_size, seed=cfg.seed, epoch=state.epoch,
-                                group_by_length=cfg.length_grouping,
-                                num_shards=rt.num_processes, shard=rt.process_index)
+        batches = plan_epoch(lengths, cfg, state.epoch, rt.num_processes, rt.process_index)
         groups = [batches[i : i + cfg.grad_accum] for i in range(0, len(batches), cfg.grad_accum)]
         for g in range(state.group_in_epoch, len(groups)):
             # --- one optimiser step over `grad_accum` micro-batches -----------------------------------
@@ -78,7 +83,9 @@ def train_loop(
                 before_step(state.step)
             step_loss = 0.0
             for j, idx in enumerate(groups[g]):
-                batch = rt.to_device(task.collate_train([features[i] for i in idx], pad_id))
+                chosen = [features[i] for i in idx]
+                batch = rt.to_device(task.collate_packed(chosen, pad_id, cfg.pack_length) if cfg.packing
+                                     else task.collate_train(chosen, pad_id))
                 with rt.sync_gradients(model, sync=j == len(groups[g]) - 1):
                     with rt.autocast():
                         logits = task.forward(model, batch)  # (B, L) or (B, T, L)
