@@ -323,17 +323,18 @@ def _finish(run: RunDir, rt: Runtime, model, task, tokenizer, dev_features, dev_
     return TrainResult(run.path, metrics, state.best_step, state.step, train_seconds)
 
 
-def evaluate(run_dir: str | Path, data: str | Path, *, fmt: str | None = None,
+def evaluate(run_dir: str | Path, data: str | Path, *, fmt: str | None = None, quantize: str | None = None,
              **columns: str | None) -> dict[str, float]:
-    """Metrics of a run's final model on a labelled file (columns default to those used in training)."""
-    predictor = Predictor.from_run(run_dir)
+    """Metrics of a run's final model (or of an ONNX export) on a labelled file (columns default to those
+    used in training); `quantize="int8"` scores the run's model with PyTorch dynamic int8."""
+    predictor = Predictor.from_path(run_dir, quantize=quantize)
     examples, data_cfg = predictor.read_file(data, with_labels=True, fmt=fmt, **columns)
     return predictor.evaluate_examples(examples, data_cfg)
 
 
-def predict(run_dir: str | Path, inputs: list[Any]) -> list[dict[str, Any]]:
-    """Predictions of a run's final model for raw inputs (see `Predictor.predict`)."""
-    return Predictor.from_run(run_dir).predict(inputs)
+def predict(run_dir: str | Path, inputs: list[Any], *, quantize: str | None = None) -> list[dict[str, Any]]:
+    """Predictions of a run's final model (or of an ONNX export) for raw inputs (see `Predictor.predict`)."""
+    return Predictor.from_path(run_dir, quantize=quantize).predict(inputs)
 
 
 def lineage(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bertkit.errors import BertkitError, DataError
+from bertkit.errors import BertkitError, ConfigError, DataError
 
 # flag -> (dotted config key, type, help). Types are checked again by the config itself.
 _TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -147,9 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true", help="print the chain as JSON")
 
-    p = sub.add_parser("export", help="write a run's final model as a plain Hugging Face model directory")
+    p = sub.add_parser("export", help="write a run's final model as a Hugging Face model directory or ONNX")
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="directory to create")
+    p.add_argument("--format", choices=["hf", "onnx"], default="hf",
+                   help="hf: safetensors model directory (default); onnx: ONNX graph for ONNX Runtime")
+    p.add_argument("--quantize", choices=["int8"], default=None, help="onnx: dynamic int8 weights (smaller, "
+                   "faster on CPU; the accuracy change is measured on dev and reported)")
+    p.add_argument("--check-data", default=None, help="labelled file for the parity check (default: the run's dev)")
     p.add_argument("--merge", action="store_true", help="fold a LoRA adapter into the base weights")
 
     p = sub.add_parser("evaluate", help="score a run's model on a labelled file")
@@ -158,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _column_flags(p)
     p.add_argument("--label-column", default=None, help="label column (default: as in training)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _quantize_flag(p)
 
     p = sub.add_parser("predict", help="label new text with a run's model")
     p.add_argument("run_dir")
@@ -169,7 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", help="qa: the passage that holds the answer, with --question")
     p.add_argument("--output", help="JSONL file for the predictions of --input (default: stdout)")
     _column_flags(p)
+    _quantize_flag(p)
     return parser
+
+
+def _quantize_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="run the model with PyTorch dynamic int8 (CPU); RUN_DIR may also be an ONNX export folder")
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -223,7 +235,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from bertkit.api import evaluate
 
-    metrics = evaluate(args.run_dir, args.data, fmt=args.format, text_column=args.text_column,
+    metrics = evaluate(args.run_dir, args.data, fmt=args.format, quantize=args.quantize, text_column=args.text_column,
                        text_pair_column=args.text_pair_column, label_column=args.label_column)
     if args.json:
         print(json.dumps(metrics))
@@ -241,7 +253,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise DataError("--text-pair needs --text")
     if (args.question is None) != (args.context is None):
         raise DataError("--question and --context go together")
-    predictor = Predictor.from_run(args.run_dir)
+    predictor = Predictor.from_path(args.run_dir, quantize=args.quantize)
     if args.question is not None:
         print(json.dumps(predictor.predict([{"question": args.question, "context": args.context}])[0],
                          ensure_ascii=False))
@@ -302,10 +314,20 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from bertkit.export import export_model
+    from bertkit.export import export_model, export_onnx
 
-    out = export_model(args.run_dir, args.out, merge=args.merge)
-    print(f"model directory: {out}")
+    if args.format == "hf":
+        if args.quantize:
+            raise ConfigError("--quantize needs --format onnx (or run predict/evaluate --quantize int8 on the run)")
+        out = export_model(args.run_dir, args.out, merge=args.merge)
+        print(f"model directory: {out}")
+        return 0
+    out, manifest = export_onnx(args.run_dir, args.out, quantize=args.quantize, check_data=args.check_data)
+    parity = manifest.get("parity")
+    print(f"ONNX export: {out} ({manifest['model_file']}, {manifest['size_mb']} MB)")
+    if parity:
+        print(f"parity on {parity['examples']} examples of {parity['data']}: agreement {parity['agreement']:.4f}, "
+              f"{parity['metric']} {parity['torch']:.4f} (PyTorch) -> {parity['export']:.4f} (export)")
     return 0
 
 

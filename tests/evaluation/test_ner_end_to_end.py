@@ -62,3 +62,17 @@ def test_plain_transformers_pipeline_groups_entities_with_real_names(ner_run):
                    device="cpu")
     groups = nlp("john smith visited paris")
     assert [(g["entity_group"], g["word"]) for g in groups] == [("PER", "john smith"), ("LOC", "paris")]
+
+
+def test_onnx_export_finds_the_same_entities(ner_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from bertkit.cli import main
+    from bertkit.evaluation.predictor import Predictor
+
+    run, dev = ner_run
+    assert main(["export", str(run), "--out", str(tmp_path / "onnx"), "--format", "onnx"]) == 0
+    text = ["john smith visited paris and met mary"]
+    ours = Predictor.from_run(run, precision="fp32").predict(text)[0]["entities"]
+    theirs = Predictor.from_path(tmp_path / "onnx").predict(text)[0]["entities"]
+    assert [(e["label"], e["start"], e["end"]) for e in theirs] == [(e["label"], e["start"], e["end"]) for e in ours]
+    assert [e["score"] for e in theirs] == pytest.approx([e["score"] for e in ours], abs=1e-4)

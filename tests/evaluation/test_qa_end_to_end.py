@@ -79,3 +79,15 @@ def test_saved_model_loads_with_plain_transformers_and_agrees(qa_run):
     plain = context[int(offsets[start][0]):int(offsets[end][1])]
     ours = Predictor.from_run(qa_run[0], precision="fp32").predict([(question, context)])[0]
     assert plain == ours["answer"] == "anna"
+
+
+def test_onnx_export_gives_the_same_answers(qa_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    run, dev = qa_run
+    assert main(["export", str(run), "--out", str(tmp_path / "onnx"), "--format", "onnx"]) == 0
+    manifest = json.loads((tmp_path / "onnx" / "bertkit-export.json").read_text())
+    assert manifest["outputs"] == ["start_logits", "end_logits"]
+    assert manifest["parity"]["agreement"] >= 0.995
+    item = [{"question": "who visited ?", "context": "the film was quite fun and mary was there"}]
+    assert Predictor.from_path(tmp_path / "onnx").predict(item)[0]["answer"] == \
+        Predictor.from_run(run, precision="fp32").predict(item)[0]["answer"]

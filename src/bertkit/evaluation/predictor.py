@@ -10,14 +10,29 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import DataConfig, RunConfig
+from bertkit.errors import ConfigError
 from bertkit.evaluation.inference import predict_outputs
 from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer
+from bertkit.models.onnx_model import EXPORT_MANIFEST, OnnxModel, read_manifest
 from bertkit.run_dir import RunDir
 from bertkit.tasks.base import Task, get_task
 from bertkit.training.runtime import Runtime
 
-__all__ = ["Predictor"]
+__all__ = ["Predictor", "quantize_dynamic_int8"]
+
+
+def quantize_dynamic_int8(model: Any, scheme: str) -> Any:
+    """PyTorch dynamic quantisation: int8 weights for every linear layer, activations quantised on the fly."""
+    import warnings
+
+    import torch
+
+    if scheme != "int8":
+        raise ConfigError(f"quantize={scheme!r} is not supported; use int8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        return torch.ao.quantization.quantize_dynamic(model.float().eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class Predictor:
@@ -26,15 +41,40 @@ class Predictor:
         self.model.eval()
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, *, precision: str = "auto") -> Predictor:
-        """Load the final model of a run directory."""
+    def from_path(cls, path: str | Path, *, precision: str = "auto", quantize: str | None = None) -> Predictor:
+        """A run directory, or a folder written by `bertkit export --format onnx`."""
+        if read_manifest(path) is not None:
+            if quantize:
+                raise ConfigError(f"{path}: an ONNX export is quantised when exported (--quantize int8 there)")
+            return cls.from_export(path)
+        return cls.from_run(path, precision=precision, quantize=quantize)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, *, precision: str = "auto", quantize: str | None = None) -> Predictor:
+        """Load the final model of a run directory; `quantize="int8"` applies PyTorch dynamic int8
+        quantisation to its linear layers (CPU, fp32 activations)."""
         run = RunDir(run_dir).require(model=True)
         config = run.load_config()
         task = get_task(config.task, run.read_json("labels.json"))
-        rt = Runtime(precision)
-        model = load_run_model(run.path, task)[0].to(rt.device)
+        model = load_run_model(run.path, task)[0]
+        if quantize is not None:
+            model, precision = quantize_dynamic_int8(model, quantize), "fp32"
+        rt = Runtime(precision, cpu=True if quantize else None)
         tokenizer = load_tokenizer(str(run.model_dir))
-        return cls(model, tokenizer, task, config, rt)
+        return cls(model.to(rt.device), tokenizer, task, config, rt)
+
+    @classmethod
+    def from_export(cls, folder: str | Path) -> Predictor:
+        """Load an ONNX export: the graph runs in ONNX Runtime; tokenizer, task state and data settings
+        come from the folder."""
+        folder = Path(folder)
+        manifest = read_manifest(folder)
+        if manifest is None:
+            raise ConfigError(f"{folder}: not an export folder (no {EXPORT_MANIFEST})")
+        config = RunConfig.from_dict(manifest["config"], source=str(folder / EXPORT_MANIFEST))
+        task = get_task(config.task, manifest["task_state"])
+        return cls(OnnxModel(folder / manifest["model_file"]), load_tokenizer(str(folder)), task, config,
+                   Runtime("fp32", cpu=True))
 
     @property
     def pad_id(self) -> int:

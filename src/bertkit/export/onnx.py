@@ -1,0 +1,149 @@
+"""`bertkit export RUN --format onnx [--quantize int8]`: a run's final model as an ONNX graph, checked.
+
+The folder holds `model.onnx` (fp32, or int8 weights with ONNX Runtime's dynamic quantisation), the
+tokenizer, the model config, and `bertkit-export.json` (the run's config and task state, so that
+`bertkit predict/evaluate FOLDER` work without the run, plus the parity check). The parity check runs the
+run's dev set (or `check_data`) through PyTorch in fp32 and through the export and compares the decisions:
+an fp32 export that agrees on fewer than 99.5 % of the examples is refused; for int8 the metric change is
+recorded. The folder is written under a temporary name and renamed, so a failed export leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bertkit.errors import ConfigError, ModelLoadError
+from bertkit.evaluation.predictor import Predictor
+from bertkit.models.init_source import load_run_model
+from bertkit.models.loading import load_tokenizer, quiet_transformers
+from bertkit.models.onnx_model import EXPORT_MANIFEST
+from bertkit.run_dir import RunDir, atomic_write_text, normal_permissions
+
+__all__ = ["export_onnx", "MIN_FP32_AGREEMENT"]
+
+MIN_FP32_AGREEMENT = 0.995
+_OUTPUTS = {"qa": ("start_logits", "end_logits")}  # every other task reads `logits`
+
+
+class _Graph(torch.nn.Module):
+    """The model with positional tensor inputs and a tuple of named outputs, as the exporter wants."""
+
+    def __init__(self, model: torch.nn.Module, outputs: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model, self.outputs = model, outputs
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        return tuple(getattr(out, name) for name in self.outputs)
+
+
+def export_onnx(run_dir: str | Path, out: str | Path, *, quantize: str | None = None,
+                check_data: str | None = None, check_limit: int = 2000) -> tuple[Path, dict[str, Any]]:
+    """Write the ONNX export of `run_dir` to `out`; returns the folder and its manifest."""
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ConfigError("ONNX export needs onnx, onnxscript and onnxruntime; install bertkit[onnx]") from None
+    if quantize not in (None, "int8"):
+        raise ConfigError(f"quantize={quantize!r} is not supported; use int8")
+    run = RunDir(run_dir).require(model=True)
+    dest = Path(out)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ConfigError(f"{dest}: exists and is not an empty folder; choose a new --out")
+    config = run.load_config()
+    model, task = load_run_model(run.path)
+    if hasattr(model, "merge_and_unload"):  # LoRA: fold the adapter in
+        model = model.merge_and_unload()
+    model = model.float().eval()
+    tokenizer = load_tokenizer(str(run.model_dir))
+    sample = tokenizer(["a short example", "and a second, longer example to pad the first"], padding=True,
+                       return_tensors="pt")
+    inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in sample]
+    outputs = _OUTPUTS.get(task.name, ("logits",))
+
+    tmp = dest.parent / f".{dest.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _write_graph(model, [sample[k] for k in inputs], inputs, outputs, tmp / "model.fp32.onnx")
+        model_file = "model.onnx"
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(tmp / "model.fp32.onnx"), str(tmp / model_file), weight_type=QuantType.QInt8)
+            (tmp / "model.fp32.onnx").unlink()
+        else:
+            (tmp / "model.fp32.onnx").rename(tmp / model_file)
+        with quiet_transformers():
+            tokenizer.save_pretrained(tmp)
+            model.config.save_pretrained(tmp)
+        manifest = {"format": "onnx", "model_file": model_file, "quantize": quantize, "inputs": inputs,
+                    "outputs": list(outputs), "source_run": str(run.path.resolve()), "config": config.to_dict(),
+                    "task_state": task.state(),
+                    "size_mb": round((tmp / model_file).stat().st_size / 2**20, 1)}
+        atomic_write_text(tmp / EXPORT_MANIFEST, json.dumps(manifest, indent=2))
+        manifest["parity"] = _parity(run.path, tmp, check_data or config.data.dev, check_limit)
+        parity = manifest["parity"]
+        if parity and quantize is None and parity["agreement"] < MIN_FP32_AGREEMENT:
+            raise ModelLoadError(f"{run.path}: the ONNX export agrees with PyTorch on only "
+                                 f"{parity['agreement']:.2%} of {parity['examples']} examples (needs "
+                                 f"{MIN_FP32_AGREEMENT:.1%}); nothing was written")
+        atomic_write_text(tmp / EXPORT_MANIFEST, json.dumps(manifest, indent=2))
+        normal_permissions(tmp)
+        if dest.exists():
+            dest.rmdir()
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest, manifest
+
+
+def _write_graph(model: torch.nn.Module, sample: list[torch.Tensor], inputs: list[str], outputs: tuple[str, ...],
+                 path: Path) -> None:
+    from torch.export import Dim
+
+    batch, sequence = Dim("batch", min=1, max=4096), Dim("sequence", min=2, max=model.config.max_position_embeddings)
+    with warnings.catch_warnings(), quiet_transformers(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Graph(model, outputs), tuple(sample), str(path), input_names=inputs,
+                          output_names=list(outputs), dynamic_shapes={k: {0: batch, 1: sequence} for k in inputs},
+                          opset_version=18, dynamo=True, external_data=False, verbose=False)
+
+
+def _decision(prediction: Any) -> Any:
+    """What a prediction decides, without its confidence: labels, spans and answers; regression values
+    to two decimals."""
+    if isinstance(prediction, dict):
+        return {k: _decision(v) for k, v in prediction.items() if k not in ("score", "probabilities")}
+    if isinstance(prediction, list):
+        return [_decision(v) for v in prediction]
+    if isinstance(prediction, float):
+        return round(prediction, 2)
+    return prediction
+
+
+def _parity(run_dir: Path, export_dir: Path, data: str | None, limit: int) -> dict[str, Any] | None:
+    """Decisions and the primary metric of PyTorch (fp32) and of the export on up to `limit` labelled
+    examples; None when there is no labelled file to check on."""
+    if not data or not Path(data).is_file():
+        return None
+    reference = Predictor.from_run(run_dir, precision="fp32")
+    exported = Predictor.from_export(export_dir)
+    examples, data_cfg = reference.read_file(data, with_labels=True)
+    examples = examples[:limit]
+    task, metric = reference.task, reference.task.primary_metric
+    outputs = [p.outputs(examples, data_cfg) for p in (reference, exported)]
+    ours, theirs = (task.postprocess(o, examples) for o in outputs)
+    agreement = sum(_decision(a) == _decision(b) for a, b in zip(ours, theirs)) / max(len(examples), 1)
+    return {"data": str(data), "examples": len(examples), "agreement": round(agreement, 4), "metric": metric,
+            "torch": task.metrics(outputs[0], examples)[metric], "export": task.metrics(outputs[1], examples)[metric]}
