@@ -125,8 +125,14 @@ def run_bertkit(args, system: str, phase: str) -> dict:
 # --- Hugging Face Trainer -----------------------------------------------------------------------------------
 def run_trainer(args, system: str, phase: str) -> dict:
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from bertkit.models.loading import embedded_model_dir, quiet_transformers
     from bertkit.training.runtime import cpu_has_bf16

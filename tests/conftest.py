@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("BERTKIT_CACHE", tempfile.mkdtemp(prefix="bertkit-test-cache-"))  # never the user's cache
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

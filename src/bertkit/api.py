@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import RunConfig
+from bertkit.data.cache import cached_features, fingerprint
 from bertkit.data.splits import stratified_split
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.evaluation.inference import score
 from bertkit.evaluation.predictor import Predictor
 from bertkit.models import transfer
+from bertkit.models.fast_dropout import use_fast_dropout
 from bertkit.models.init_source import InitSource, load_run_model, resolve_init
 from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers
 from bertkit.run_dir import RunDir, data_fingerprint, normal_permissions
@@ -104,6 +106,20 @@ def _load_data(config: RunConfig, task, tokenizer) -> tuple[list[dict], list[dic
     return train_examples, dev_examples, fingerprints
 
 
+def _features(task, examples: list[dict], tokenizer, config: RunConfig) -> list[dict]:
+    """The task's features of `examples`, from the tokenisation cache when the same examples were tokenised
+    the same way before (see `bertkit.data.cache`)."""
+    import json
+
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    backend.pop("truncation", None), backend.pop("padding", None)  # call state, set by each tokenizer call
+    key = {"examples": fingerprint(examples), "tokenizer": fingerprint(type(tokenizer).__name__, backend),
+           "task": task.name, "task_config": config.task.__dict__,
+           "task_state": task.state(), "data": config.data.__dict__}
+    task.use_tokenizer(tokenizer)
+    return cached_features(key, lambda: task.preprocess(examples, tokenizer, config.data))
+
+
 def _environment(rt: Runtime, config: RunConfig, fingerprints: dict[str, Any]) -> dict[str, Any]:
     import accelerate
     import tokenizers
@@ -133,8 +149,8 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
         tokenizer = load_tokenizer(init.model)
         train_examples, dev_examples, fingerprints = _load_data(config, task, tokenizer)
         pad_id = tokenizer.pad_token_id or 0
-        train_features = task.preprocess(train_examples, tokenizer, config.data)
-        dev_features = task.preprocess(dev_examples, tokenizer, config.data)
+        train_features = _features(task, train_examples, tokenizer, config)
+        dev_features = _features(task, dev_examples, tokenizer, config)
         rt = Runtime(config.train.precision)
         model, optimizer, scheduler, total_steps, report, before_step = _build_training(
             config, task, rt, [len(f["input_ids"]) for f in train_features], init)
@@ -207,6 +223,8 @@ def _build_training(config: RunConfig, task, rt: Runtime, lengths: list[int], in
     report.update(transfer.describe_parameters(model))
     if tc.packing:
         task.check_packing(model)
+    if rt.device.type == "cpu":
+        use_fast_dropout(model)  # CPU dropout's per-element generator is a tenth of a step on short inputs
     batches_per_epoch = len(plan_epoch(lengths, tc, 0, rt.num_processes, rt.process_index))
     total_steps = count_steps(tc, batches_per_epoch)
     scheduler = build_scheduler(optimizer, tc, total_steps)

@@ -86,6 +86,10 @@ class Task(ABC):
         """Key whose proportions a dev split keeps (None: split at random)."""
         return None
 
+    def use_tokenizer(self, tokenizer: Any) -> None:
+        """Take what the task needs of the tokenizer (MLM: mask id, vocabulary size). Called before features
+        are made or taken from the tokenisation cache; `preprocess` calls it too."""
+
     @abstractmethod
     def preprocess(self, examples: Sequence[dict[str, Any]], tokenizer: Any, data_cfg: DataConfig,
                    with_labels: bool = True) -> list[dict[str, Any]]:

@@ -92,11 +92,14 @@ class MlmTask(Task):
     def check_examples(self, examples, source: str) -> None:
         pass
 
-    def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
+    def use_tokenizer(self, tokenizer) -> None:
         if tokenizer.mask_token_id is None:
             raise DataError(f"{tokenizer.name_or_path}: the tokenizer has no mask token; it cannot pre-train "
                             "with masked language modelling")
         self.mask_id, self.vocab_size = tokenizer.mask_token_id, len(tokenizer)
+
+    def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
+        self.use_tokenizer(tokenizer)
         # Long documents become consecutive windows (overflowing tokens), each with its special tokens.
         enc = tokenizer([ex["text"] for ex in examples], truncation=True, max_length=self.max_length(data_cfg),
                         return_overflowing_tokens=True, return_attention_mask=False)
