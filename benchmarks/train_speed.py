@@ -9,7 +9,9 @@ max length 128, seed 42 for all):
   random batches.
 - `trainer-tuned`: Trainer with dynamic padding (DataCollatorWithPadding), length-grouped batches and bf16.
 - `bertkit`: `bertkit train` defaults (bf16 where the CPU has it, length grouping, last layer for [CLS]
-  only); `bertkit-frozen-emb` adds `--freeze-embeddings`; `bertkit-packed` adds `--packing`.
+  only, cheaper CPU dropout); `bertkit-frozen-emb` adds `--freeze-embeddings`; `bertkit-packed` adds
+  `--packing`; on request (`--systems`), `bertkit-compiled` adds `--compile` and `bertkit-token-budget`
+  `--batch-tokens 512` (which changes the batch size, so it is no like-for-like comparison).
 
 Phase `throughput`: each system trains the same first `--steps` batches, two interleaved rounds, each
 system in a child process of its own (clean memory figures); real (non-pad) tokens/s over the steps after
@@ -40,7 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 HYPER = {"lr": 5e-5, "batch_size": 32, "warmup_ratio": 0.06, "weight_decay": 0.01, "max_length": 128, "seed": 42}
 SYSTEMS = ["trainer-run_glue-defaults", "trainer-tuned", "bertkit", "bertkit-frozen-emb", "bertkit-packed"]
 BERTKIT_OPTIONS = {"bertkit": {}, "bertkit-frozen-emb": {"train.freeze_embeddings": True},
-                   "bertkit-packed": {"train.packing": True}}
+                   "bertkit-packed": {"train.packing": True}, "bertkit-compiled": {"train.compile": True},
+                   "bertkit-token-budget": {"train.batch_tokens": 512}}
 
 
 def _rows(path: Path, limit: int | None = None) -> list[dict]:
@@ -235,7 +238,9 @@ def main() -> int:
     parser.add_argument("--eval-every", type=int, default=150)
     parser.add_argument("--target", type=float, default=0.88)
     parser.add_argument("--target-system", default="bertkit-frozen-emb", choices=list(BERTKIT_OPTIONS))
-    parser.add_argument("--only", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS[:2] + list(BERTKIT_OPTIONS),
+                        help="throughput phase: the systems to run (trainer-tuned is the reference)")
+    parser.add_argument("--only", choices=SYSTEMS[:2] + list(BERTKIT_OPTIONS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
     if args.only:
@@ -256,9 +261,10 @@ def main() -> int:
     flops_per_token = 6 * (sum(p.numel() for p in base.parameters()) - embedding)
     report["model_flops_per_token"] = flops_per_token
     if args.phase in ("all", "throughput"):
-        runs: dict[str, list[dict]] = {s: [] for s in SYSTEMS}
+        systems = list(dict.fromkeys(["trainer-tuned", *args.systems]))
+        runs: dict[str, list[dict]] = {s: [] for s in systems}
         for _ in range(args.rounds):  # interleaved, so machine load hits every system alike
-            for system in SYSTEMS:
+            for system in systems:
                 steps = args.defaults_steps if system == "trainer-run_glue-defaults" else args.steps
                 runs[system].append(_child(args, system, "throughput", steps))
                 print(json.dumps(runs[system][-1]), file=sys.stderr, flush=True)
@@ -289,7 +295,7 @@ def main() -> int:
                           "epoch_train_seconds": r["epoch_train_seconds"]} for s, r in target.items()}}
         if ours and theirs:
             summary["ratio_vs_trainer_tuned"] = round(ours["train_seconds"] / theirs["train_seconds"], 3)
-            if "throughput" in report:
+            if "trainer-run_glue-defaults" in report.get("throughput", {}):
                 per_step = report["throughput"]["trainer-run_glue-defaults"]["seconds_per_step"]
                 estimate = theirs["step"] * per_step
                 summary["trainer-run_glue-defaults"] = {"seconds_to_target_estimated": round(estimate, 1)}

@@ -7,7 +7,9 @@ an interrupted export leaves nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from bertkit.errors import ConfigError
@@ -15,7 +17,7 @@ from bertkit.models.init_source import write_merged_model
 from bertkit.models.loading import is_adapter_dir
 from bertkit.run_dir import RunDir, normal_permissions
 
-__all__ = ["export_model"]
+__all__ = ["export_model", "staged_output"]
 
 
 def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -> Path:
@@ -25,21 +27,30 @@ def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -
         ConfigError: `out` holds files, or the run is LoRA and `merge` is off.
     """
     run = RunDir(run_dir).require(model=True)
-    dest = Path(out)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ConfigError(f"{dest}: exists and is not an empty folder; choose a new --out")
     adapter = is_adapter_dir(run.model_dir)
     if adapter and not merge:
         raise ConfigError(f"{run.path}: a LoRA run holds only its adapter and head; pass --merge to fold them "
                           "into the base model and write a plain model directory")
-    tmp = dest.parent / f".{dest.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with staged_output(out) as tmp:
         if adapter:
             write_merged_model(run.path, tmp)
         else:
             shutil.copytree(run.model_dir, tmp)
+    return Path(out)
+
+
+@contextlib.contextmanager
+def staged_output(out: str | Path) -> Iterator[Path]:
+    """A temporary folder (not yet created) beside `out` that becomes `out` when the block succeeds and
+    is removed when it fails. `out` must not exist or be an empty folder."""
+    dest = Path(out)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ConfigError(f"{dest}: exists and is not an empty folder; choose a new --out")
+    tmp = dest.parent / f".{dest.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
         normal_permissions(tmp)
         if dest.exists():
             dest.rmdir()
@@ -47,4 +58,3 @@ def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return dest

@@ -89,6 +89,7 @@ class Task(ABC):
     def use_tokenizer(self, tokenizer: Any) -> None:
         """Take what the task needs of the tokenizer (MLM: mask id, vocabulary size). Called before features
         are made or taken from the tokenisation cache; `preprocess` calls it too."""
+        return None
 
     @abstractmethod
     def preprocess(self, examples: Sequence[dict[str, Any]], tokenizer: Any, data_cfg: DataConfig,
