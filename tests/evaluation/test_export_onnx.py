@@ -78,3 +78,14 @@ def test_export_refuses_bad_requests(run, exported, tmp_path):
     assert main(["export", str(run[0]), "--out", str(tmp_path / "x"), "--quantize", "int8"]) == 2
     with pytest.raises(ConfigError, match="quantised when exported"):
         Predictor.from_path(exported, quantize="int8")
+
+
+def test_a_lora_run_is_merged_into_the_export(tmp_path, tiny_model_dir):
+    train_file, dev_file = write_toy_sentiment(tmp_path)
+    cfg = tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "lora", **{"model.lora_r": 4})
+    train(cfg, progress=False)
+    out, manifest = export_onnx(tmp_path / "lora", tmp_path / "onnx")
+    assert manifest["parity"]["agreement"] >= 0.995
+    texts = [t for t, _ in toy_sentiment(10, seed=13)]
+    ours = Predictor.from_run(tmp_path / "lora", precision="fp32").predict(texts)
+    assert [p["label"] for p in predict(out, texts)] == [p["label"] for p in ours]
