@@ -157,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-data", default=None, help="labelled file for the parity check (default: the run's dev)")
     p.add_argument("--merge", action="store_true", help="fold a LoRA adapter into the base weights")
 
+    p = sub.add_parser("serve", help="serve a run (or an ONNX export) over HTTP with dynamic batching")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own model")
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: "
+                   "$BERTKIT_API_KEY; none: open)")
+    p.add_argument("--max-items", type=int, default=64, help="inputs per request (413 above)")
+    p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (413 above)")
+    p.add_argument("--max-body-bytes", type=int, default=2 * 2**20, help="request body size (413 above)")
+    p.add_argument("--no-batching", action="store_true", help="run each request alone")
+    p.add_argument("--max-batch-items", type=int, default=64, help="examples per batched forward pass")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for company")
+    p.add_argument("--quiet", action="store_true", help="only warnings (no access log)")
+
     p = sub.add_parser("evaluate", help="score a run's model on a labelled file")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="labelled data file")
@@ -331,11 +346,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from bertkit.serve.app import ServeSettings, serve
+
+    for flag in ("workers", "max_items", "max_chars", "max_body_bytes", "max_batch_items"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
+    settings = ServeSettings(path=args.run_dir, api_key=args.api_key or os.environ.get("BERTKIT_API_KEY") or None,
+                             max_items=args.max_items, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
+                             batching=not args.no_batching, max_batch_items=args.max_batch_items,
+                             max_wait_ms=args.max_wait_ms)
+    from bertkit.models.onnx_model import read_manifest
+
+    if read_manifest(args.run_dir) is None:
+        from bertkit.run_dir import RunDir
+
+        RunDir(args.run_dir).require(model=True)  # a clear error before the server starts
+    serve(settings, host=args.host, port=args.port, workers=args.workers,
+          log_level="warning" if args.quiet else "info")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(getattr(args, "quiet", False))
     commands = {"train": _cmd_train, "pretrain": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-                "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "export": _cmd_export}
+                "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "export": _cmd_export,
+                "serve": _cmd_serve}
     try:
         return commands[args.command](args)
     except BertkitError as exc:

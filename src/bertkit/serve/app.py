@@ -1,0 +1,212 @@
+"""The HTTP service: FastAPI routes over one `Predictor`, with dynamic batching, limits and an API key.
+
+    POST /v1/predict   {"inputs": [...]} -> {"predictions": [...]}, in input order
+    GET  /v1/model     task, labels, base model, lineage, dev metrics, precision, batching
+    GET  /health       {"status": "ok"} once the model is loaded
+    GET  /docs, /openapi.json
+
+Errors are JSON `{"error": {"code", "message", ...}}`: 401 (API key), 411/413 (body, items, text length),
+422 (malformed JSON, wrong schema, inputs the task cannot take).
+"""
+
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bertkit.errors import DataError
+
+__all__ = ["ServeSettings", "create_app", "app_from_env"]
+
+log = logging.getLogger("bertkit.serve")
+access = logging.getLogger("bertkit.access")
+ENV_SETTINGS = "BERTKIT_SERVE_SETTINGS"
+_TEXT_FIELDS = ("text", "text_pair", "question", "context")
+
+
+@dataclass
+class ServeSettings:
+    path: str
+    api_key: str | None = None
+    max_items: int = 64  # inputs per request
+    max_chars: int = 20_000  # characters per text field
+    max_body_bytes: int = 2 * 2**20
+    batching: bool = True
+    max_batch_items: int = 64  # examples per forward pass
+    max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+
+
+def _error(status: int, code: str, message: str, **extra: Any):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, **extra}})
+
+
+def _model_info(predictor: Any, path: Path) -> dict[str, Any]:
+    from bertkit.models.onnx_model import read_manifest
+
+    state = predictor.task.state()
+    info: dict[str, Any] = {"path": str(path.resolve()), "task": predictor.task.name,
+                            "problem": state.get("problem"), "labels": state.get("labels"),
+                            "precision": predictor.rt.precision, "base_model": predictor.config.model.name}
+    manifest = read_manifest(path)
+    if manifest is not None:
+        info.update({"format": "onnx", "quantize": manifest.get("quantize"), "parity": manifest.get("parity")})
+        path = Path(manifest.get("source_run", path))
+    for name, key in (("lineage.json", "lineage"), ("results.json", "results")):
+        try:
+            info[key] = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info[key] = None
+    if info["lineage"]:
+        info["base_model"] = info["lineage"].get("base_model") or info["base_model"]
+    info["dev_metrics"] = (info.pop("results") or {}).get("dev")
+    return info
+
+
+def create_app(settings: ServeSettings):
+    """The FastAPI application for `settings.path` (a run directory or an ONNX export folder)."""
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from pydantic import BaseModel, Field
+
+    from bertkit.evaluation.predictor import Predictor
+    from bertkit.serve.batcher import Batcher
+
+    class PredictRequest(BaseModel):
+        inputs: list[str | list[str] | dict[str, Any]] = Field(
+            min_length=1, description="strings (classification, NER on raw text), {text, text_pair} (pairs), "
+                                      "{question, context} (QA); NER also takes lists of tokens")
+
+    class PredictResponse(BaseModel):
+        predictions: list[Any]
+
+    served: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        predictor = await asyncio.to_thread(Predictor.from_path, settings.path)
+        batcher = Batcher(predictor.predict_examples, enabled=settings.batching,
+                          max_items=settings.max_batch_items, max_wait=settings.max_wait_ms / 1000)
+        batcher.start()
+        served.update(predictor=predictor, batcher=batcher, info=_model_info(predictor, Path(settings.path)))
+        log.info("serving %s (%s)", settings.path, predictor.task.name)
+        yield
+        await batcher.stop()  # requests already queued are answered before the process ends
+
+    app = FastAPI(title="bertkit", version="1", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def guard_and_log(request: Request, call_next):
+        start = time.perf_counter()
+        length = request.headers.get("content-length")
+        if request.method == "POST":
+            if length is None:
+                response = _error(411, "length_required", "send a Content-Length header")
+            elif int(length) > settings.max_body_bytes:
+                response = _error(413, "body_too_large", f"the body is {length} bytes; the limit is "
+                                  f"{settings.max_body_bytes} (--max-body-bytes)", limit="max_body_bytes",
+                                  max=settings.max_body_bytes)
+            else:
+                response = await call_next(request)
+        else:
+            response = await call_next(request)
+        access.info(json.dumps({"method": request.method, "path": request.url.path, "status": response.status_code,
+                                "ms": round((time.perf_counter() - start) * 1000, 2),
+                                "client": request.client.host if request.client else None}))
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+        return _error(422, "invalid_request", "; ".join(f"{f['field']}: {f['problem']}" for f in fields),
+                      fields=fields)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):
+        log.exception("%s %s failed", request.method, request.url.path)
+        return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+
+    def require_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {settings.api_key}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise _Unauthorized()
+
+    class _Unauthorized(Exception):
+        pass
+
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(request: Request, exc: _Unauthorized):
+        response = _error(401, "unauthorized", "missing or wrong API key; send 'Authorization: Bearer KEY'")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model_loaded": "predictor" in served}
+
+    @app.get("/v1/model", dependencies=[Depends(require_key)])
+    async def model() -> dict[str, Any]:
+        batcher = served["batcher"]
+        return {**served["info"], "batching": {"enabled": settings.batching, "max_batch_items":
+                settings.max_batch_items, "max_wait_ms": settings.max_wait_ms, "batches": batcher.batches,
+                "examples": batcher.examples}, "limits": {"max_items": settings.max_items,
+                "max_chars": settings.max_chars, "max_body_bytes": settings.max_body_bytes}}
+
+    @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(require_key)])
+    async def predict(body: PredictRequest):
+        if len(body.inputs) > settings.max_items:
+            return _error(413, "too_many_inputs", f"{len(body.inputs)} inputs; the limit is {settings.max_items} "
+                          "per request (--max-items)", limit="max_items", max=settings.max_items)
+        for i, item in enumerate(body.inputs):
+            if isinstance(item, dict):
+                texts = [item.get(k) for k in _TEXT_FIELDS]
+            else:
+                texts = [item] if isinstance(item, str) else item  # a string, or NER's list of tokens
+            longest = max((len(t) for t in texts if isinstance(t, str)), default=0)
+            if isinstance(item, list):
+                longest = max(longest, sum(len(t) + 1 for t in item))
+            if longest > settings.max_chars:
+                return _error(413, "text_too_long", f"input {i}: {longest} characters; the limit is "
+                              f"{settings.max_chars} (--max-chars)", limit="max_chars", max=settings.max_chars,
+                              input=i)
+        predictor = served["predictor"]
+        try:
+            examples = predictor.task.make_examples(body.inputs, predictor.tokenizer)
+        except (DataError, TypeError, KeyError) as exc:
+            return _error(422, "invalid_input", str(exc).strip("'\""))
+        return {"predictions": await served["batcher"].submit(examples)}
+
+    return app
+
+
+def app_from_env():
+    """The app for `uvicorn --factory` in worker processes: settings come from the environment."""
+    root = logging.getLogger("bertkit")
+    if not root.handlers:  # a worker process started by uvicorn: log like the command line does
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("bertkit: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+    return create_app(ServeSettings(**json.loads(os.environ[ENV_SETTINGS])))
+
+
+def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          log_level: str = "info") -> None:
+    """Run the service until SIGINT/SIGTERM; in-flight requests finish first (uvicorn's graceful shutdown)."""
+    import uvicorn
+
+    os.environ[ENV_SETTINGS] = json.dumps(asdict(settings))
+    uvicorn.run("bertkit.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=False, timeout_graceful_shutdown=30)

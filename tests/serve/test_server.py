@@ -1,0 +1,163 @@
+"""A real `bertkit serve` process on a free loopback port, driven over HTTP."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bertkit.api import train
+from bertkit.evaluation.predictor import Predictor
+from conftest import cli_train, tiny_config, toy_ner, toy_sentiment, write_conll, write_jsonl, write_toy_sentiment
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, run, tmp, *flags):
+        self.port = _free_port()
+        self.log = open(tmp / f"server-{self.port}.log", "w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bertkit", "serve", str(run), "--port", str(self.port),
+                                      *flags], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if self.call("GET", "/health")[1]["model_loaded"]:
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert self.proc.poll() is None, self.logs()
+            time.sleep(0.3)
+        raise AssertionError("server did not start: " + self.logs())
+
+    def logs(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def call(self, method, path, body=None, headers=None, raw: bytes | None = None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def classification(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("serve")
+    train_file, dev_file = write_toy_sentiment(tmp)
+    train(tiny_config(tiny_model_dir, train_file, dev_file, tmp / "run"), progress=False)
+    server = Server(tmp / "run", tmp, "--max-items", "8", "--max-chars", "200", "--max-body-bytes", "4000")
+    yield server, tmp / "run"
+    server.stop()
+
+
+def test_predictions_match_the_predictor_in_order(classification):
+    server, run = classification
+    texts = [t for t, _ in toy_sentiment(8, seed=21)]
+    status, body = server.call("POST", "/v1/predict", {"inputs": texts})
+    assert status == 200
+    reference = Predictor.from_run(run).predict(texts)
+    assert [p["label"] for p in body["predictions"]] == [p["label"] for p in reference]
+    assert set(body["predictions"][0]) == {"label", "score", "probabilities"}
+
+
+def test_concurrent_requests_get_their_own_answers(classification):
+    server, run = classification
+    texts = [t for t, _ in toy_sentiment(64, seed=22)]
+    reference = [p["label"] for p in Predictor.from_run(run).predict(texts)]
+    chunks = [texts[i : i + 2] for i in range(0, 64, 2)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda c: server.call("POST", "/v1/predict", {"inputs": c}), chunks))
+    assert all(status == 200 for status, _ in answers)
+    assert [p["label"] for _, body in answers for p in body["predictions"]] == reference
+    status, info = server.call("GET", "/v1/model")
+    assert info["batching"]["batches"] < info["batching"]["examples"]  # requests shared forward passes
+
+
+def test_model_and_health_endpoints(classification):
+    server, run = classification
+    status, info = server.call("GET", "/v1/model")
+    assert status == 200 and info["task"] == "classification" and info["labels"] == ["negative", "positive"]
+    assert info["dev_metrics"]["accuracy"] >= 0.9 and info["lineage"]["base_model"]
+    assert server.call("GET", "/health") == (200, {"status": "ok", "model_loaded": True})
+    assert server.call("GET", "/openapi.json")[1]["paths"]["/v1/predict"]
+
+
+@pytest.mark.parametrize("body,status,code", [
+    ({"inputs": ["good"] * 9}, 413, "too_many_inputs"),
+    ({"inputs": ["x" * 201]}, 413, "text_too_long"),
+    ({"input": ["good"]}, 422, "invalid_request"),
+    ({"inputs": []}, 422, "invalid_request"),
+    ({"inputs": [{"title": "no text"}]}, 422, "invalid_input"),
+])
+def test_limits_and_schema_errors(classification, body, status, code):
+    server, _ = classification
+    got, answer = server.call("POST", "/v1/predict", body)
+    assert (got, answer["error"]["code"]) == (status, code)
+
+
+def test_malformed_json_and_oversized_body(classification):
+    server, _ = classification
+    status, answer = server.call("POST", "/v1/predict", raw=b'{"inputs": [')
+    assert status == 422 and answer["error"]["code"] == "invalid_request"
+    status, answer = server.call("POST", "/v1/predict", raw=json.dumps({"inputs": ["a" * 100] * 50}).encode())
+    assert status == 413 and answer["error"]["limit"] == "max_body_bytes"
+    assert '"path": "/v1/predict", "status": 413' in server.logs()  # structured access log
+
+
+def test_api_key(classification, tmp_path):
+    _, run = classification
+    server = Server(run, tmp_path, "--api-key", "s3cret")
+    try:
+        assert server.call("POST", "/v1/predict", {"inputs": ["good"]})[0] == 401
+        assert server.call("POST", "/v1/predict", {"inputs": ["good"]}, {"Authorization": "Bearer nope"})[0] == 401
+        assert server.call("GET", "/v1/model")[0] == 401
+        assert server.call("POST", "/v1/predict", {"inputs": ["good"]}, {"Authorization": "Bearer s3cret"})[0] == 200
+        assert server.call("GET", "/health")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_ner_and_qa_schemas(tmp_path, tiny_model_dir):
+    ner = cli_train("ner", write_conll(tmp_path / "n.conll", toy_ner(60, seed=1)),
+                    write_conll(tmp_path / "nd.conll", toy_ner(20, seed=2)), tmp_path / "ner", tiny_model_dir,
+                    "--max-steps", "10", "--max-length", "32")
+    server = Server(ner, tmp_path)
+    try:
+        status, body = server.call("POST", "/v1/predict", {"inputs": ["john smith visited paris",
+                                                                      ["mary", "left", "rome"]]})
+        assert status == 200 and len(body["predictions"]) == 2
+        for entity in body["predictions"][0]["entities"]:
+            assert set(entity) == {"label", "start", "end", "text", "score"}
+    finally:
+        server.stop()
+    rows = [{"id": str(k), "question": "who ?", "context": f"the film was fun and {n} was there",
+             "answers": {"text": [n], "answer_start": [21]}} for k, n in enumerate(["mary", "john", "anna"] * 10)]
+    qa = cli_train("qa", write_jsonl(tmp_path / "q.jsonl", rows), write_jsonl(tmp_path / "qd.jsonl", rows[:6]),
+                   tmp_path / "qa", tiny_model_dir, "--max-steps", "10", "--max-length", "32")
+    server = Server(qa, tmp_path)
+    try:
+        status, body = server.call("POST", "/v1/predict", {"inputs": [{"question": "who ?",
+                                                                        "context": "the film was fun and mary was there"}]})
+        assert status == 200 and {"answer", "score", "start", "end"} <= set(body["predictions"][0])
+        assert server.call("POST", "/v1/predict", {"inputs": ["no question"]})[0] == 422
+    finally:
+        server.stop()
