@@ -155,8 +155,8 @@ def test_ner_and_qa_schemas(tmp_path, tiny_model_dir):
                    tmp_path / "qa", tiny_model_dir, "--max-steps", "10", "--max-length", "32")
     server = Server(qa, tmp_path)
     try:
-        status, body = server.call("POST", "/v1/predict", {"inputs": [{"question": "who ?",
-                                                                        "context": "the film was fun and mary was there"}]})
+        item = {"question": "who ?", "context": "the film was fun and mary was there"}
+        status, body = server.call("POST", "/v1/predict", {"inputs": [item]})
         assert status == 200 and {"answer", "score", "start", "end"} <= set(body["predictions"][0])
         assert server.call("POST", "/v1/predict", {"inputs": ["no question"]})[0] == 422
     finally:
