@@ -17,11 +17,12 @@ from bertkit.data.splits import stratified_split
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.evaluation.inference import score
 from bertkit.evaluation.predictor import Predictor
+from bertkit.export.model_card import model_card
 from bertkit.models import transfer
 from bertkit.models.fast_dropout import use_fast_dropout
 from bertkit.models.init_source import InitSource, load_run_model, resolve_init
 from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers
-from bertkit.run_dir import RunDir, data_fingerprint, normal_permissions
+from bertkit.run_dir import RunDir, atomic_write_text, data_fingerprint, normal_permissions
 from bertkit.tasks.base import get_task
 from bertkit.training import checkpoint as ckpt
 from bertkit.training.distill import DistillationTask, attach_teacher_logits
@@ -334,6 +335,7 @@ def _finish(run: RunDir, rt: Runtime, model, task, tokenizer, dev_features, dev_
                    "steps": state.step, "stopped_early": state.stopped_early,
                    "train_seconds": round(train_seconds, 2)}
         run.write_json("results.json", results)
+        atomic_write_text(run.model_dir / "README.md", model_card(run.path))
         run.set_status("completed", step=state.step)
     rt.wait()
     log.info("finished: dev %s (best step %s); model in %s", {k: round(v, 4) for k, v in metrics.items()},

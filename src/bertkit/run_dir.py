@@ -6,7 +6,8 @@ Layout:
     labels.json       the fitted task state (label names in id order, threshold, class weights)
     metrics.jsonl     one JSON object per logged step and evaluation
     checkpoints/      step-NNNNNNNN/ folders written atomically (model, optimiser, RNG, loop state)
-    model/            the final model: a standard Hugging Face directory (safetensors, tokenizer, config)
+    model/            the final model: a standard Hugging Face directory (safetensors, tokenizer, config,
+                      README.md model card)
     results.json      final dev metrics of the selected (best) checkpoint
     lineage.json      where the run started: base model, parent run (path, config hash, data), what was kept
     status.json       running | completed | failed, with the step reached

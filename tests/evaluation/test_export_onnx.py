@@ -34,6 +34,8 @@ def test_fp32_export_matches_the_run(run, exported):
     parity = manifest["parity"]
     assert parity["examples"] == 60 and parity["agreement"] >= 0.995
     assert parity["export"] == pytest.approx(parity["torch"], abs=1e-6)
+    card = (exported / "README.md").read_text()
+    assert "ONNX (ONNX Runtime)" in card and "100.00% same decisions on 60 examples" in card
     texts = [t for t, _ in toy_sentiment(30, seed=11)]
     ours, theirs = Predictor.from_run(run[0], precision="fp32").predict(texts), predict(exported, texts)
     assert [o["label"] for o in ours] == [t["label"] for t in theirs]

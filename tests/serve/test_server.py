@@ -161,3 +161,28 @@ def test_ner_and_qa_schemas(tmp_path, tiny_model_dir):
         assert server.call("POST", "/v1/predict", {"inputs": ["no question"]})[0] == 422
     finally:
         server.stop()
+
+
+def test_shutdown_finishes_requests_in_flight(classification, tmp_path):
+    _, run = classification
+    server = Server(run, tmp_path, "--max-wait-ms", "2000")  # a lone request waits 2 s for company
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(server.call, "POST", "/v1/predict", {"inputs": ["a lovely film"]})
+        time.sleep(0.7)
+        server.proc.terminate()  # SIGTERM while the request waits in the batcher
+        status, body = answer.result(timeout=30)
+    assert status == 200 and len(body["predictions"]) == 1
+    assert server.proc.wait(timeout=30) in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    server.log.close()
+
+
+def test_several_worker_processes(classification, tmp_path):
+    _, run = classification
+    server = Server(run, tmp_path, "--workers", "2")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: server.call("POST", "/v1/predict", {"inputs": ["good film"]}), range(8)))
+        assert all(status == 200 for status, _ in answers)
+        assert '"path": "/v1/predict", "status": 200' in server.logs()
+    finally:
+        server.stop()

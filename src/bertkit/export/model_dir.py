@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bertkit.errors import ConfigError
+from bertkit.export.model_card import model_card
 from bertkit.models.init_source import write_merged_model
 from bertkit.models.loading import is_adapter_dir
-from bertkit.run_dir import RunDir, normal_permissions
+from bertkit.run_dir import RunDir, atomic_write_text, normal_permissions
 
 __all__ = ["export_model", "staged_output"]
 
@@ -36,6 +37,8 @@ def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -
             write_merged_model(run.path, tmp)
         else:
             shutil.copytree(run.model_dir, tmp)
+        atomic_write_text(tmp / "README.md", model_card(run.path, extra={
+            "format": "Hugging Face model directory (safetensors)", "LoRA merged": True if adapter else None}))
     return Path(out)
 
 

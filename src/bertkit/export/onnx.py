@@ -19,6 +19,7 @@ import torch
 
 from bertkit.errors import ConfigError, ModelLoadError
 from bertkit.evaluation.predictor import Predictor
+from bertkit.export.model_card import model_card
 from bertkit.export.model_dir import staged_output
 from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer, quiet_transformers
@@ -94,6 +95,11 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, quantize: str | None = 
                                  f"{parity['agreement']:.2%} of {parity['examples']} examples (needs "
                                  f"{MIN_FP32_AGREEMENT:.1%}); nothing was written")
         atomic_write_text(tmp / EXPORT_MANIFEST, json.dumps(manifest, indent=2))
+        atomic_write_text(tmp / "README.md", model_card(run.path, extra={
+            "format": "ONNX (ONNX Runtime)", "quantisation": "dynamic int8, per-channel" if quantize else None,
+            "parity with PyTorch fp32": None if parity is None else
+            f"{parity['agreement']:.2%} same decisions on {parity['examples']} examples of {parity['data']}; "
+            f"{parity['metric']} {parity['torch']:.4f} -> {parity['export']:.4f}"}))
     return Path(out), manifest
 
 

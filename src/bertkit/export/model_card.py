@@ -1,0 +1,96 @@
+"""The model card: `README.md` beside the weights, in the Hugging Face style (YAML front matter, then prose).
+
+Written into `RUN/model/` at the end of training and into every export, from what the run directory
+records: task and labels, base model and lineage, training data fingerprint and size, hyperparameters, dev
+metrics, and the intended use and limits of such a model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["model_card"]
+
+_PIPELINE_TAG = {"classification": "text-classification", "ner": "token-classification",
+                 "qa": "question-answering", "mlm": "fill-mask"}
+_USE = {
+    "classification": "Labels a text (or a pair of texts) with the classes it was trained on.",
+    "ner": "Finds entity spans of the trained types in text.",
+    "qa": "Extracts the answer span to a question from a given context passage.",
+    "mlm": "Predicts masked words; meant as a starting point for fine-tuning on a downstream task.",
+}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def model_card(run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> str:
+    """The card of a run as Markdown; `extra` adds export facts (format, quantisation, parity)."""
+    run = Path(run_dir)
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+    state, lineage = _read(run / "labels.json"), _read(run / "lineage.json")
+    results, env = _read(run / "results.json"), _read(run / "environment.json")
+    task = config.get("task", {}).get("name", "classification")
+    base = lineage.get("base_model") or config.get("model", {}).get("name")
+    dev = results.get("dev") or {}
+    labels = state.get("labels") or []
+    front = {"library_name": "bertkit", "pipeline_tag": _PIPELINE_TAG.get(task, task), "base_model": str(base),
+             "tags": ["bertkit", task] + (["lora"] if config.get("model", {}).get("lora_r") else []),
+             "model-index": [{"name": run.name, "results": [{
+                 "task": {"type": _PIPELINE_TAG.get(task, task)},
+                 "metrics": [{"type": k, "value": round(float(v), 4)} for k, v in dev.items()]}]}]}
+    data = env.get("data") or {}
+    train, dev_data = data.get("train") or {}, data.get("dev") or {}
+    hyper = {k: config.get("train", {}).get(k) for k in ("epochs", "max_steps", "lr", "batch_size", "grad_accum",
+                                                         "weight_decay", "warmup_ratio", "scheduler", "seed",
+                                                         "precision", "freeze_embeddings", "packing")}
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {run.name}", "",
+             f"A `{task}` model fine-tuned with bertkit from `{base}`.", "",
+             "## Task and labels", "", f"- task: {task}" + (f" ({state['problem']})" if state.get("problem") else "")]
+    if labels:
+        lines.append(f"- labels ({len(labels)}): " + ", ".join(f"`{x}`" for x in labels))
+    if state.get("threshold") is not None and state.get("problem") == "multi_label":
+        lines.append(f"- decision threshold: {state['threshold']}")
+    lines += ["", "## Lineage", "", f"- base model: `{base}`"]
+    parent = lineage.get("parent")
+    if parent:
+        lines.append(f"- started from: `{parent.get('path')}` ({parent.get('kind')}, task {parent.get('task')})")
+    init = lineage.get("init") or {}
+    if init:
+        lines.append(f"- head: {init.get('head')}; trained parameters: {init.get('trainable')} of "
+                     f"{init.get('parameters')}")
+    if (lineage.get("teacher") or {}).get("path"):
+        lines.append(f"- distilled from: `{lineage['teacher']['path']}`")
+    lines += ["", "## Training data", ""]
+    for name, item in (("train", train), ("dev", dev_data)):
+        if item:
+            where = item.get("path") or (f"split from train ({item.get('split_from_train')})"
+                                         if "split_from_train" in item else "several files")
+            sha = f", sha256 `{item['sha256'][:16]}…`" if item.get("sha256") else ""
+            lines.append(f"- {name}: `{where}`, {item.get('rows', '?')} rows{sha}")
+    lines += ["", "## Hyperparameters", "", "| key | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in hyper.items() if v is not None]
+    lines += ["", "## Dev metrics", ""]
+    if dev:
+        lines += ["| metric | value |", "| --- | --- |"] + [f"| {k} | {float(v):.4f} |" for k, v in dev.items()]
+        lines.append(f"\nSelected checkpoint: step {results.get('best_step')} of {results.get('steps')}.")
+    else:
+        lines.append("Not recorded.")
+    if extra:
+        lines += ["", "## This export", ""] + [f"- {k}: {v}" for k, v in extra.items() if v is not None]
+    lines += ["", "## Intended use and limits", "", _USE.get(task, ""),
+              "Its quality holds only for text like its training data (language, domain, length); the dev "
+              "metrics above were measured on the dev set named here and will be lower on text unlike it. "
+              "It inherits the biases of its base model and training data. It gives no calibrated certainty: "
+              "scores are softmax or sigmoid outputs. Check it on your own labelled sample before relying on it.",
+              "", f"Trained with bertkit {env.get('bertkit', '')} (torch {env.get('torch', '?')}, transformers "
+              f"{env.get('transformers', '?')}) on {env.get('device_name', '?')}.", ""]
+    return "\n".join(lines)
