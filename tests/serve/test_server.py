@@ -186,3 +186,32 @@ def test_several_worker_processes(classification, tmp_path):
         assert '"path": "/v1/predict", "status": 200' in server.logs()
     finally:
         server.stop()
+
+
+def test_pair_multilabel_and_regression_schemas(tmp_path, tiny_model_dir):
+    from conftest import write_csv
+
+    rows = toy_sentiment(60, seed=5)
+    runs = {
+        "pairs": (write_csv(tmp_path / "p.csv", ["text", "other", "label"],
+                            [(a, b, la == lb) for (a, la), (b, lb) in zip(rows, rows[1:] + rows[:1])]),
+                  ["--text-pair-column", "other"], [{"text": "good film", "text_pair": "a great plot"}],
+                  {"label", "score", "probabilities"}),
+        "multi": (write_csv(tmp_path / "m.csv", ["text", "label"],
+                            [(t, f"{lab}|{'long' if len(t) > 30 else 'short'}") for t, lab in rows]),
+                  ["--label-delimiter", "|"], ["a lovely warm story"], {"labels", "probabilities"}),
+        "regression": (write_csv(tmp_path / "r.csv", ["text", "label"],
+                                 [(t, 0.25 if lab == "negative" else 0.75) for t, lab in rows]),
+                       [], ["a dull plot"], {"value"}),
+    }
+    for name, (data, flags, inputs, keys) in runs.items():
+        run = cli_train("classification", data, data, tmp_path / name, tiny_model_dir, "--max-steps", "5",
+                        "--label-column", "label", *flags)
+        server = Server(run, tmp_path)
+        try:
+            status, body = server.call("POST", "/v1/predict", {"inputs": inputs})
+            assert status == 200 and set(body["predictions"][0]) == keys, (name, body)
+            if name == "pairs":  # a pair model needs the second text
+                assert server.call("POST", "/v1/predict", {"inputs": ["only one text"]})[0] == 422
+        finally:
+            server.stop()

@@ -1,8 +1,8 @@
 """Dynamic batching: requests that arrive together share one forward pass.
 
 Each request hands in its examples and awaits a future. One worker takes the first waiting request, then
-keeps taking more until the batch holds `max_items` examples or `max_tokens` characters / 4 (a cheap token
-estimate), or `max_wait` seconds have passed since the first; it runs the model once in a thread (the event
+keeps taking more until the batch holds `max_items` examples or `max_chars` characters of text (a cheap
+bound on its tokens), or `max_wait` seconds have passed since the first; it runs the model once in a thread (the event
 loop keeps accepting requests meanwhile) and hands every request its own slice of the predictions, in order.
 With `max_wait=0` and `max_items=1` request, every request runs alone (batching off).
 """
