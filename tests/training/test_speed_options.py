@@ -43,3 +43,20 @@ def test_packing_is_refused_for_tasks_that_do_not_pack(tmp_path, tiny_model_dir)
                       **{"task.name": "ner", "train.packing": True})
     with pytest.raises(ConfigError, match="does not pack"):
         train(cfg, progress=False)
+
+
+def test_out_of_memory_names_the_batch_and_the_fix(tmp_path, toy_files, tiny_model_dir, monkeypatch):
+    import torch
+
+    from bertkit.errors import TrainingError
+    from bertkit.tasks.classification import ClassificationTask
+
+    def exhausted(self, model, batch):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(ClassificationTask, "forward", exhausted)
+    train_file, dev_file = toy_files
+    with pytest.raises(TrainingError, match=r"out of memory on a batch of 16 x \d+ tokens; lower --batch-size"):
+        train(tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "run"), progress=False)
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "interrupted" and "--resume" in status["hint"]

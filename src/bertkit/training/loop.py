@@ -7,6 +7,7 @@ exact model, optimiser, RNG and data position of that step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +44,21 @@ class LoopState:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> LoopState:
         return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
+
+@contextlib.contextmanager
+def _out_of_memory_hint(batch: dict[str, Any], cfg: TrainConfig) -> Iterator[None]:
+    """Turn running out of device or host memory into an error that says what to change."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, (torch.OutOfMemoryError, MemoryError)) and "can't allocate memory" not in str(exc):
+            raise
+        rows, length = batch["input_ids"].shape[:2]
+        raise TrainingError(
+            f"out of memory on a batch of {rows} x {length} tokens; lower --batch-size (now {cfg.batch_size}) "
+            "and raise --grad-accum to keep the effective batch, or lower --max-length, or set --batch-tokens"
+        ) from None
 
 
 def plan_epoch(lengths: list[int], cfg: TrainConfig, epoch: int, num_shards: int = 1, shard: int = 0
@@ -86,7 +102,7 @@ def train_loop(
                 chosen = [features[i] for i in idx]
                 batch = rt.to_device(task.collate_packed(chosen, pad_id, cfg.pack_length) if cfg.packing
                                      else task.collate_train(chosen, pad_id))
-                with rt.sync_gradients(model, sync=j == len(groups[g]) - 1):
+                with rt.sync_gradients(model, sync=j == len(groups[g]) - 1), _out_of_memory_hint(batch, cfg):
                     with rt.autocast():
                         logits = task.forward(model, batch)  # (B, L) or (B, T, L)
                     loss = task.loss(logits.float(), batch) / len(groups[g])
