@@ -129,6 +129,18 @@ def toy_files(tmp_path) -> tuple[Path, Path]:
     return write_toy_sentiment(tmp_path)
 
 
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory, tiny_model_dir) -> tuple[Path, Path]:
+    """(run directory, dev file) of one quick sentiment run on the tiny model, shared read-only by the tests
+    that use a trained run (predictor, export, serving)."""
+    from bertkit.api import train
+
+    tmp = tmp_path_factory.mktemp("toy-run")
+    train_file, dev_file = write_toy_sentiment(tmp)
+    train(tiny_config(tiny_model_dir, train_file, dev_file, tmp / "run"), progress=False)
+    return tmp / "run", dev_file
+
+
 def cli_train(task: str, train: Path, dev: Path, out: Path, model_dir: Path, *flags: str) -> Path:
     """`bertkit train` through the command line on the tiny model, in fp32; returns the run directory."""
     from bertkit.cli import main

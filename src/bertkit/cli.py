@@ -352,6 +352,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for flag in ("workers", "max_items", "max_chars", "max_body_bytes", "max_batch_items"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.max_wait_ms < 0:
+        raise ConfigError(f"--max-wait-ms must be >= 0, got {args.max_wait_ms}")
     settings = ServeSettings(path=args.run_dir, api_key=args.api_key or os.environ.get("BERTKIT_API_KEY") or None,
                              max_items=args.max_items, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
                              batching=not args.no_batching, max_batch_items=args.max_batch_items,

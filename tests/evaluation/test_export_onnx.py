@@ -15,11 +15,8 @@ pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_model_dir):
-    tmp = tmp_path_factory.mktemp("onnx")
-    train_file, dev_file = write_toy_sentiment(tmp)
-    train(tiny_config(tiny_model_dir, train_file, dev_file, tmp / "run"), progress=False)
-    return tmp / "run", dev_file
+def run(toy_run):
+    return toy_run
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,12 @@ import pytest
 from bertkit.api import evaluate, train
 from bertkit.errors import DataError
 from bertkit.evaluation.predictor import Predictor
-from conftest import POSITIVE, tiny_config, toy_sentiment, write_csv, write_jsonl, write_toy_sentiment
+from conftest import POSITIVE, tiny_config, toy_sentiment, write_csv, write_jsonl
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_model_dir):
-    tmp = tmp_path_factory.mktemp("pred")
-    train_file, dev_file = write_toy_sentiment(tmp)
-    train(tiny_config(tiny_model_dir, train_file, dev_file, tmp / "run"), progress=False)
-    return tmp / "run", dev_file
+def run(toy_run):
+    return toy_run
 
 
 def test_plain_transformers_pipeline_agrees_with_bertkit(run):

@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bertkit.api import train
 from bertkit.evaluation.predictor import Predictor
-from conftest import cli_train, tiny_config, toy_ner, toy_sentiment, write_conll, write_jsonl, write_toy_sentiment
+from conftest import cli_train, toy_ner, toy_sentiment, write_conll, write_jsonl
+
+pytest.importorskip("fastapi")  # the serve extra
 
 
 def _free_port() -> int:
@@ -60,12 +61,10 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def classification(tmp_path_factory, tiny_model_dir):
+def classification(tmp_path_factory, toy_run):
     tmp = tmp_path_factory.mktemp("serve")
-    train_file, dev_file = write_toy_sentiment(tmp)
-    train(tiny_config(tiny_model_dir, train_file, dev_file, tmp / "run"), progress=False)
-    server = Server(tmp / "run", tmp, "--max-items", "8", "--max-chars", "200", "--max-body-bytes", "4000")
-    yield server, tmp / "run"
+    server = Server(toy_run[0], tmp, "--max-items", "8", "--max-chars", "200", "--max-body-bytes", "4000")
+    yield server, toy_run[0]
     server.stop()
 
 
@@ -145,6 +144,8 @@ def test_ner_and_qa_schemas(tmp_path, tiny_model_dir):
         status, body = server.call("POST", "/v1/predict", {"inputs": ["john smith visited paris",
                                                                       ["mary", "left", "rome"]]})
         assert status == 200 and len(body["predictions"]) == 2
+        text_pred, tokens_pred = body["predictions"]
+        assert set(text_pred) == {"entities"} and set(tokens_pred) == {"tokens", "tags", "entities"}
         for entity in body["predictions"][0]["entities"]:
             assert set(entity) == {"label", "start", "end", "text", "score"}
     finally:

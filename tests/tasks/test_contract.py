@@ -40,6 +40,7 @@ def test_task_contract(name, tiny_model_dir, tmp_path):
     path.write_text(content, encoding="utf-8")
     tokenizer = load_tokenizer(str(tiny_model_dir))
     task = get_task(TaskConfig(name=name))
+    assert task.pipeline_tag and task.intended_use and task.output_names  # model cards, ONNX export
     examples = task.read_file(str(path), data_cfg, tokenizer)
     assert examples and all("where" in ex for ex in examples)
     task.fit(examples)

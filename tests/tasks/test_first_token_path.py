@@ -6,7 +6,7 @@ import torch
 from bertkit.config import DataConfig, TaskConfig
 from bertkit.models.loading import build_model, load_tokenizer
 from bertkit.tasks.base import Task, get_task
-from bertkit.tasks.encoder import supports_first_token_path
+from bertkit.tasks.encoder import packed_logits_through_forward, supports_first_token_path
 
 TEXTS = ["good film", "the plot was very dull and the acting quite weak", "fun", "a lovely warm story",
          "bad", "the movie is superb and the story quite nice"]
@@ -35,7 +35,9 @@ def test_fast_and_packed_forward_equal_the_stock_forward(setup, attention):
         packed_batch = task.collate_packed(features, 0, 16)
         assert packed_batch["input_ids"].shape[0] < len(features)  # several examples share rows
         packed = task.forward(model, packed_batch)
+        through_forward = packed_logits_through_forward(model, packed_batch)  # the data-parallel route
     torch.testing.assert_close(fast, stock, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(through_forward, stock, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(packed, stock, atol=1e-5, rtol=1e-4)
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bertkit.run_dir import atomic_write_text
+
 __all__ = ["cache_root", "cached_features", "fingerprint"]
 
 log = logging.getLogger(__name__)
@@ -60,12 +62,8 @@ def cached_features(key_parts: dict[str, Any], compute: Callable[[], list[dict[s
     text = json.dumps(features, ensure_ascii=False, separators=(",", ":"))
     if json.loads(text) != features:  # tuples, arrays...: kept only if JSON gives back the same features
         return features
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)  # readers see the whole entry or none
+        atomic_write_text(path, text)  # readers see the whole entry or none
     except OSError as exc:  # a read-only or full disk must not stop training
-        tmp.unlink(missing_ok=True)
         log.warning("could not write the tokenisation cache %s: %s", path, exc)
     return features

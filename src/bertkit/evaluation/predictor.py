@@ -10,31 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import DataConfig, RunConfig
-from bertkit.errors import ConfigError
+from bertkit.errors import ConfigError, ModelLoadError
 from bertkit.evaluation.inference import predict_outputs
 from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer
 from bertkit.models.onnx_model import EXPORT_MANIFEST, OnnxModel, read_manifest
+from bertkit.models.quantize import quantize_dynamic_int8
 from bertkit.run_dir import RunDir
 from bertkit.tasks.base import Task, get_task
 from bertkit.training.runtime import Runtime
 
-__all__ = ["Predictor", "quantize_dynamic_int8"]
-
-
-def quantize_dynamic_int8(model: Any, scheme: str) -> Any:
-    """PyTorch dynamic quantisation: int8 weights for every linear layer (a scale per output channel,
-    measured a point more accurate on SST-2 than one per tensor), activations quantised on the fly."""
-    import warnings
-
-    import torch
-
-    if scheme != "int8":
-        raise ConfigError(f"quantize={scheme!r} is not supported; use int8")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
-        qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-        return torch.ao.quantization.quantize_dynamic(model.float().eval(), {torch.nn.Linear: qconfig})
+__all__ = ["Predictor"]
 
 
 class Predictor:
@@ -73,6 +59,10 @@ class Predictor:
         manifest = read_manifest(folder)
         if manifest is None:
             raise ConfigError(f"{folder}: not an export folder (no {EXPORT_MANIFEST})")
+        missing = {"config", "task_state", "model_file"} - set(manifest)
+        if missing:
+            raise ModelLoadError(f"{folder / EXPORT_MANIFEST}: lacks {', '.join(sorted(missing))}; "
+                                 "export the run again")
         config = RunConfig.from_dict(manifest["config"], source=str(folder / EXPORT_MANIFEST))
         task = get_task(config.task, manifest["task_state"])
         return cls(OnnxModel(folder / manifest["model_file"]), load_tokenizer(str(folder)), task, config,

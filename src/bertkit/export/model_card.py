@@ -7,52 +7,39 @@ metrics, and the intended use and limits of such a model.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bertkit.run_dir import RunDir
+from bertkit.tasks import TASKS
+
 __all__ = ["model_card"]
-
-_PIPELINE_TAG = {"classification": "text-classification", "ner": "token-classification",
-                 "qa": "question-answering", "mlm": "fill-mask"}
-_USE = {
-    "classification": "Labels a text (or a pair of texts) with the classes it was trained on.",
-    "ner": "Finds entity spans of the trained types in text.",
-    "qa": "Extracts the answer span to a question from a given context passage.",
-    "mlm": "Predicts masked words; meant as a starting point for fine-tuning on a downstream task.",
-}
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def model_card(run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> str:
     """The card of a run as Markdown; `extra` adds export facts (format, quantisation, parity)."""
-    run = Path(run_dir)
-    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
-    state, lineage = _read(run / "labels.json"), _read(run / "lineage.json")
-    results, env = _read(run / "results.json"), _read(run / "environment.json")
-    task = config.get("task", {}).get("name", "classification")
-    base = lineage.get("base_model") or config.get("model", {}).get("name")
+    run = RunDir(run_dir)
+    cfg = run.load_config()
+    state, lineage, results, env = (run.read_json(name, default={}) for name in
+                                    ("labels.json", "lineage.json", "results.json", "environment.json"))
+    task = cfg.task.name
+    tag = TASKS[task].pipeline_tag if task in TASKS else task
+    base = lineage.get("base_model") or cfg.model.name
     dev = results.get("dev") or {}
     labels = state.get("labels") or []
-    front = {"library_name": "bertkit", "pipeline_tag": _PIPELINE_TAG.get(task, task), "base_model": str(base),
-             "tags": ["bertkit", task] + (["lora"] if config.get("model", {}).get("lora_r") else []),
-             "model-index": [{"name": run.name, "results": [{
-                 "task": {"type": _PIPELINE_TAG.get(task, task)},
+    front = {"library_name": "bertkit", "pipeline_tag": tag, "base_model": str(base),
+             "tags": ["bertkit", task] + (["lora"] if cfg.model.lora_r else []),
+             "model-index": [{"name": run.path.name, "results": [{
+                 "task": {"type": tag},
                  "metrics": [{"type": k, "value": round(float(v), 4)} for k, v in dev.items()]}]}]}
     data = env.get("data") or {}
     train, dev_data = data.get("train") or {}, data.get("dev") or {}
-    hyper = {k: config.get("train", {}).get(k) for k in ("epochs", "max_steps", "lr", "batch_size", "grad_accum",
+    hyper = {k: getattr(cfg.train, k) for k in ("epochs", "max_steps", "lr", "batch_size", "grad_accum",
                                                          "weight_decay", "warmup_ratio", "scheduler", "seed",
                                                          "precision", "freeze_embeddings", "packing")}
-    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {run.name}", "",
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {run.path.name}", "",
              f"A `{task}` model fine-tuned with bertkit from `{base}`.", "",
              "## Task and labels", "", f"- task: {task}" + (f" ({state['problem']})" if state.get("problem") else "")]
     if labels:
@@ -86,7 +73,7 @@ def model_card(run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> s
         lines.append("Not recorded.")
     if extra:
         lines += ["", "## This export", ""] + [f"- {k}: {v}" for k, v in extra.items() if v is not None]
-    lines += ["", "## Intended use and limits", "", _USE.get(task, ""),
+    lines += ["", "## Intended use and limits", "", getattr(TASKS.get(task), "intended_use", ""),
               "Its quality holds only for text like its training data (language, domain, length); the dev "
               "metrics above were measured on the dev set named here and will be lower on text unlike it. "
               "It inherits the biases of its base model and training data. It gives no calibrated certainty: "

@@ -10,8 +10,10 @@ recorded. The folder is written under a temporary name and renamed, so a failed 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,11 @@ from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer, quiet_transformers
 from bertkit.models.onnx_model import EXPORT_MANIFEST
 from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.training.runtime import Runtime
 
 __all__ = ["export_onnx", "MIN_FP32_AGREEMENT"]
 
 MIN_FP32_AGREEMENT = 0.995
-_OUTPUTS = {"qa": ("start_logits", "end_logits")}  # every other task reads `logits`
 
 
 class _Graph(torch.nn.Module):
@@ -66,7 +68,11 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, quantize: str | None = 
     sample = tokenizer(["a short example", "and a second, longer example to pad the first"], padding=True,
                        return_tensors="pt")
     inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in sample]
-    outputs = _OUTPUTS.get(task.name, ("logits",))
+    outputs = task.output_names
+    check = check_data or config.data.dev
+    if check_data and not Path(check_data).is_file():
+        raise ConfigError(f"--check-data {check_data}: no such file; give a labelled file for the parity check")
+    reference = Predictor(model, tokenizer, task, config, Runtime("fp32", cpu=True))  # the model loaded above
 
     with staged_output(out) as tmp:
         tmp.mkdir()
@@ -88,7 +94,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, quantize: str | None = 
                     "task_state": task.state(),
                     "size_mb": round((tmp / model_file).stat().st_size / 2**20, 1)}
         atomic_write_text(tmp / EXPORT_MANIFEST, json.dumps(manifest, indent=2))
-        manifest["parity"] = _parity(run.path, tmp, check_data or config.data.dev, check_limit)
+        manifest["parity"] = _parity(reference, tmp, check, check_limit)
         parity = manifest["parity"]
         if parity and quantize is None and parity["agreement"] < MIN_FP32_AGREEMENT:
             raise ModelLoadError(f"{run.path}: the ONNX export agrees with PyTorch on only "
@@ -108,11 +114,22 @@ def _write_graph(model: torch.nn.Module, sample: list[torch.Tensor], inputs: lis
     from torch.export import Dim
 
     batch, sequence = Dim("batch", min=1, max=4096), Dim("sequence", min=2, max=model.config.max_position_embeddings)
-    with warnings.catch_warnings(), quiet_transformers(), torch.no_grad():
+    with warnings.catch_warnings(), quiet_transformers(), torch.no_grad(), _export_errors(type(model).__name__):
         warnings.simplefilter("ignore")
         torch.onnx.export(_Graph(model, outputs), tuple(sample), str(path), input_names=inputs,
                           output_names=list(outputs), dynamic_shapes={k: {0: batch, 1: sequence} for k in inputs},
                           opset_version=18, dynamo=True, external_data=False, verbose=False)
+
+
+@contextlib.contextmanager
+def _export_errors(architecture: str) -> Iterator[None]:
+    """The exporter's own failures (an operator it cannot translate...) as one line naming the model."""
+    try:
+        yield
+    except Exception as exc:  # torch.export and the ONNX translation raise many unrelated types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{architecture}: the ONNX exporter failed ({first}); export with --format hf "
+                             "instead") from None
 
 
 def _decision(prediction: Any) -> Any:
@@ -127,12 +144,11 @@ def _decision(prediction: Any) -> Any:
     return prediction
 
 
-def _parity(run_dir: Path, export_dir: Path, data: str | None, limit: int) -> dict[str, Any] | None:
-    """Decisions and the primary metric of PyTorch (fp32) and of the export on up to `limit` labelled
-    examples; None when there is no labelled file to check on."""
+def _parity(reference: Predictor, export_dir: Path, data: str | None, limit: int) -> dict[str, Any] | None:
+    """Decisions and the primary metric of PyTorch (`reference`, fp32) and of the export on up to `limit`
+    labelled examples; None when there is no labelled file to check on (the run's dev file has moved)."""
     if not data or not Path(data).is_file():
         return None
-    reference = Predictor.from_run(run_dir, precision="fp32")
     exported = Predictor.from_export(export_dir)
     examples, data_cfg = reference.read_file(data, with_labels=True)
     examples = examples[:limit]

@@ -23,7 +23,12 @@ EXPORT_MANIFEST = "bertkit-export.json"
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     """The manifest of an export folder, or None when `folder` is not one."""
     path = Path(folder) / EXPORT_MANIFEST
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: unreadable export manifest ({exc}); export the run again") from None
 
 
 class OnnxModel:
@@ -40,7 +45,11 @@ class OnnxModel:
         options.log_severity_level = 3
         if not Path(path).is_file():
             raise ModelLoadError(f"{path}: no ONNX model file; export the run again")
-        self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ONNX Runtime raises its own types for truncated or foreign files
+            raise ModelLoadError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]}); "
+                                 "export the run again") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bertkit.errors import DataError
+from bertkit.errors import CheckpointError, ConfigError, DataError
+from bertkit.run_dir import RunDir
 
 __all__ = ["ServeSettings", "create_app", "app_from_env"]
 
 log = logging.getLogger("bertkit.serve")
 access = logging.getLogger("bertkit.access")
 ENV_SETTINGS = "BERTKIT_SERVE_SETTINGS"
-_TEXT_FIELDS = ("text", "text_pair", "question", "context")
 
 
 @dataclass
@@ -60,10 +60,11 @@ def _model_info(predictor: Any, path: Path) -> dict[str, Any]:
     if manifest is not None:
         info.update({"format": "onnx", "quantize": manifest.get("quantize"), "parity": manifest.get("parity")})
         path = Path(manifest.get("source_run", path))
+    run = RunDir(path)
     for name, key in (("lineage.json", "lineage"), ("results.json", "results")):
         try:
-            info[key] = json.loads((path / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            info[key] = run.read_json(name, default={}) or None  # an export may outlive its run
+        except CheckpointError:
             info[key] = None
     if info["lineage"]:
         info["base_model"] = info["lineage"].get("base_model") or info["base_model"]
@@ -71,8 +72,17 @@ def _model_info(predictor: Any, path: Path) -> dict[str, Any]:
     return info
 
 
+def _require_server_stack() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ConfigError("bertkit serve needs fastapi and uvicorn; install bertkit[serve]") from None
+
+
 def create_app(settings: ServeSettings):
     """The FastAPI application for `settings.path` (a run directory or an ONNX export folder)."""
+    _require_server_stack()
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from pydantic import BaseModel, Field
@@ -108,8 +118,8 @@ def create_app(settings: ServeSettings):
         start = time.perf_counter()
         length = request.headers.get("content-length")
         if request.method == "POST":
-            if length is None:
-                response = _error(411, "length_required", "send a Content-Length header")
+            if length is None or not length.isdigit():
+                response = _error(411, "length_required", "send a Content-Length header with the body's size")
             elif int(length) > settings.max_body_bytes:
                 response = _error(413, "body_too_large", f"the body is {length} bytes; the limit is "
                                   f"{settings.max_body_bytes} (--max-body-bytes)", limit="max_body_bytes",
@@ -170,7 +180,7 @@ def create_app(settings: ServeSettings):
                           "per request (--max-items)", limit="max_items", max=settings.max_items)
         for i, item in enumerate(body.inputs):
             if isinstance(item, dict):
-                texts = [item.get(k) for k in _TEXT_FIELDS]
+                texts = list(item.values())  # text, text_pair, question, context... whatever the task reads
             else:
                 texts = [item] if isinstance(item, str) else item  # a string, or NER's list of tokens
             longest = max((len(t) for t in texts if isinstance(t, str)), default=0)
@@ -205,6 +215,7 @@ def app_from_env():
 def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           log_level: str = "info") -> None:
     """Run the service until SIGINT/SIGTERM; in-flight requests finish first (uvicorn's graceful shutdown)."""
+    _require_server_stack()
     import uvicorn
 
     os.environ[ENV_SETTINGS] = json.dumps(asdict(settings))

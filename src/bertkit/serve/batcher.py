@@ -25,7 +25,7 @@ class _Job:
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.size = sum(len(str(ex.get("text", ""))) + len(str(ex.get("context", ""))) for ex in self.examples)
+        self.size = sum(len(v) for ex in self.examples for k, v in ex.items() if k != "where" and isinstance(v, str))
 
 
 class Batcher:

@@ -50,6 +50,12 @@ class Task(ABC):
     name: ClassVar[str]
     #: The `transformers` auto class whose head this task trains.
     auto_model_class: ClassVar[str]
+    #: The Hugging Face pipeline tag of its models (model cards).
+    pipeline_tag: ClassVar[str]
+    #: One sentence of what its models are for (model cards).
+    intended_use: ClassVar[str]
+    #: The model outputs inference reads, by attribute name (also the outputs of an ONNX export).
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
 
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg

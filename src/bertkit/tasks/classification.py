@@ -17,12 +17,17 @@ import torch.nn.functional as F
 
 from bertkit.config import DataConfig
 from bertkit.data.batching import pad_batch
-from bertkit.data.packing import block_diagonal_mask, pack_batch
+from bertkit.data.packing import pack_batch
 from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
 from bertkit.tasks import metrics as M
 from bertkit.tasks.base import Task, register_task
-from bertkit.tasks.encoder import first_token_logits, supports_first_token_path
+from bertkit.tasks.encoder import (
+    first_token_logits,
+    is_bert_classifier,
+    packed_logits_through_forward,
+    supports_first_token_path,
+)
 
 __all__ = ["ClassificationTask"]
 
@@ -68,6 +73,8 @@ def _as_float(value: Any, where: str) -> float:
 @register_task("classification")
 class ClassificationTask(Task):
     auto_model_class = "AutoModelForSequenceClassification"
+    pipeline_tag = "text-classification"
+    intended_use = "Labels a text (or a pair of texts) with the classes it was trained on."
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -230,27 +237,16 @@ class ClassificationTask(Task):
 
     # --- model ----------------------------------------------------------------------------------------
     def check_packing(self, model: torch.nn.Module) -> None:
-        net = model.get_base_model() if hasattr(model, "get_base_model") else model
-        encoder = getattr(net, getattr(net, "base_model_prefix", ""), None)
-        if net.config.model_type != "bert" or getattr(encoder, "pooler", None) is None or not all(
-                hasattr(net, name) for name in ("dropout", "classifier")):
+        if not is_bert_classifier(model):
             raise ConfigError(f"train.packing: packed rows need a BERT-style classifier (pooler on [CLS], absolute "
-                              f"positions from 0); {net.config.model_type} is not; drop --packing")
+                              f"positions from 0); {type(model).__name__} is not; drop --packing")
 
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if supports_first_token_path(model):  # skips the last layer's work on tokens nobody reads
             return first_token_logits(model, batch)
-        if "cls_index" not in batch:
-            return super().forward(model, batch)
-        # Packed rows through a model whose forward must run whole (data-parallel wrapper): a block-diagonal
-        # mask and per-example positions; each example's [CLS] state then goes through pooler and classifier.
-        net = model.get_base_model() if hasattr(model, "get_base_model") else model
-        mask = block_diagonal_mask(batch["segment_ids"])
-        inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "position_ids") if k in batch}
-        hidden = model(**inputs, attention_mask=mask, output_hidden_states=True).hidden_states[-1]  # (R, T, H)
-        cls = hidden.flatten(0, 1)[batch["cls_index"]]  # (B, H)
-        encoder = getattr(net, net.base_model_prefix)
-        return net.classifier(net.dropout(encoder.pooler(cls[:, None, :])))
+        if "cls_index" in batch:
+            return packed_logits_through_forward(model, batch)
+        return super().forward(model, batch)
 
     @classmethod
     def head_state_from_config(cls, config: dict[str, Any]) -> dict[str, Any]:

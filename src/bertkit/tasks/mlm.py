@@ -57,6 +57,8 @@ def mask_tokens(input_ids: list[int], word_ids: list[int], *, probability: float
 @register_task("mlm")
 class MlmTask(Task):
     auto_model_class = "AutoModelForMaskedLM"
+    pipeline_tag = "fill-mask"
+    intended_use = "Predicts masked words; meant as a starting point for fine-tuning on a downstream task."
     primary_metric = "perplexity"
     greater_is_better = False
     lora_trains_head = False  # its decoder is tied to the word embeddings, which LoRA keeps frozen

@@ -45,6 +45,8 @@ def _format(path: str, given: str | None) -> str:
 @register_task("ner")
 class NerTask(Task):
     auto_model_class = "AutoModelForTokenClassification"
+    pipeline_tag = "token-classification"
+    intended_use = "Finds entity spans of the trained types in text."
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
