@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import shutil
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import RunConfig
-from bertkit.data.cache import cached_features, fingerprint
+from bertkit.data.cache import cache_root, cached_features, fingerprint
+from bertkit.data.feature_store import FeatureStore, FeatureWriter, feature_lengths
 from bertkit.data.splits import stratified_split
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.evaluation.inference import score
@@ -33,6 +35,7 @@ from bertkit.training.runtime import Runtime
 __all__ = ["TrainResult", "train", "train_events", "evaluate", "predict", "lineage"]
 
 log = logging.getLogger("bertkit")
+STREAM_FOLDER = "stream-features"  # streamed features of a run, when the tokenisation cache is off
 
 
 @dataclass
@@ -107,18 +110,69 @@ def _load_data(config: RunConfig, task, tokenizer) -> tuple[list[dict], list[dic
     return train_examples, dev_examples, fingerprints
 
 
+def _tokenizer_fingerprint(tokenizer) -> str:
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    backend.pop("truncation", None), backend.pop("padding", None)  # call state, set by each tokenizer call
+    return fingerprint(type(tokenizer).__name__, backend)
+
+
 def _features(task, examples: list[dict], tokenizer, config: RunConfig) -> list[dict]:
     """The task's features of `examples`, from the tokenisation cache when the same examples were tokenised
     the same way before (see `bertkit.data.cache`)."""
-    import json
-
-    backend = json.loads(tokenizer.backend_tokenizer.to_str())
-    backend.pop("truncation", None), backend.pop("padding", None)  # call state, set by each tokenizer call
-    key = {"examples": fingerprint(examples), "tokenizer": fingerprint(type(tokenizer).__name__, backend),
+    key = {"examples": fingerprint(examples), "tokenizer": _tokenizer_fingerprint(tokenizer),
            "task": task.name, "task_config": config.task.__dict__,
            "task_state": task.state(), "data": config.data.__dict__}
     task.use_tokenizer(tokenizer)
     return cached_features(key, lambda: task.preprocess(examples, tokenizer, config.data))
+
+
+def _streamed_data(config: RunConfig, task, tokenizer, run: RunDir) -> tuple[FeatureStore, list[dict], dict]:
+    """Training features of a file read in chunks (`data.stream`): one pass fits the task (labels), a
+    second tokenises each chunk and appends it to a memory-mapped feature file. The file is kept in the
+    tokenisation cache under a key of the data file's sha256 and every setting the features depend on,
+    with the fitted task state beside it; with the cache off it lives in the run directory until the run
+    completes."""
+    data = config.data
+    if not data.dev:
+        raise ConfigError("--stream needs a --dev file (a streamed file is never held whole, so no dev split is "
+                          "taken from it); split off a dev file, or drop --stream")
+    if config.train.distill_from:
+        raise ConfigError("--stream cannot be combined with --distill-from (the teacher labels every example in "
+                          "memory); drop one of them")
+    dev_examples = task.read_file(data.dev, data, tokenizer)
+    source = data_fingerprint(data.train)
+    key = fingerprint(source.get("sha256") or source, _tokenizer_fingerprint(tokenizer), task.name,
+                      config.task.__dict__, {k: v for k, v in data.__dict__.items() if k not in ("dev", "train")})
+    root = cache_root()
+    folder = (root / "features") if root is not None else run.path / STREAM_FOLDER
+    store_path, meta_path = folder / f"stream-{key}.arrow", folder / f"stream-{key}.json"
+    meta = _read_json(meta_path) if store_path.is_file() else None
+    if meta is not None:
+        task.load_state(meta["task_state"])
+        log.info("streamed features from the cache: %s", store_path)
+    else:
+        chunk = data.stream_chunk_rows
+        task.fit_chunks(task.iter_file(data.train, data, tokenizer, chunk))  # pass 1: labels
+        task.use_tokenizer(tokenizer)
+        examples = 0
+        with FeatureWriter(store_path) as writer:  # pass 2: tokenise chunk by chunk
+            for examples_chunk in task.iter_file(data.train, data, tokenizer, chunk):
+                writer.write(task.preprocess(examples_chunk, tokenizer, data))
+                examples += len(examples_chunk)
+            writer.close()
+        meta = {"task_state": task.state(), "examples": examples}
+        atomic_write_text(meta_path, json.dumps(meta))
+    task.check_examples(dev_examples, data.dev)
+    fingerprints = {"train": {**source, "rows": meta["examples"], "streamed": True},
+                    "dev": {**data_fingerprint(data.dev), "rows": len(dev_examples)}}
+    return FeatureStore(store_path), dev_examples, fingerprints
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _environment(rt: Runtime, config: RunConfig, fingerprints: dict[str, Any]) -> dict[str, Any]:
@@ -148,13 +202,17 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     init = resolve_init(config)
     try:
         tokenizer = load_tokenizer(init.model)
-        train_examples, dev_examples, fingerprints = _load_data(config, task, tokenizer)
         pad_id = tokenizer.pad_token_id or 0
-        train_features = _features(task, train_examples, tokenizer, config)
+        if config.data.stream:
+            train_examples = None
+            train_features, dev_examples, fingerprints = _streamed_data(config, task, tokenizer, run)
+        else:
+            train_examples, dev_examples, fingerprints = _load_data(config, task, tokenizer)
+            train_features = _features(task, train_examples, tokenizer, config)
         dev_features = _features(task, dev_examples, tokenizer, config)
         rt = Runtime(config.train.precision)
         model, optimizer, scheduler, total_steps, report, before_step = _build_training(
-            config, task, rt, [len(f["input_ids"]) for f in train_features], init)
+            config, task, rt, feature_lengths(train_features), init)
     finally:
         init.cleanup()
     loop_task = task
@@ -203,6 +261,8 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     train_seconds = time.perf_counter() - started
 
     result = _finish(run, rt, model, task, tokenizer, dev_features, dev_examples, pad_id, state, train_seconds)
+    if rt.is_main and (run.path / STREAM_FOLDER).exists():
+        shutil.rmtree(run.path / STREAM_FOLDER)  # the streamed features of a run without the cache
     yield {"kind": "finished", "result": result}
 
 

@@ -46,10 +46,15 @@ class DataConfig:
     tag_index: int = _f(-1, "ner, CoNLL: column of the tag (-1: the last)")
     dev_fraction: float = _f(0.1, "fraction of train split off as dev when no dev file is given")
     max_length: int | None = _f(None, "maximum tokens per input or window (default: 128, 384 for qa)")
+    stream: bool = _f(False, "read the training file in chunks into memory-mapped features on disk, for files "
+                      "larger than memory (table files and pre-training text; needs a dev file)")
+    stream_chunk_rows: int = _f(10_000, "stream: rows read, checked and tokenised at a time")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.dev_fraction < 1.0:
             raise ConfigError(f"data.dev_fraction must be in (0, 1), got {self.dev_fraction}")
+        if self.stream_chunk_rows < 1:
+            raise ConfigError(f"data.stream_chunk_rows must be at least 1, got {self.stream_chunk_rows}")
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"data.max_length must be at least 8, got {self.max_length}")
 

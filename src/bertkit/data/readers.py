@@ -7,18 +7,20 @@ text in any language (Chinese included) exactly as written.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bertkit.errors import DataError
 
-__all__ = ["Table", "read_table", "read_text", "detect_format", "FORMATS"]
+__all__ = ["Table", "read_table", "iter_table", "read_text", "text_lines", "detect_format", "FORMATS"]
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -63,6 +65,21 @@ def read_table(path: str | Path, fmt: str | None = None, encoding: str = "utf-8"
     Raises:
         DataError: the file is missing, empty, undecodable or malformed (naming file and line).
     """
+    chunks = list(iter_table(path, fmt, encoding))
+    first = chunks[0]
+    return Table(first.path, first.columns, [r for c in chunks for r in c.rows], [n for c in chunks for n in c.lines],
+                 first.unit)
+
+
+def iter_table(path: str | Path, fmt: str | None = None, encoding: str = "utf-8",
+               chunk_rows: int | None = None) -> Iterator[Table]:
+    """The rows of a data file as `Table`s of at most `chunk_rows` rows each (all in one when None), read
+    from disk as they are needed: a file larger than memory streams through. Every chunk carries the
+    file's lines, so errors name `file:line` whichever chunk they are found in.
+
+    Raises:
+        DataError: as `read_table`, when the reading reaches the bad part of the file.
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: file not found; check the path (relative paths start at {Path.cwd()})")
@@ -70,13 +87,26 @@ def read_table(path: str | Path, fmt: str | None = None, encoding: str = "utf-8"
         raise DataError(f"{p}: is a directory; pass a data file")
     fmt = detect_format(p, fmt)
     if fmt == "parquet":
-        table = _read_parquet(p)
+        rows = _parquet_rows(p)
     else:
-        text = read_text(p, encoding)
-        table = _read_jsonl(p, text) if fmt == "jsonl" else _read_delimited(p, text, fmt)
-    if not table.rows:
-        raise DataError(f"{p}: the file has no data rows; a header line alone is not enough")
-    return table
+        lines = text_lines(p, encoding)
+        rows = _jsonl_rows(p, lines) if fmt == "jsonl" else _delimited_rows(p, lines, fmt)
+    columns = next(rows)  # the header (JSONL: the columns grow with the rows)
+    unit = "row" if fmt == "parquet" else "line"
+    chunk: list[dict[str, Any]] = []
+    where: list[int] = []
+    found = False
+    for line, row in rows:
+        chunk.append(row)
+        where.append(line)
+        if chunk_rows is not None and len(chunk) >= chunk_rows:
+            found = True
+            yield Table(str(p), list(columns), chunk, where, unit)
+            chunk, where = [], []
+    if chunk or not found:
+        if not chunk and not found:
+            raise DataError(f"{p}: the file has no data rows; a header line alone is not enough")
+        yield Table(str(p), list(columns), chunk, where, unit)
 
 
 def _is_gzip(path: Path) -> bool:
@@ -84,43 +114,80 @@ def _is_gzip(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
-def read_text(path: Path, encoding: str) -> str:
-    """The whole text of a file (gzip read transparently), or a DataError naming the line of a bad byte."""
+def _codec(encoding: str) -> str:
+    if encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
+        return "utf-8-sig"  # accept a BOM, as Excel writes one
     try:
-        raw = gzip.open(path).read() if _is_gzip(path) else path.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read the file ({exc}); is it a truncated gzip?") from None
-    if not raw.strip():
-        raise DataError(f"{path}: the file is empty")
-    if encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
-        encoding = "utf-8-sig"  # accept a BOM, as Excel writes one
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: bytes that are not valid {encoding} ({raw[exc.start:exc.start + 4]!r}); "
-            "save the file as UTF-8 or pass --encoding (for example latin-1)"
-        ) from None
+        codecs.lookup(encoding)
     except LookupError:
         raise DataError(f"unknown encoding '{encoding}'; use a Python codec name such as utf-8 or latin-1") from None
+    return encoding
 
 
-def _read_delimited(path: Path, text: str, fmt: str) -> Table:
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path) if _is_gzip(path) else open(path, "rb")  # type: ignore[return-value]
+
+
+def text_lines(path: Path, encoding: str) -> Iterator[str]:
+    """The lines of a text file (gzip read transparently, newlines kept), decoded as they are read."""
+    codec = _codec(encoding)
+    seen = False
+    try:
+        with io.TextIOWrapper(_open_binary(path), encoding=codec, newline="") as fh:
+            for line in fh:
+                seen = seen or bool(line.strip())
+                yield line
+    except UnicodeDecodeError:
+        raise _decode_error(path, codec) from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read the file ({exc}); is it a truncated gzip?") from None
+    if not seen:
+        raise DataError(f"{path}: the file is empty")
+
+
+def _decode_error(path: Path, codec: str) -> DataError:
+    """The error for bytes `codec` cannot decode, naming their line (found by decoding again, in blocks)."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    line, block_size = 1, 1 << 16
+    with _open_binary(path) as fh:
+        while block := fh.read(block_size):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                bad = block[exc.start:exc.start + 4]
+                line += block[: max(exc.start, 0)].count(b"\n")
+                break
+            line += block.count(b"\n")
+        else:
+            bad = b""
+    return DataError(
+        f"{path}:{line}: bytes that are not valid {codec.removesuffix('-sig')} ({bad!r}); "
+        "save the file as UTF-8 or pass --encoding (for example latin-1)"
+    )
+
+
+def read_text(path: Path, encoding: str) -> str:
+    """The whole text of a file (gzip read transparently), or a DataError naming the line of a bad byte."""
+    return "".join(text_lines(path, encoding))
+
+
+def _delimited_rows(path: Path, lines: Iterator[str], fmt: str) -> Iterator[Any]:
     # TSV follows the GLUE convention: tabs separate fields and quotes are ordinary characters.
     if fmt == "tsv":
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+        reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
     else:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        reader = csv.reader(lines)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
         header = next(reader)
-    except (StopIteration, csv.Error) as exc:
+    except StopIteration:
+        raise DataError(f"{path}: the file is empty") from None
+    except csv.Error as exc:
         raise DataError(f"{path}:1: cannot read a header line ({exc})") from None
-    header = [h.strip() for h in header]
-    if len(header) < 2 and fmt == "csv" and "\t" in text.split("\n", 1)[0]:
+    if len(header) < 2 and fmt == "csv" and any("\t" in h for h in header):
         raise DataError(f"{path}:1: the header has tabs but is read as CSV; pass --format tsv")
-    rows, lines = [], []
+    header = [h.strip() for h in header]
+    yield header
     line = reader.line_num + 1
     try:
         for fields in reader:
@@ -134,17 +201,16 @@ def _read_delimited(path: Path, text: str, fmt: str) -> Table:
                 )
             if any("\x00" in f for f in fields):
                 raise DataError(f"{path}:{line}: NUL byte in the row; the file looks binary or corrupt")
-            rows.append(dict(zip(header, fields)))
-            lines.append(line)
+            yield line, dict(zip(header, fields))
             line = reader.line_num + 1
     except csv.Error as exc:
         raise DataError(f"{path}:{reader.line_num}: malformed {fmt.upper()} ({exc}); check quoting") from None
-    return Table(str(path), header, rows, lines)
 
 
-def _read_jsonl(path: Path, text: str) -> Table:
-    rows, lines, columns = [], [], {}
-    for n, line in enumerate(text.splitlines(), start=1):
+def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[Any]:
+    columns: dict[str, None] = {}
+    yield columns  # filled in as rows are read; each chunk copies what is known by then
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -154,18 +220,21 @@ def _read_jsonl(path: Path, text: str) -> Table:
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{n}: expected a JSON object per line, got {type(obj).__name__}")
         columns.update(dict.fromkeys(obj))
-        rows.append(obj)
-        lines.append(n)
-    return Table(str(path), list(columns), rows, lines)
+        yield n, obj
 
 
-def _read_parquet(path: Path) -> Table:
+def _parquet_rows(path: Path) -> Iterator[Any]:
     import pyarrow.parquet as pq
 
     try:
-        data = pq.read_table(path)
+        data = pq.ParquetFile(path)
+        yield list(data.schema_arrow.names)
+        n = 0
+        for batch in data.iter_batches(batch_size=8192):
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row
+    except DataError:
+        raise
     except Exception as exc:  # pyarrow raises several unrelated types for bad files
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    rows = data.to_pylist()
-    return Table(str(path), list(data.column_names), rows, list(range(1, len(rows) + 1)), unit="row")
-

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bertkit.data.readers import Table, read_table, read_text
+from bertkit.data.readers import Table, iter_table, text_lines
 from bertkit.errors import DataError
 
-__all__ = ["expand_paths", "read_documents", "table_documents", "TEXT_SUFFIXES"]
+__all__ = ["expand_paths", "read_documents", "iter_documents", "table_documents", "TEXT_SUFFIXES"]
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 
@@ -46,22 +47,40 @@ def read_documents(spec: str, *, fmt: str | None, encoding: str, text_column: st
     Raises:
         DataError: a missing or unreadable file, a table without `text_column`, or no text at all.
     """
-    docs: list[dict[str, Any]] = []
+    return [doc for chunk in iter_documents(spec, fmt=fmt, encoding=encoding, text_column=text_column)
+            for doc in chunk]
+
+
+def iter_documents(spec: str, *, fmt: str | None, encoding: str, text_column: str,
+                   chunk_rows: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    """`read_documents` in chunks of at most `chunk_rows` documents, read from disk as they are needed."""
     for path in expand_paths(spec):
         if not path.is_file():
             raise DataError(f"{path}: file not found; check the path")
-        before = len(docs)
+        found = False
         if _is_plain_text(path, fmt):
-            for number, line in enumerate(read_text(path, encoding).splitlines(), start=1):
+            chunk: list[dict[str, Any]] = []
+            for number, line in enumerate(text_lines(path, encoding), start=1):
                 if "\x00" in line:
                     raise DataError(f"{path}:{number}: NUL byte in the text; is this a binary file?")
+                line = line.rstrip("\r\n")
                 if line.strip():
-                    docs.append({"where": f"{path}:{number}", "text": line})
+                    chunk.append({"where": f"{path}:{number}", "text": line})
+                    if chunk_rows is not None and len(chunk) >= chunk_rows:
+                        found = True
+                        yield chunk
+                        chunk = []
+            if chunk:
+                found = True
+                yield chunk
         else:
-            docs.extend(table_documents(read_table(path, fmt, encoding), text_column))
-        if len(docs) == before:
+            for table in iter_table(path, fmt, encoding, chunk_rows):
+                docs = table_documents(table, text_column)
+                if docs:
+                    found = True
+                    yield docs
+        if not found:
             raise DataError(f"{path}: no text found; a pre-training file needs at least one non-empty document")
-    return docs
 
 
 def table_documents(table: Table, text_column: str) -> list[dict[str, Any]]:

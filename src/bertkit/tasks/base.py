@@ -8,14 +8,14 @@ training loop hands in tensors. Adding a task is one module with a `@register_ta
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from bertkit.config import DataConfig, TaskConfig
-from bertkit.data.readers import Table, read_table
+from bertkit.data.readers import Table, iter_table, read_table
 from bertkit.errors import ConfigError
 
 __all__ = ["Task", "register_task", "get_task", "TASKS"]
@@ -69,6 +69,16 @@ class Task(ABC):
         table = read_table(path, data_cfg.format, data_cfg.encoding)
         return self.read_examples(table, data_cfg, with_labels=with_labels)
 
+    def iter_file(self, path: str, data_cfg: DataConfig, tokenizer: Any, chunk_rows: int
+                  ) -> Iterator[list[dict[str, Any]]]:
+        """The training examples of a file in chunks of about `chunk_rows`, read as they are needed
+        (`data.stream`). The default streams a table; tasks whose files must be read whole (CoNLL, SQuAD
+        JSON) refuse."""
+        if type(self).read_file is not Task.read_file:
+            raise ConfigError(f"--stream: the {self.name} task reads its data files whole; drop --stream")
+        for table in iter_table(path, data_cfg.format, data_cfg.encoding, chunk_rows):
+            yield self.read_examples(table, data_cfg)
+
     def make_examples(self, inputs: Sequence[Any], tokenizer: Any) -> list[dict[str, Any]]:
         """Examples from raw API inputs (strings, pairs...), for prediction."""
         raise NotImplementedError(f"task {self.name} takes no raw inputs")
@@ -83,6 +93,12 @@ class Task(ABC):
     @abstractmethod
     def fit(self, train: Sequence[dict[str, Any]]) -> None:
         """Learn what the task needs from the training examples (label map, class weights...)."""
+
+    def fit_chunks(self, chunks: Iterable[Sequence[dict[str, Any]]]) -> None:
+        """`fit` over training examples that arrive in chunks (a streamed file). Tasks whose fitting can
+        run one example at a time override it so that the whole file is never held; the default gathers
+        the chunks and calls `fit`."""
+        self.fit([ex for chunk in chunks for ex in chunk])
 
     @abstractmethod
     def check_examples(self, examples: Sequence[dict[str, Any]], source: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,54 @@ def _as_float(value: Any, where: str) -> float:
     if not math.isfinite(number):
         raise DataError(f"{where}: regression target {value!r} is not a finite number; fix or remove the row")
     return number
+
+
+class _LabelStats:
+    """What fitting needs of the training labels, gathered one example at a time, so that a streamed
+    training file is never held in memory: label counts, the first row of each kind, and whether every
+    label reads as a number (regression when some are fractional)."""
+
+    MAX_DISTINCT = 100_000
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.first_where = ""
+        self.pairs = False
+        self.any_list = False
+        self.all_numbers = True
+        self.any_fraction = False
+        self.bad_number: tuple[Any, str] | None = None  # the first label that is not a finite number
+        self.counts: Counter[tuple[bool, tuple[str, ...], str]] = Counter()
+        self.distinct_overflow = False
+
+    def add(self, ex: dict[str, Any]) -> None:
+        if self.n == 0:
+            self.first_where, self.pairs = ex["where"], "text_pair" in ex
+        self.n += 1
+        label = ex["label"]
+        is_list = isinstance(label, list)
+        self.any_list = self.any_list or is_list
+        try:
+            number = float(label)
+        except (TypeError, ValueError):
+            number = math.nan
+            self.all_numbers = False
+        if math.isfinite(number):
+            self.any_fraction = self.any_fraction or not number.is_integer()
+        elif self.bad_number is None:
+            self.bad_number = (label, ex["where"])
+        if self.distinct_overflow:
+            return
+        key = (is_list, tuple(_label_name(v) for v in label) if is_list else (), _label_name(label))
+        self.counts[key] += 1
+        if len(self.counts) > self.MAX_DISTINCT:
+            self.distinct_overflow, self.counts = True, Counter()
+
+    def problem(self) -> str:
+        """The problem the labels imply (`--problem auto`)."""
+        if self.any_list:
+            return "multi_label"
+        return "regression" if self.all_numbers and self.any_fraction else "single_label"
 
 
 @register_task("classification")
@@ -131,41 +179,44 @@ class ClassificationTask(Task):
         return value
 
     def fit(self, train: Sequence[dict[str, Any]]) -> None:
-        self.pairs = "text_pair" in train[0]
-        raw = [ex["label"] for ex in train]
+        self.fit_chunks([train])
+
+    def fit_chunks(self, chunks: Iterable[Sequence[dict[str, Any]]]) -> None:
+        stats = _LabelStats()
+        for chunk in chunks:
+            for ex in chunk:
+                stats.add(ex)
+        if stats.n == 0:
+            raise DataError("no training examples to fit the labels on")
+        self.pairs = stats.pairs
         if self.problem == "auto":
-            self.problem = self._detect_problem(raw)
+            self.problem = stats.problem()
         if self.problem == "regression":
             self.labels = ["value"]
-            for ex in train:
-                _as_float(ex["label"], ex["where"])
+            if stats.bad_number is not None:
+                _as_float(*stats.bad_number)  # raises, naming the row
             return
+        if stats.distinct_overflow:
+            raise DataError(
+                f"{stats.first_where.rsplit(':', 1)[0]}: more than {_LabelStats.MAX_DISTINCT:,} different labels; "
+                "if the label is a number to predict, pass --problem regression"
+            )
         names: Counter[str] = Counter()
-        for ex in train:
-            names.update(self._names(ex["label"]))
+        for key, count in stats.counts.items():
+            for name in (key[1] if key[0] and self.problem == "multi_label" else (key[2],)):
+                names[name] += count
         self.labels = _sorted_names(set(names))
         if self.problem == "single_label" and len(self.labels) < 2:
             raise DataError(
-                f"{train[0]['where'].rsplit(':', 1)[0]}: training data has only the label "
+                f"{stats.first_where.rsplit(':', 1)[0]}: training data has only the label "
                 f"{self.labels[0]!r}; a classifier needs at least two"
             )
         if self.cfg.class_weights == "auto":
-            n, k = len(train), len(self.labels)
+            n, k = stats.n, len(self.labels)
             if self.problem == "single_label":  # inverse frequency, mean weight 1 (sklearn's "balanced")
                 self.class_weights = [n / (k * names[c]) for c in self.labels]
             else:  # BCE pos_weight: negatives per positive of each label
                 self.class_weights = [(n - names[c]) / max(names[c], 1) for c in self.labels]
-
-    @staticmethod
-    def _detect_problem(raw: Sequence[Any]) -> str:
-        if any(isinstance(v, list) for v in raw):
-            return "multi_label"
-        try:
-            numbers = [float(v) for v in raw]
-        except (TypeError, ValueError):
-            return "single_label"
-        fractional = any(not n.is_integer() for n in numbers if math.isfinite(n))
-        return "regression" if fractional else "single_label"
 
     def _names(self, label: Any) -> list[str]:
         if self.problem == "multi_label":

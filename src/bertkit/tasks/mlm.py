@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from bertkit.config import DataConfig
 from bertkit.data.batching import pad_batch
-from bertkit.data.text import read_documents, table_documents
+from bertkit.data.text import iter_documents, read_documents, table_documents
 from bertkit.errors import DataError
 from bertkit.tasks.base import Task, register_task
 
@@ -74,6 +74,10 @@ class MlmTask(Task):
         return read_documents(path, fmt=data_cfg.format, encoding=data_cfg.encoding,
                               text_column=data_cfg.text_column)
 
+    def iter_file(self, path, data_cfg: DataConfig, tokenizer, chunk_rows: int):
+        return iter_documents(path, fmt=data_cfg.format, encoding=data_cfg.encoding,
+                              text_column=data_cfg.text_column, chunk_rows=chunk_rows)
+
     def read_examples(self, table, data_cfg: DataConfig, with_labels: bool = True):
         return table_documents(table, data_cfg.text_column)
 
@@ -90,6 +94,9 @@ class MlmTask(Task):
     def fit(self, train) -> None:
         if not train:
             raise DataError("no pre-training text")
+
+    def fit_chunks(self, chunks) -> None:
+        self.fit([ex for chunk in chunks for ex in chunk[:1]])  # nothing to learn; only that text exists
 
     def check_examples(self, examples, source: str) -> None:
         pass

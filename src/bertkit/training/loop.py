@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 
 from bertkit.config import TrainConfig
 from bertkit.data.batching import epoch_batches
+from bertkit.data.feature_store import feature_lengths
 from bertkit.errors import TrainingError
 from bertkit.tasks.base import Task
 from bertkit.training.runtime import Runtime
@@ -72,7 +73,7 @@ def train_loop(
     *,
     model: torch.nn.Module,
     task: Task,
-    features: list[dict[str, Any]],
+    features: Sequence[dict[str, Any]],
     cfg: TrainConfig,
     rt: Runtime,
     optimizer: torch.optim.Optimizer,
@@ -86,7 +87,7 @@ def train_loop(
     """Train until `total_steps` or early stopping, yielding progress events.
 
     `before_step(step)` runs before each optimiser step (gradual unfreezing sets what trains there)."""
-    lengths = [len(f["input_ids"]) for f in features]
+    lengths = feature_lengths(features)
     sign = 1.0 if task.greater_is_better else -1.0
     window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
     model.train()
