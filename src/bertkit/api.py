@@ -23,7 +23,7 @@ from bertkit.export.model_card import model_card
 from bertkit.models import transfer
 from bertkit.models.fast_dropout import use_fast_dropout
 from bertkit.models.init_source import InitSource, load_run_model, resolve_init
-from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers
+from bertkit.models.loading import build_model, load_tokenizer, max_positions, quiet_transformers
 from bertkit.run_dir import RunDir, atomic_write_text, data_fingerprint, normal_permissions
 from bertkit.tasks.base import get_task
 from bertkit.training import checkpoint as ckpt
@@ -61,6 +61,13 @@ def _prepare_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
     if not config.out:
         raise ConfigError("no run directory given; pass --out RUN_DIR")
     run = RunDir(config.out)
+    if config.resume and not run.exists() and config.data.train:
+        # Killed before its config was written (or never started): --resume starts it, so that a retry
+        # loop can always run the same command.
+        log.info("%s: no earlier progress to resume; starting the run", run.path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        config.resume = False
+        return config, run
     if config.resume:
         if not run.exists():
             raise CheckpointError(f"{run.path}: nothing to resume (no config.yaml); drop --resume to start")
@@ -124,6 +131,47 @@ def _features(task, examples: list[dict], tokenizer, config: RunConfig) -> list[
            "task_state": task.state(), "data": config.data.__dict__}
     task.use_tokenizer(tokenizer)
     return cached_features(key, lambda: task.preprocess(examples, tokenizer, config.data))
+
+
+def _fit_max_length(config: RunConfig, task, model_name: str) -> None:
+    """Keep inputs within the model's position embeddings: the task's default length is lowered to fit,
+    a --max-length beyond them is refused."""
+    limit = max_positions(model_name)
+    wanted = task.max_length(config.data)
+    if limit is None or wanted <= limit:
+        return
+    if config.data.max_length is not None:
+        raise ConfigError(f"--max-length {wanted} is more than the {limit} positions of the model {model_name}; "
+                          f"pass --max-length {limit} or less")
+    log.info("inputs cut at %d tokens, the model's position limit (the %s default is %d)", limit, task.name, wanted)
+    config.data.max_length = limit
+
+
+def _discard_unstarted(run: RunDir, created: bool) -> None:
+    """Remove what a run that failed before it began training left: the folder when this run created it,
+    else only the streamed features in it. A run with a saved config (one being resumed) is never touched."""
+    if run.exists():
+        return
+    if created:
+        shutil.rmtree(run.path, ignore_errors=True)
+    else:
+        shutil.rmtree(run.path / STREAM_FOLDER, ignore_errors=True)
+
+
+def _restore_latest(run: RunDir, rt: Runtime, model, optimizer, scheduler) -> LoopState | None:
+    """Restore the newest checkpoint that reads back whole; a damaged one (checksum mismatch, cut file) is
+    reported and the one before it used. None when there is none (the run starts over)."""
+    for path in reversed(ckpt.list_checkpoints(run.checkpoints)):
+        try:
+            state = LoopState.from_dict(ckpt.load_checkpoint(path, rt.unwrap(model), optimizer, scheduler))
+        except CheckpointError as exc:
+            log.warning("%s; trying the checkpoint before it", exc)
+            continue
+        log.info("resuming %s from step %d", run.path, state.step)
+        return state
+    if ckpt.list_checkpoints(run.checkpoints):
+        raise CheckpointError(f"{run.checkpoints}: no checkpoint reads back whole; start a new run with --out")
+    return None
 
 
 def _streamed_data(config: RunConfig, task, tokenizer, run: RunDir) -> tuple[FeatureStore, list[dict], dict]:
@@ -196,12 +244,18 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     """
     from transformers import set_seed
 
+    fresh = not Path(config.out or ".").exists()
     config, run = _prepare_run(config)
     set_seed(config.train.seed)
     task = get_task(config.task)
-    init = resolve_init(config)
+    try:
+        init = resolve_init(config)
+    except BaseException:
+        _discard_unstarted(run, fresh)
+        raise
     try:
         tokenizer = load_tokenizer(init.model)
+        _fit_max_length(config, task, init.model)
         pad_id = tokenizer.pad_token_id or 0
         if config.data.stream:
             train_examples = None
@@ -213,6 +267,9 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
         rt = Runtime(config.train.precision)
         model, optimizer, scheduler, total_steps, report, before_step = _build_training(
             config, task, rt, feature_lengths(train_features), init)
+    except BaseException:
+        _discard_unstarted(run, fresh)  # bad data or model: leave no run directory behind
+        raise
     finally:
         init.cleanup()
     loop_task = task
@@ -223,11 +280,9 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
         train_features = attach_teacher_logits(train_features, teacher_logits)
     state = LoopState()
     if config.resume:
-        last = ckpt.latest_checkpoint(run.checkpoints)
-        if last is not None:
-            state = LoopState.from_dict(ckpt.load_checkpoint(last, rt.unwrap(model), optimizer, scheduler))
-            log.info("resuming %s from step %d", run.path, state.step)
-        run.truncate_metrics(state.step)  # records of lost work are written again
+        state = _restore_latest(run, rt, model, optimizer, scheduler) or state
+        if rt.is_main:
+            run.truncate_metrics(state.step)  # records of lost work are written again
     if rt.is_main:
         run.write_config(config)
         run.write_json("environment.json", _environment(rt, config, fingerprints))
@@ -275,7 +330,8 @@ def _build_training(config: RunConfig, task, rt: Runtime, lengths: list[int], in
 
     set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
     mc, tc = config.model, config.train
-    model, report = build_model(init.model, task, init=mc.init, parent=init.head_state, num_layers=mc.num_layers)
+    model, report = build_model(init.model, task, init=mc.init, parent=init.head_state, num_layers=mc.num_layers,
+                                allow_pickle=mc.allow_pickle)
     model, depths, n_layers, before_step = transfer.configure_training(model, mc, tc,
                                                                        train_head=task.lora_trains_head)
     optimizer = build_optimizer(model, tc, depths, n_layers)  # every parameter that trains now or later
@@ -434,7 +490,7 @@ def lineage(run_dir: str | Path) -> list[dict[str, Any]]:
         chain.append({
             "run": str(run.path.resolve()), "task": config.task.name,
             "problem": run.read_json("labels.json", default={}).get("problem"),
-            "status": run.read_json("status.json", default={}).get("status"),
+            "status": run.status().get("status"),
             "train_data": env.get("data", {}).get("train"), "dev": results.get("dev"),
             "primary_metric": results.get("primary_metric"), "init": info.get("init"),
             "teacher": (info.get("teacher") or {}).get("path"), "lora": bool(config.model.lora_r),

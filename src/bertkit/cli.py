@@ -84,6 +84,8 @@ _SWITCHES = [  # (flag, key, value, help)
     ("--compile", "train.compile", True, "run the model through torch.compile"),
     ("--whole-word-masking", "task.whole_word_masking", True, "mlm: mask all subwords of a chosen word"),
     ("--resume", "resume", True, "continue the run in --out from its last checkpoint"),
+    ("--allow-pickle", "model.allow_pickle", True, "load pickled weights (pytorch_model.bin) of a model without "
+     "safetensors; unpickling can run code, so only for sources you trust"),
     ("--stream", "data.stream", True, "read the training file in chunks and train from memory-mapped features "
      "(files larger than memory; needs --dev)"),
 ]

@@ -72,6 +72,8 @@ class ModelConfig:
     lora_dropout: float = _f(0.1, "dropout on the LoRA branch")
     lora_targets: str = _f("auto", "comma-separated module names LoRA adapts; auto: PEFT's choice for the "
                            "architecture (query and value for BERT)")
+    allow_pickle: bool = _f(False, "load weights from pickle files (pytorch_model.bin) when a model has no "
+                            "safetensors; unpickling can run code: only for sources you trust")
 
     def __post_init__(self) -> None:
         if self.lora_r < 0:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,18 @@ def data_fingerprint(spec: str) -> dict[str, Any]:
     return {"files": files, "bytes": sum(f["bytes"] for f in files)}
 
 
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 class RunDir:
     """Typed access to the files of one run directory."""
 
@@ -101,7 +114,7 @@ class RunDir:
         if not self.exists():
             raise CheckpointError(f"{self.path}: not a bertkit run directory (no config.yaml)")
         if model and not (self.model_dir / "config.json").is_file():
-            status = self.read_json("status.json", default={}).get("status", "unknown")
+            status = self.status()["status"]
             raise CheckpointError(f"{self.path}: the run has no final model yet (status: {status}); "
                                   "finish it with `bertkit train --out RUN --resume`")
         return self
@@ -134,7 +147,20 @@ class RunDir:
         return RunConfig.from_dict(raw or {}, source=str(path))
 
     def set_status(self, status: str, **extra: Any) -> None:
+        """Record how the run stands: running (with the process that runs it), interrupted, completed."""
+        if status == "running":
+            extra = {**extra, "pid": os.getpid(), "host": socket.gethostname()}
         self.write_json("status.json", {"status": status, **extra})
+
+    def status(self) -> dict[str, Any]:
+        """status.json, where a "running" run whose process is gone on this host (killed, or the machine
+        lost power) reads as "interrupted"."""
+        record = self.read_json("status.json", default={"status": "unknown"})
+        if record.get("status") == "running" and record.get("host") == socket.gethostname() \
+                and not _alive(record.get("pid")):
+            record = {**record, "status": "interrupted", "hint": f"continue with: bertkit train --out {self.path} "
+                      "--resume", "note": "the training process ended without finishing (killed or crashed)"}
+        return record
 
     # --- metrics log ------------------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:

@@ -82,3 +82,40 @@ def test_a_head_of_another_size_is_reinitialised_not_a_crash(tiny_model_dir, tmp
     model, report = build_model(str(tmp_path / "three"), _task())  # two labels now
     assert model.classifier.out_features == 2 and model.config.id2label == {0: "neg", 1: "pos"}
     assert report["head"].startswith("new")
+
+
+def test_pickled_weights_are_refused_unless_allowed(tiny_model_dir, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    torch.save(weights, folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match=r"pickle files only \(pytorch_model.bin\).*--allow-pickle"):
+        build_model(str(folder), _task())
+    model, _ = build_model(str(folder), _task(), allow_pickle=True)
+    emb = model.get_input_embeddings().weight
+    assert torch.equal(emb, weights[next(k for k in weights if k.endswith("word_embeddings.weight"))])
+
+
+def test_allow_pickle_reaches_the_model_through_the_command_line(tiny_model_dir, tmp_path, toy_files):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from bertkit.cli import main
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, folder)
+    torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    argv = ["train", "--train", str(toy_files[0]), "--dev", str(toy_files[1]), "--label-column", "sentiment",
+            "--model", str(folder), "--max-steps", "2", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "refused")]) != 0
+    assert main([*argv, "--out", str(tmp_path / "allowed"), "--allow-pickle"]) == 0
+    assert (tmp_path / "allowed" / "model" / "model.safetensors").is_file()  # saved back as safetensors

@@ -10,6 +10,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bertkit.evaluation.predictor import Predictor
 from conftest import cli_train, toy_ner, toy_sentiment, write_conll, write_jsonl
@@ -120,6 +122,36 @@ def test_malformed_json_and_oversized_body(classification):
     status, answer = server.call("POST", "/v1/predict", raw=json.dumps({"inputs": ["a" * 100] * 50}).encode())
     assert status == 413 and answer["error"]["limit"] == "max_body_bytes"
     assert '"path": "/v1/predict", "status": 413' in server.logs()  # structured access log
+    status, answer = server.call("GET", "/v2/nothing")
+    assert status == 404 and answer["error"]["code"] == "not_found"
+    status, answer = server.call("POST", "/v1/predict", raw=b'{"inputs": ["caf\xe9"]}')  # not UTF-8
+    assert status in (400, 422) and answer["error"]["code"] == "invalid_request"
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                  max_size=4),
+                     max_leaves=12)
+_BODIES = st.one_of(
+    _JSON.map(lambda v: json.dumps(v).encode()),  # any JSON document
+    st.fixed_dictionaries({"inputs": _JSON}).map(lambda v: json.dumps(v).encode()),  # the key, any value
+    st.fixed_dictionaries({"inputs": st.lists(st.text(max_size=60) | _JSON, min_size=1, max_size=9)}).map(
+        lambda v: json.dumps(v).encode()),  # a list of texts, some odd
+    st.binary(max_size=300),  # not JSON at all (NUL bytes, invalid UTF-8...)
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_BODIES)
+def test_any_request_body_gets_an_answer_or_a_json_error_never_a_crash(classification, body):
+    server, _ = classification
+    status, answer = server.call("POST", "/v1/predict", raw=body)
+    assert status in (200, 400, 413, 422), (status, answer)
+    if status == 200:
+        assert len(answer["predictions"]) == len(json.loads(body)["inputs"])
+    else:
+        assert answer["error"]["code"] and answer["error"]["message"]
+    assert server.proc.poll() is None
 
 
 def test_api_key(classification, tmp_path):

@@ -59,9 +59,10 @@ def cached_features(key_parts: dict[str, Any], compute: Callable[[], list[dict[s
         except (OSError, ValueError):
             log.debug("unreadable cache entry %s; tokenising again", path)
     features = compute()
-    text = json.dumps(features, ensure_ascii=False, separators=(",", ":"))
-    if json.loads(text) != features:  # tuples, arrays...: kept only if JSON gives back the same features
+    sample = features[:64]  # features of one task share their types: a sample tells whether JSON keeps them
+    if json.loads(json.dumps(sample)) != sample:  # tuples, arrays...: stored only if JSON gives them back
         return features
+    text = json.dumps(features, ensure_ascii=False, separators=(",", ":"))
     try:
         atomic_write_text(path, text)  # readers see the whole entry or none
     except OSError as exc:  # a read-only or full disk must not stop training

@@ -43,6 +43,8 @@ def read_conll(path: str | Path, *, token_index: int = 0, tag_index: int = -1, e
 
     for n, raw in enumerate(read_text(p, encoding).splitlines(), start=1):
         line = raw.strip()
+        if "\x00" in line:
+            raise DataError(f"{p}:{n}: NUL byte in the line; the file looks binary or corrupt")
         if not line:
             close()
             continue

@@ -30,10 +30,10 @@ def read_squad(path: str | Path, encoding: str = "utf-8") -> list[dict[str, Any]
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise DataError(f"{p}: not SQuAD JSON (no top-level 'data' list); for one question per line use .jsonl")
         records = []
-        for article in data["data"]:
-            for paragraph in article.get("paragraphs", []):
+        for a, article in enumerate(data["data"]):
+            for j, paragraph in enumerate(_items(article, "paragraphs", f"{p} (data[{a}])")):
                 context = paragraph.get("context")
-                for qa in paragraph.get("qas", []):
+                for qa in _items(paragraph, "qas", f"{p} (data[{a}].paragraphs[{j}])"):
                     where = f"{p} (id {qa.get('id', '?')})"
                     answers = [] if qa.get("is_impossible") else qa.get("answers", [])
                     records.append(_record(qa.get("id"), qa.get("question"), context, answers, where))
@@ -45,6 +45,16 @@ def read_squad(path: str | Path, encoding: str = "utf-8") -> list[dict[str, Any]
     if not records:
         raise DataError(f"{p}: no questions found")
     return records
+
+
+def _items(parent: Any, key: str, where: str) -> list[dict[str, Any]]:
+    """parent[key] as the list of JSON objects SQuAD nests there, or a DataError naming the field."""
+    if not isinstance(parent, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(parent).__name__}; is this SQuAD JSON?")
+    items = parent.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+        raise DataError(f"{where}: '{key}' must be a list of JSON objects; is this SQuAD JSON?")
+    return items
 
 
 def _jsonl_record(row: dict[str, Any], where: str) -> dict[str, Any]:

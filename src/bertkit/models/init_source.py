@@ -109,7 +109,8 @@ def load_run_model(run_dir: str | Path, task: Task | None = None) -> tuple[torch
         return load_trained_model(run.model_dir, task), task
     init = resolve_init(config)
     try:
-        base, _ = build_model(init.model, task, parent=init.head_state, num_layers=config.model.num_layers)
+        base, _ = build_model(init.model, task, parent=init.head_state, num_layers=config.model.num_layers,
+                              allow_pickle=config.model.allow_pickle)
     except ModelLoadError as exc:
         raise CheckpointError(f"{run.path}: the LoRA adapter needs its base model, which failed to load: {exc}; "
                               "or export the run with `bertkit export RUN --merge`") from None

@@ -140,6 +140,15 @@ def load_tokenizer(name: str) -> Any:
     return tokenizer
 
 
+def max_positions(name: str) -> int | None:
+    """How many positions the model's position embeddings hold (None when its config does not say)."""
+    from transformers import AutoConfig
+
+    config = _from_pretrained(AutoConfig.from_pretrained, name)
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 def head_state_of(model_dir: str) -> dict[str, Any] | None:
     """What the head saved in a model directory was trained for (task, labels...), read from its
     config.json by the task whose architecture it is, or None when it has no task head (a bare encoder)."""
@@ -168,6 +177,24 @@ def _why_new_head(task: Task, parent: dict[str, Any] | None, head_absent: bool) 
     return f"it was trained for {parent.get('task')} ({parent.get('problem')}) with labels {parent.get('labels')}"
 
 
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _refuse_pickle_only(name: str, allow_pickle: bool) -> None:
+    """A local model whose weights exist only as pickles is refused, with the way out, unless allowed."""
+    source, local = resolve_model_name(name)
+    folder = Path(source)
+    if allow_pickle or not local or not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES and "training_args" not in p.name)
+    if pickles:
+        raise ModelLoadError(
+            f"{folder}: the weights are pickle files only ({', '.join(pickles)}), and unpickling can run any code; "
+            "convert them to safetensors (model.save_pretrained(dir) with a recent transformers), or pass "
+            "--allow-pickle if you trust where they came from"
+        )
+
+
 def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle: bool = False,
                 parent: dict[str, Any] | None = None, num_layers: int | None = None
                 ) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -188,6 +215,7 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
         model = auto.from_config(config)
         report: dict[str, Any] = {"source": name, "init": "random", "encoder": "random weights", "head": "new"}
     else:
+        _refuse_pickle_only(name, allow_pickle)
         model, info = _from_pretrained(auto.from_pretrained, name, use_safetensors=not allow_pickle,
                                        ignore_mismatched_sizes=True, output_loading_info=True,
                                        **task.model_config())

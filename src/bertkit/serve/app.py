@@ -86,6 +86,7 @@ def create_app(settings: ServeSettings):
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from pydantic import BaseModel, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from bertkit.evaluation.predictor import Predictor
     from bertkit.serve.batcher import Batcher
@@ -138,6 +139,13 @@ def create_app(settings: ServeSettings):
         fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
         return _error(422, "invalid_request", "; ".join(f"{f['field']}: {f['problem']}" for f in fields),
                       fields=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        # Errors raised before the schema is checked (a body that is not UTF-8, an unknown path) get the same
+        # JSON error shape as every other answer.
+        codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):

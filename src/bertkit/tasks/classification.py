@@ -38,6 +38,16 @@ _PROBLEM_TYPES = {
 }
 
 
+def _delimiter_hint(columns: list[str]) -> str:
+    """A hint when a lone header looks split by a delimiter this format does not use (';', '|')."""
+    if len(columns) == 1:
+        for sep in (";", "|", "\t"):
+            if sep in columns[0]:
+                return (f", or fix the delimiter: the header looks separated by {sep!r}; write the file with commas "
+                        "(CSV) or tabs (--format tsv)")
+    return ""
+
+
 def _is_missing(value: Any) -> bool:
     if value is None:
         return True
@@ -144,7 +154,7 @@ class ClassificationTask(Task):
                     column, "--text-pair-column")
                 raise DataError(
                     f"{table.path}: no column '{column}'; columns found: {', '.join(table.columns)}; "
-                    f"pass {flag} with one of them"
+                    f"pass {flag} with one of them{_delimiter_hint(table.columns)}"
                 )
         examples = []
         for i, row in enumerate(table.rows):
@@ -168,6 +178,10 @@ class ClassificationTask(Task):
 
     @staticmethod
     def _raw_label(value: Any, data_cfg: DataConfig, where: str) -> Any:
+        if isinstance(value, dict) or (isinstance(value, (list, tuple)) and
+                                       any(isinstance(v, (dict, list, tuple)) for v in value)):
+            raise DataError(f"{where}: the label {value!r:.60} is a JSON object or nested list; a label "
+                            "is a string or number, or a list of them for multi-label")
         if isinstance(value, (list, tuple)):
             return [_label_name(v) for v in value]
         if _is_missing(value):
@@ -246,18 +260,21 @@ class ClassificationTask(Task):
         return _label_name(example["label"]) if self.problem == "single_label" else None
 
     def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
-        texts = [ex["text"] for ex in examples]
-        pairs = [ex["text_pair"] for ex in examples] if examples and "text_pair" in examples[0] else None
-        enc = tokenizer(texts, pairs, truncation=True, max_length=self.max_length(data_cfg),
-                        return_attention_mask=False)
         features = []
-        for i, ex in enumerate(examples):
-            feat = {"input_ids": enc["input_ids"][i]}
-            if "token_type_ids" in enc:
-                feat["token_type_ids"] = enc["token_type_ids"][i]
-            if with_labels:
-                feat["label"] = self._encode(ex["label"])
-            features.append(feat)
+        block = 8192  # the tokenizer's per-text records are large: hold those of one block at a time
+        for start in range(0, len(examples), block):
+            part = examples[start:start + block]
+            texts = [ex["text"] for ex in part]
+            pairs = [ex["text_pair"] for ex in part] if "text_pair" in part[0] else None
+            enc = tokenizer(texts, pairs, truncation=True, max_length=self.max_length(data_cfg),
+                            return_attention_mask=False)
+            for i, ex in enumerate(part):
+                feat = {"input_ids": enc["input_ids"][i]}
+                if "token_type_ids" in enc:
+                    feat["token_type_ids"] = enc["token_type_ids"][i]
+                if with_labels:
+                    feat["label"] = self._encode(ex["label"])
+                features.append(feat)
         return features
 
     def _encode(self, label: Any) -> Any:

@@ -161,6 +161,10 @@ class NerTask(Task):
         if scheme == "auto":
             scheme = detect_scheme([ex["tags"] for ex in examples])
         for ex in examples:
+            for i, tag in enumerate(ex["tags"]):
+                if len(tag) > 2 and tag[1] == "-" and tag[0] not in "BIESLU":
+                    raise DataError(f"{ex['where']}: tag {i + 1} '{tag}' has the unknown prefix '{tag[0]}-'; tags are "
+                                    "O, B-/I-/E-/S-/L-/U- and a type, or a bare type (IO scheme)")
             ex["tags"] = to_bio(ex["tags"], scheme, repair=self.cfg.invalid_tags == "repair", where=ex["where"])
         self.scheme = scheme
 

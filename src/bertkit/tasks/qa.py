@@ -57,6 +57,9 @@ class QaTask(Task):
 
     def _checked_answer(self, answer: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         text, start, context = answer["text"], answer["answer_start"], record["context"]
+        if not 0 <= start < len(context):
+            raise DataError(f"{record['where']}: answer_start {start} lies outside the context (0 to "
+                            f"{len(context) - 1}); fix the offset or drop the question")
         if text and context[start : start + len(text)] == text:
             return {"text": text, "start": start, "fixed": 0}
         found = [i for i in range(len(context)) if context.startswith(text, i)] if text else []

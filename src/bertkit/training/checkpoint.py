@@ -8,6 +8,7 @@ unpickling).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -20,7 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from bertkit.errors import CheckpointError
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "load_weights", "prune_checkpoints"]
+__all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "verify_checkpoint", "load_weights",
+           "prune_checkpoints"]
 
 _STATE = "trainer_state.json"  # written last: its presence marks a complete checkpoint
 
@@ -65,8 +67,9 @@ def save_checkpoint(ckpt_root: Path, step: int, model: torch.nn.Module, optimize
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save({"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "rng.pt")
+    checksums = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
     with open(tmp / _STATE, "w", encoding="utf-8") as fh:
-        json.dump(loop_state, fh, indent=2)
+        json.dump({**loop_state, "checksums": checksums}, fh, indent=2)
         fh.flush()
         os.fsync(fh.fileno())
     _fsync_dir(tmp)
@@ -116,14 +119,38 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
                               f"{unexpected[:3]}); was the run directory built with another model?")
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checkpoint(path: Path) -> dict[str, Any]:
+    """The loop state of a checkpoint whose files match the checksums it was written with.
+
+    Raises:
+        CheckpointError: the state is unreadable, or a file is missing or differs (cut or corrupted)."""
+    try:
+        loop_state = json.loads((path / _STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read {_STATE} ({exc}); the checkpoint is damaged") from None
+    for name, expected in loop_state.get("checksums", {}).items():
+        if not (path / name).is_file() or _sha256(path / name) != expected:
+            raise CheckpointError(f"{path}: {name} is missing or does not match its checksum; the checkpoint "
+                                  "is damaged")
+    return loop_state
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any]:
-    """Restore everything `save_checkpoint` wrote; returns the loop state."""
+    """Restore everything `save_checkpoint` wrote, after checking its files; returns the loop state."""
+    loop_state = verify_checkpoint(path)
     load_weights(model, path)
     try:
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         rng = torch.load(path / "rng.pt", weights_only=True)
-        loop_state = json.loads((path / _STATE).read_text(encoding="utf-8"))
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: cannot restore the checkpoint ({exc})") from None
     torch.set_rng_state(rng["torch"])

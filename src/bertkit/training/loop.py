@@ -38,6 +38,11 @@ class LoopState:
     best_step: int | None = None
     evals_without_improvement: int = 0
     stopped_early: bool = False
+    # The logging window in progress (since the last "train" event), so that a resumed run logs the same
+    # averages as an uninterrupted one.
+    window_loss: float = 0.0
+    window_steps: int = 0
+    window_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +94,7 @@ def train_loop(
     `before_step(step)` runs before each optimiser step (gradual unfreezing sets what trains there)."""
     lengths = feature_lengths(features)
     sign = 1.0 if task.greater_is_better else -1.0
-    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+    window_start = time.perf_counter()
     model.train()
     while state.step < total_steps:
         batches = plan_epoch(lengths, cfg, state.epoch, rt.num_processes, rt.process_index)
@@ -109,7 +114,7 @@ def train_loop(
                     loss = task.loss(logits.float(), batch) / len(groups[g])
                     rt.backward(loss)
                 step_loss += loss.item()
-                window_tokens += int(batch["attention_mask"].sum())
+                state.window_tokens += int(batch["attention_mask"].sum())
             if not math.isfinite(step_loss):
                 raise TrainingError(
                     f"the loss became {step_loss} at step {state.step + 1}; lower --lr, keep "
@@ -121,7 +126,7 @@ def train_loop(
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.group_in_epoch = g + 1
-            window_loss, window_steps = window_loss + step_loss, window_steps + 1
+            state.window_loss, state.window_steps = state.window_loss + step_loss, state.window_steps + 1
             epoch_end = g == len(groups) - 1
             if epoch_end:  # the data position moves to the start of the next epoch
                 state.epoch, state.group_in_epoch = state.epoch + 1, 0
@@ -129,12 +134,13 @@ def train_loop(
 
             if state.step % cfg.log_every == 0 or last:
                 elapsed = time.perf_counter() - window_start
-                state.tokens += window_tokens
+                state.tokens += state.window_tokens
                 yield {"kind": "train", "step": state.step, "epoch": state.epoch + (0 if epoch_end else
                        round(state.group_in_epoch / len(groups), 4)),
-                       "loss": rt.reduce_mean(window_loss / window_steps), "lr": scheduler.get_last_lr()[0],
-                       "grad_norm": grad_norm, "tokens_per_s": window_tokens * rt.num_processes / elapsed}
-                window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+                       "loss": rt.reduce_mean(state.window_loss / state.window_steps), "lr": scheduler.get_last_lr()[0],
+                       "grad_norm": grad_norm, "tokens_per_s": state.window_tokens * rt.num_processes / elapsed}
+                state.window_loss, state.window_steps, state.window_tokens = 0.0, 0, 0
+                window_start = time.perf_counter()
 
             # --- evaluation, model selection, early stopping ------------------------------------------
             due_eval = last or (state.step % cfg.eval_every == 0 if cfg.eval_every else epoch_end)
