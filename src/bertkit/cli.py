@@ -245,6 +245,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides[key.strip()] = value
     cfg = cfg.with_overrides(overrides)
     result = train(cfg, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) != 0:  # one summary from a data-parallel launch, not one per process
+        return 0
     metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
     print(f"dev {metrics} (best step {result.best_step} of {result.steps}, {result.train_seconds:.0f} s)")
     print(f"run directory: {result.run_dir}")

@@ -100,7 +100,7 @@ def run_pipeline(path: str | Path, *, out: str | None = None, progress: bool = T
     results: list[tuple[str, TrainResult | None]] = []
     for name, cfg in load_pipeline(path, out):
         run = RunDir(cfg.out)
-        status = run.read_json("status.json", default={"status": "new"}).get("status") if run.exists() else "new"
+        status = run.status()["status"] if run.exists() else "new"
         if status == "completed":
             log.info("stage %s: already completed in %s", name, run.path)
             if on_stage:

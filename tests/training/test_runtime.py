@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from bertkit.training.runtime import Runtime, resolve_precision
@@ -22,3 +23,16 @@ def test_runtimes_with_different_precisions_in_one_process():
     with b.autocast():
         assert lin(torch.ones(1, 4)).dtype == torch.float32
     assert Runtime("fp16", cpu=True).precision == "fp32"  # no fp16 on CPU
+
+
+@pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
+def test_sharded_engines_are_refused_with_the_way_out(monkeypatch, engine):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    from bertkit.errors import ConfigError
+    from bertkit.training.runtime import Runtime
+
+    monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: DistributedType[engine]))
+    with pytest.raises(ConfigError, match=f"asks for {engine}.*torchrun"):
+        Runtime("fp32")

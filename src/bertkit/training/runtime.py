@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from bertkit.errors import ConfigError
+
 __all__ = ["Runtime", "resolve_precision", "cpu_has_bf16"]
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ def resolve_precision(requested: str, device_type: str) -> str:
     return "bf16" if device_type == "cpu" and cpu_has_bf16() else "fp32"
 
 
+# Engines that shard the model or optimiser state across processes (Accelerate's names).
+_SHARDED_ENGINES = ("DEEPSPEED", "FSDP", "MEGATRON_LM")
+
+
 class Runtime:
     """Device, precision and process group of one run (a thin layer over `accelerate.Accelerator`)."""
 
@@ -67,6 +73,14 @@ class Runtime:
         GradientState._reset_state()
         mixed = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}[self.precision]
         self.accelerator = Accelerator(mixed_precision=mixed, cpu=use_cpu)
+        engine = self.accelerator.distributed_type.value
+        if engine in _SHARDED_ENGINES:
+            raise ConfigError(
+                f"the Accelerate config asks for {engine}, which bertkit does not run yet: its checkpoints, best-model "
+                "selection and final model assume every process holds the whole model. Launch plain data "
+                "parallelism instead (torchrun, or accelerate launch --multi_gpu), with --lora-r or a smaller "
+                "--batch-size and --grad-accum when memory is short"
+            )
 
     @property
     def device(self) -> torch.device:
