@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shutil
 import time
@@ -19,6 +20,7 @@ from bertkit.data.splits import stratified_split
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.evaluation.inference import score
 from bertkit.evaluation.predictor import Predictor
+from bertkit.evaluation.report import REPORT_FILE, write_report
 from bertkit.export.model_card import model_card
 from bertkit.models import transfer
 from bertkit.models.fast_dropout import use_fast_dropout
@@ -131,6 +133,23 @@ def _features(task, examples: list[dict], tokenizer, config: RunConfig) -> list[
            "task_state": task.state(), "data": config.data.__dict__}
     task.use_tokenizer(tokenizer)
     return cached_features(key, lambda: task.preprocess(examples, tokenizer, config.data))
+
+
+def _write_dev_outputs(run: RunDir, outputs: Any, examples: list[dict]) -> None:
+    """The final model's dev outputs (before calibration) and the dev examples, which the report reads:
+    `dev_outputs.npz` (no pickles) and `dev_examples.jsonl`. Tasks whose outputs are not one array
+    (NER, QA) are left out for now."""
+    import numpy as np
+
+    if not isinstance(outputs, np.ndarray):
+        return
+    tmp = run.path / ".tmp-dev_outputs.npz"
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, outputs=outputs)
+    os.replace(tmp, run.path / "dev_outputs.npz")
+    keep = ("where", "text", "text_pair", "label")
+    atomic_write_text(run.path / "dev_examples.jsonl", "".join(
+        json.dumps({k: ex[k] for k in keep if k in ex}, ensure_ascii=False) + "\n" for ex in examples))
 
 
 def _fit_max_length(config: RunConfig, task, model_name: str) -> None:
@@ -295,7 +314,9 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
              _describe_trainable(report))
 
     def evaluate_fn(m):
-        return score(m, task, dev_features, dev_examples, rt, pad_id)[0]
+        losses: list[float] = []
+        metrics = score(m, task, dev_features, dev_examples, rt, pad_id, loss_out=losses)[0]
+        return {"loss": losses[0], **metrics} if losses else metrics  # a task that scores its own loss keeps it
 
     bar = _progress_bar(total_steps, state.step, progress and rt.is_main)
     started = time.perf_counter()
@@ -434,7 +455,11 @@ def _finish(run: RunDir, rt: Runtime, model, task, tokenizer, dev_features, dev_
         best = run.checkpoints / f"step-{state.best_step:08d}"
         if best.is_dir():
             ckpt.load_weights(unwrapped, best)
-    metrics, _ = score(model, task, dev_features, dev_examples, rt, pad_id)  # also fixes thresholds
+    metrics, outputs = score(model, task, dev_features, dev_examples, rt, pad_id)  # also fixes thresholds
+    calibration = task.calibrate(unwrapped, outputs, dev_examples)  # every process: their models stay equal
+    if calibration:
+        log.info("calibrated on dev: temperature %.3f, expected calibration error %.4f -> %.4f",
+                 calibration["temperature"], calibration["ece_before"], calibration["ece_after"])
     if rt.is_main:
         run.write_json("labels.json", task.state())
         tmp = run.path / ".tmp-model"
@@ -450,9 +475,16 @@ def _finish(run: RunDir, rt: Runtime, model, task, tokenizer, dev_features, dev_
         results = {"dev": metrics, "primary_metric": task.primary_metric, "best_step": state.best_step,
                    "steps": state.step, "stopped_early": state.stopped_early,
                    "train_seconds": round(train_seconds, 2)}
+        if calibration:
+            results["calibration"] = calibration
+        _write_dev_outputs(run, outputs, dev_examples)
         run.write_json("results.json", results)
         atomic_write_text(run.model_dir / "README.md", model_card(run.path))
         run.set_status("completed", step=state.step)
+        try:
+            write_report(run.path)
+        except Exception as exc:  # noqa: BLE001 - the run is complete; a report can be made again later
+            log.warning("could not write %s (%s); make it with: bertkit report %s", REPORT_FILE, exc, run.path)
     rt.wait()
     log.info("finished: dev %s (best step %s); model in %s", {k: round(v, 4) for k, v in metrics.items()},
              state.best_step, run.model_dir)

@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true", help="print the chain as JSON")
 
+    p = sub.add_parser("report", help="write a run's HTML report (curves, diagnosis, per-class views, calibration)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
+
     p = sub.add_parser("export", help="write a run's final model as a Hugging Face model directory or ONNX")
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="directory to create")
@@ -303,6 +307,13 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bertkit.evaluation.report import write_report
+
+    print(f"report: {write_report(args.run_dir, args.out)}")
+    return 0
+
+
 def _cmd_lineage(args: argparse.Namespace) -> int:
     from bertkit.api import lineage
 
@@ -379,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(getattr(args, "quiet", False))
     commands = {"train": _cmd_train, "pretrain": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-                "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "export": _cmd_export,
+                "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "report": _cmd_report,
+                "export": _cmd_export,
                 "serve": _cmd_serve}
     try:
         return commands[args.command](args)

@@ -224,6 +224,11 @@ class Task(ABC):
         """Fit decision parameters on dev outputs (e.g. a threshold); returns what changed."""
         return {}
 
+    def calibrate(self, model: torch.nn.Module, outputs: Any, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Make the final model's confidences honest on dev (classification: temperature scaling folded into
+        the output layer); returns what was fitted and measured, stored in results.json. Default: nothing."""
+        return {}
+
     @property
     @abstractmethod
     def primary_metric(self) -> str: ...

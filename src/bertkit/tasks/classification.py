@@ -22,6 +22,7 @@ from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
 from bertkit.tasks import metrics as M
 from bertkit.tasks.base import Task, register_task
+from bertkit.tasks.calibration import expected_calibration_error, fit_temperature, softmax
 from bertkit.tasks.encoder import (
     first_token_logits,
     is_bert_classifier,
@@ -36,6 +37,14 @@ _PROBLEM_TYPES = {
     "multi_label": "multi_label_classification",
     "regression": "regression",
 }
+
+
+def _output_layer(model: torch.nn.Module, n_labels: int) -> torch.nn.Linear | None:
+    """The linear layer whose outputs are the logits (the trained copy when LoRA wraps the head), or None
+    when there is not exactly one."""
+    found = [m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m.out_features == n_labels
+             and "classifier" in name and "original_module" not in name and "lora_" not in name]
+    return found[0] if len(found) == 1 else None
 
 
 def _delimiter_hint(columns: list[str]) -> str:
@@ -414,6 +423,24 @@ class ClassificationTask(Task):
         scores = [M.multilabel_f1(refs, probs >= t)["f1_micro"] for t in grid]
         self.threshold = float(grid[int(np.argmax(scores))])
         return {"threshold": self.threshold}
+
+    @torch.no_grad()
+    def calibrate(self, model: torch.nn.Module, logits: np.ndarray, examples) -> dict[str, Any]:
+        """Temperature scaling for single-label classifiers: T fitted on the dev logits (NLL), then folded into
+        the output layer (weight and bias divided by T), so that the saved model, bertkit and plain
+        transformers all give the calibrated probabilities; the predicted class never changes."""
+        if self.problem != "single_label" or not examples:
+            return {}
+        layer = _output_layer(model, len(self.labels))
+        if layer is None:
+            return {}
+        refs = np.array([self._encode(ex["label"]) for ex in examples])
+        temperature = fit_temperature(logits, refs)
+        layer.weight.div_(temperature)
+        if layer.bias is not None:
+            layer.bias.div_(temperature)
+        return {"temperature": temperature, "ece_before": expected_calibration_error(softmax(logits), refs),
+                "ece_after": expected_calibration_error(softmax(logits, temperature), refs), "bins": 15}
 
     @property
     def primary_metric(self) -> str:

@@ -1,0 +1,391 @@
+"""The run report: one self-contained HTML file (plots as inline SVG, no script, no network) of what a
+training run did and what to do next.
+
+Sections: summary; learning curves (training and dev loss, the primary dev metric, best checkpoint and
+early stop marked); a plain-words diagnosis (overfitting, under-training, a stuck loss) with what to try;
+learning rate and throughput; and, from the dev outputs the run saved, per-task views: confusion matrix,
+per-class precision/recall/F1, calibration (reliability diagram, ECE before and after temperature
+scaling) and the highest-loss dev examples for classification; scatter and largest errors for regression.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.tasks.calibration import reliability, softmax
+
+__all__ = ["write_report", "render_report", "diagnose", "REPORT_FILE"]
+
+REPORT_FILE = "report.html"
+_BEST, _STOP, _TRAIN, _DEV = "#2a7", "#c33", "#36c", "#e80"
+
+
+@dataclass
+class Finding:
+    """One diagnosis: what the curves show and what to try."""
+
+    kind: str  # overfitting | growing_gap | still_improving | stuck | healthy
+    what: str
+    advice: str
+
+
+# --- diagnosis ------------------------------------------------------------------------------------------
+def diagnose(records: list[dict[str, Any]], metric: str, greater_is_better: bool, best_step: int | None
+             ) -> list[Finding]:
+    """Read the learning curves like a person would: did the dev metric fall after its best, did the gap
+    between training and dev loss grow, was the model still improving, did the loss move at all?"""
+    evals = [r for r in records if r.get("kind") == "eval" and f"dev_{metric}" in r]
+    trains = [r for r in records if r.get("kind") == "train"]
+    findings: list[Finding] = []
+    sign = 1.0 if greater_is_better else -1.0
+    if len(trains) >= 4:
+        first, last = trains[0]["loss"], np.mean([r["loss"] for r in trains[-max(1, len(trains) // 5):]])
+        if first > 0 and last > 0.95 * first:
+            findings.append(Finding(
+                "stuck", f"The training loss barely moved ({first:.4f} at first, {last:.4f} at the end).",
+                "Raise --lr (or lower it if the loss jumped about), check that the labels match the texts, and "
+                "look at the learning-rate plot for a warm-up that never ended."))
+    if len(evals) >= 2:
+        values = [r[f"dev_{metric}"] for r in evals]
+        best_i = int(np.argmax([sign * v for v in values]))
+        best, final = values[best_i], values[-1]
+        drop = sign * (best - final)
+        scale = max(abs(best), 1e-9) if not greater_is_better else 1.0
+        if best_i < len(values) - 1 and drop / scale > 0.005:
+            findings.append(Finding(
+                "overfitting",
+                f"The dev {metric} was best at step {evals[best_i]['step']} ({best:.4f}) and fell to {final:.4f} "
+                f"by step {evals[-1]['step']}: past its best, the model fits the training set at the expense of "
+                f"new data. The final model is the step-{best_step} checkpoint.",
+                "Stop sooner (--early-stopping-patience 2, fewer --epochs), regularise (--weight-decay 0.05, "
+                "--freeze-embeddings, LoRA with --lora-r 8), lower --lr, or add training data."))
+        elif best_i == len(values) - 1 and len(values) >= 3 and sign * (values[-1] - values[-2]) > 0.002 * (
+                1.0 if greater_is_better else max(abs(values[-2]), 1e-9)):
+            findings.append(Finding(
+                "still_improving",
+                f"The dev {metric} was still improving at the last evaluation ({values[-2]:.4f} -> {values[-1]:.4f}).",
+                "Train longer (--epochs or --max-steps); the learning-rate schedule ended before the model did."))
+        losses = [(r["step"], r["dev_loss"]) for r in evals if "dev_loss" in r]
+        if len(losses) >= 3 and trains:
+            low_i = int(np.argmin([v for _, v in losses]))
+            gaps = [dev - _train_loss_at(trains, step) for step, dev in losses]
+            if low_i < len(losses) - 1 and losses[-1][1] > losses[low_i][1] * 1.05 and gaps[-1] > gaps[low_i] + 0.05:
+                findings.append(Finding(
+                    "growing_gap",
+                    f"The dev loss was lowest at step {losses[low_i][0]} ({losses[low_i][1]:.4f}) and rose to "
+                    f"{losses[-1][1]:.4f} while the training loss kept falling: the gap between them grew from "
+                    f"{gaps[low_i]:.3f} to {gaps[-1]:.3f}. The model grows more confident on training examples "
+                    "than on new ones.",
+                    "The same remedies as for overfitting; a dev metric that still holds up while the dev loss "
+                    "rises means over-confident probabilities, which the calibration below corrects."))
+    if not findings:
+        findings.append(Finding("healthy", "No sign of overfitting or under-training: the dev curves level off "
+                                "together with the training loss.", "Nothing to change."))
+    return findings
+
+
+def _train_loss_at(trains: list[dict[str, Any]], step: int) -> float:
+    """The training loss logged nearest to `step` (its window ends at or before it when possible)."""
+    before = [r for r in trains if r["step"] <= step]
+    return (before[-1] if before else trains[0])["loss"]
+
+
+# --- plots ----------------------------------------------------------------------------------------------
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    with warnings.catch_warnings():  # text stays text in the SVG: the browser draws any script (labels in Chinese)
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})  # the same run, the same page
+    plt.close(fig)
+    text = buf.getvalue()
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)  # creator/date RDF: not needed inline
+    return text[text.index("<svg"):]
+
+
+def _figure(width: float = 7.5, height: float = 3.2, ncols: int = 1):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "bertkit", "font.size": 9, "axes.spines.top": False,
+                         "axes.spines.right": False})
+    return plt.subplots(1, ncols, figsize=(width, height))
+
+
+def _mark(ax, best_step: int | None, stop_step: int | None) -> None:
+    if best_step is not None:
+        ax.axvline(best_step, color=_BEST, linestyle="--", linewidth=1, label=f"best checkpoint (step {best_step})")
+    if stop_step is not None:
+        ax.axvline(stop_step, color=_STOP, linestyle=":", linewidth=1.2, label=f"early stop (step {stop_step})")
+
+
+def _curves(records, metric: str, best_step, stop_step) -> str:
+    trains = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    fig, (left, right) = _figure(9.5, 3.3, 2)
+    left.plot([r["step"] for r in trains], [r["loss"] for r in trains], color=_TRAIN, label="training loss")
+    dev_loss = [(r["step"], r["dev_loss"]) for r in evals if "dev_loss" in r]
+    if dev_loss:
+        left.plot(*zip(*dev_loss), color=_DEV, marker="o", markersize=3, label="dev loss")
+    left.set_xlabel("step")
+    left.set_title("Loss")
+    _mark(left, best_step, stop_step)
+    left.legend(frameon=False)
+    values = [(r["step"], r[f"dev_{metric}"]) for r in evals if f"dev_{metric}" in r]
+    if values:
+        right.plot(*zip(*values), color=_DEV, marker="o", markersize=3, label=f"dev {metric}")
+    right.set_xlabel("step")
+    right.set_title(f"Dev {metric}")
+    _mark(right, best_step, stop_step)
+    right.legend(frameon=False)
+    return _svg(fig)
+
+
+def _schedule(records) -> str:
+    trains = [r for r in records if r.get("kind") == "train"]
+    fig, (left, right) = _figure(9.5, 2.6, 2)
+    left.plot([r["step"] for r in trains], [r["lr"] for r in trains], color=_TRAIN)
+    left.set_title("Learning rate")
+    left.set_xlabel("step")
+    right.plot([r["step"] for r in trains], [r.get("tokens_per_s", 0) for r in trains], color=_TRAIN)
+    right.set_title("Throughput (real tokens/s, all processes)")
+    right.set_xlabel("step")
+    return _svg(fig)
+
+
+def _confusion(matrix: np.ndarray, labels: list[str]) -> str:
+    size = min(2.2 + 0.45 * len(labels), 9)
+    fig, ax = _figure(size, size)
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    top = matrix.max() or 1
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
+                    color="white" if matrix[i, j] > top / 2 else "black")
+    ax.set_title("Confusion matrix (dev)")
+    return _svg(fig)
+
+
+def _reliability_plot(before, after) -> str:
+    fig, ax = _figure(4.6, 4.2)
+    centres = (before.edges[:-1] + before.edges[1:]) / 2
+    width = before.edges[1] - before.edges[0]
+    ax.plot([0, 1], [0, 1], color="#888", linewidth=1, label="perfect calibration")
+    for bins, colour, name, shift in ((before, "#bbb", "before", -width / 4), (after, _TRAIN, "after", width / 4)):
+        filled = bins.count > 0
+        ax.bar(centres[filled] + shift, bins.accuracy[filled], width=width / 2, color=colour,
+               label=f"{name} (ECE {bins.ece:.4f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability (dev), temperature scaling")
+    ax.legend(frameon=False, loc="upper left")
+    return _svg(fig)
+
+
+def _scatter(gold: np.ndarray, pred: np.ndarray) -> str:
+    fig, ax = _figure(4.4, 4.2)
+    ax.scatter(gold, pred, s=6, alpha=0.5, color=_TRAIN)
+    low, high = float(min(gold.min(), pred.min())), float(max(gold.max(), pred.max()))
+    ax.plot([low, high], [low, high], color="#888", linewidth=1)
+    ax.set_xlabel("gold")
+    ax.set_ylabel("predicted")
+    ax.set_title("Predictions against gold (dev)")
+    return _svg(fig)
+
+
+# --- per-task sections ----------------------------------------------------------------------------------
+def _table(header: list[str] | None, rows: list[list[Any]], cls: str = "") -> str:
+    head = "<thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead>" if header \
+        else ""
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return html.escape(str(value))
+
+
+def _label_index(labels: list[str], value: Any) -> int:
+    name = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+    return labels.index(name)
+
+
+def per_class_scores(gold: np.ndarray, pred: np.ndarray, n: int) -> list[tuple[float, float, float, int]]:
+    """(precision, recall, F1, support) of each class; 0 where a ratio is undefined (as scikit-learn's
+    zero_division=0)."""
+    out = []
+    for c in range(n):
+        tp = int(((pred == c) & (gold == c)).sum())
+        predicted, support = int((pred == c).sum()), int((gold == c).sum())
+        p = tp / predicted if predicted else 0.0
+        r = tp / support if support else 0.0
+        out.append((p, r, 2 * p * r / (p + r) if p + r else 0.0, support))
+    return out
+
+
+def _classification_section(state: dict[str, Any], results: dict[str, Any], logits: np.ndarray,
+                            examples: list[dict[str, Any]], top: int) -> str:
+    labels, problem = state["labels"], state["problem"]
+    parts = []
+    if problem == "regression":
+        gold = np.array([float(ex["label"]) for ex in examples])
+        pred = logits[:, 0].astype(np.float64)
+        parts.append(_svg_block(_scatter(gold, pred)))
+        worst = np.argsort(-(pred - gold) ** 2)[:top]
+        parts.append("<h3>Largest errors on dev</h3>" + _table(
+            ["where", "text", "gold", "predicted", "squared error"],
+            [[examples[i]["where"], _short(examples[i]), float(gold[i]), float(pred[i]),
+              float((pred[i] - gold[i]) ** 2)] for i in worst]))
+        return "".join(parts)
+    if problem == "multi_label":
+        threshold = state.get("threshold", 0.5)
+        probs = 1 / (1 + np.exp(-logits.astype(np.float64)))
+        gold = np.zeros_like(probs, dtype=bool)
+        for i, ex in enumerate(examples):
+            for name in (ex["label"] if isinstance(ex["label"], list) else [ex["label"]]):
+                gold[i, _label_index(labels, name)] = True
+        pred = probs >= threshold
+        rows = []
+        for c, name in enumerate(labels):
+            tp = int((pred[:, c] & gold[:, c]).sum())
+            p = tp / max(int(pred[:, c].sum()), 1)
+            r = tp / max(int(gold[:, c].sum()), 1)
+            rows.append([name, p, r, 2 * p * r / (p + r) if p + r else 0.0, int(gold[:, c].sum())])
+        parts.append(f"<h3>Per label (threshold {threshold})</h3>" + _table(
+            ["label", "precision", "recall", "F1", "support"], rows))
+        bce = -(gold * np.log(np.clip(probs, 1e-12, 1)) + ~gold * np.log(np.clip(1 - probs, 1e-12, 1))).mean(1)
+        worst = np.argsort(-bce)[:top]
+        parts.append("<h3>Highest-loss dev examples</h3>" + _table(
+            ["where", "text", "gold", "predicted", "loss"],
+            [[examples[i]["where"], _short(examples[i]), ", ".join(labels[c] for c in np.flatnonzero(gold[i])),
+              ", ".join(labels[c] for c in np.flatnonzero(pred[i])), float(bce[i])] for i in worst]))
+        return "".join(parts)
+    gold = np.array([_label_index(labels, ex["label"]) for ex in examples])
+    calibration = results.get("calibration") or {}
+    temperature = float(calibration.get("temperature", 1.0))
+    probs = softmax(logits, temperature)
+    pred = probs.argmax(1)
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    np.add.at(matrix, (gold, pred), 1)
+    parts.append(_svg_block(_confusion(matrix, labels)))
+    scores = per_class_scores(gold, pred, len(labels))
+    parts.append("<h3>Per class</h3>" + _table(["class", "precision", "recall", "F1", "support"],
+                                               [[name, *s] for name, s in zip(labels, scores)]))
+    before, after = reliability(softmax(logits), gold), reliability(probs, gold)
+    parts.append("<h3>Calibration</h3>" + _svg_block(_reliability_plot(before, after)) + (
+        f"<p>Expected calibration error (15 equal-width bins) on dev: <b>{before.ece:.4f}</b> before and "
+        f"<b>{after.ece:.4f}</b> after temperature scaling with T = {temperature:.3f}, fitted on dev and folded "
+        "into the saved model's output layer (the predicted class never changes, only the confidence).</p>"
+        if calibration else "<p>No temperature was fitted for this run.</p>"))
+    loss = -np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-12, 1))
+    worst = np.argsort(-loss)[:top]
+    parts.append("<h3>Highest-loss dev examples</h3>" + _table(
+        ["where", "text", "gold", "predicted", "p(gold)", "loss"],
+        [[examples[i]["where"], _short(examples[i]), labels[gold[i]], labels[pred[i]],
+          float(probs[i, gold[i]]), float(loss[i])] for i in worst]))
+    return "".join(parts)
+
+
+def _short(example: dict[str, Any], limit: int = 200) -> str:
+    text = example.get("text", "")
+    if "text_pair" in example:
+        text = f"{text} ||| {example['text_pair']}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _svg_block(svg: str) -> str:
+    return f'<figure class="plot">{svg}</figure>'
+
+
+# --- the page -------------------------------------------------------------------------------------------
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:1.8em}h3{font-size:1em}table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
+td,th{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}th{background:#f6f6f6}
+figure.plot{margin:.5em 0}figure.plot svg{max-width:100%;height:auto}.finding{border-left:4px solid #e80;
+padding:.3em .8em;margin:.6em 0;background:#fffaf2}.finding.healthy{border-color:#2a7;background:#f3fbf6}
+.muted{color:#777}
+"""
+
+
+def render_report(run_dir: str | Path, *, top: int = 10) -> str:
+    """The report of a run directory as one HTML string."""
+    run = RunDir(run_dir).require()
+    config = run.load_config()
+    results = run.read_json("results.json", default={})
+    state = run.read_json("labels.json", default={})
+    records = run.read_metrics()
+    status = run.status()
+    task = state.get("task", config.task.name)
+    metric = results.get("primary_metric") or _guess_metric(records)
+    greater = not (task == "mlm" or metric in ("loss", "perplexity", "mse"))
+    best_step = results.get("best_step")
+    stop_step = results.get("steps") if results.get("stopped_early") else None
+    dev = results.get("dev") or {}
+
+    summary = [["run", str(run.path)], ["task", f"{task} ({state.get('problem', '-')})"],
+               ["model", config.model.name], ["status", status.get("status", "unknown")],
+               ["steps", f"{results.get('steps', status.get('step', '?'))} (best {best_step})"],
+               ["training time", f"{results.get('train_seconds', '?')} s"],
+               ["dev", ", ".join(f"{k} {v:.4f}" for k, v in dev.items()) or "-"]]
+    body = [f"<h1>bertkit run report: {html.escape(run.path.name)}</h1>", _table(None, summary, "summary")]
+    if records:
+        body.append("<h2>Learning curves</h2>" + _svg_block(_curves(records, metric, best_step, stop_step)))
+        body.append("<h2>Diagnosis</h2>")
+        for f in diagnose(records, metric, greater, best_step):
+            body.append(f'<div class="finding {f.kind}"><p><b>{html.escape(f.what)}</b></p>'
+                        f"<p>What to try: {html.escape(f.advice)}</p></div>")
+        body.append("<h2>Learning rate and throughput</h2>" + _svg_block(_schedule(records)))
+    else:
+        body.append('<p class="muted">No training records yet (metrics.jsonl is empty).</p>')
+    outputs_file, examples_file = run.path / "dev_outputs.npz", run.path / "dev_examples.jsonl"
+    if task == "classification" and outputs_file.is_file() and examples_file.is_file():
+        with np.load(outputs_file, allow_pickle=False) as data:
+            logits = data["outputs"]
+        examples = [json.loads(line) for line in examples_file.read_text(encoding="utf-8").splitlines() if line]
+        body.append("<h2>Dev set in detail</h2>" + _classification_section(state, results, logits, examples, top))
+    elif task == "classification":
+        body.append('<p class="muted">This run saved no dev outputs (trained before bertkit wrote them); '
+                    "train it again for the confusion matrix, calibration and highest-loss examples.</p>")
+    title = html.escape(f"bertkit report: {run.path.name}")
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _guess_metric(records: list[dict[str, Any]]) -> str:
+    for r in records:
+        if r.get("kind") == "eval":
+            names = [k[4:] for k in r if k.startswith("dev_") and k != "dev_loss"]
+            if names:
+                return names[0]
+    return "loss"
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report (default `RUN/report.html`) atomically; returns its path."""
+    path = Path(out) if out else Path(run_dir) / REPORT_FILE
+    atomic_write_text(path, render_report(run_dir))
+    return path
+
