@@ -155,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
 
+    p = sub.add_parser("runs", help="list the runs under a folder, or compare runs (settings, metrics, curves)")
+    runs = p.add_subparsers(dest="runs_command", required=True)
+    q = runs.add_parser("list", help="one line per run directory found under DIR (default: runs)")
+    q.add_argument("dir", nargs="?", default="runs")
+    q.add_argument("--json", action="store_true", help="print the summaries as JSON lines")
+    q = runs.add_parser("compare", help="settings that differ and dev metrics; --report writes overlaid curves")
+    q.add_argument("run_dirs", nargs="+")
+    q.add_argument("--report", help="HTML file with the comparison and the learning curves overlaid")
+    q.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
     p = sub.add_parser("export", help="write a run's final model as a Hugging Face model directory or ONNX")
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="directory to create")
@@ -314,6 +324,45 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from bertkit.evaluation import runs
+
+    if args.runs_command == "list":
+        found = [runs.summarise(p) for p in runs.find_runs(args.dir)]
+        if args.json:
+            sys.stdout.write("".join(json.dumps(s) + "\n" for s in found))
+            return 0
+        if not found:
+            print(f"no run directories under {args.dir}")
+            return 0
+        width = max(len(s["run"]) for s in found)
+        print(f"{'run':<{width}}  {'task':<28} {'status':<11} {'steps':>6} {'best':>6}  dev")
+        for s in found:
+            score = f"{s['metric']} {s['value']:.4f}" if s["value"] is not None else "-"
+            print(f"{s['run']:<{width}}  {s['task'] + '/' + s['problem']:<28} {s['status']:<11} "
+                  f"{s['steps'] if s['steps'] is not None else '-':>6} "
+                  f"{s['best_step'] if s['best_step'] is not None else '-':>6}  {score}")
+        return 0
+    table = runs.compare(args.run_dirs)
+    if args.report:
+        print(f"report: {runs.write_comparison(args.run_dirs, args.report)}")
+    if args.json:
+        print(json.dumps(table, indent=2, default=str))
+        return 0
+    names = [str(i + 1) for i in range(len(table["runs"]))]
+    for name, path in zip(names, table["runs"]):
+        print(f"[{name}] {path}")
+    rows = [("setting", names)] + [(k, [repr(x) for x in v]) for k, v in table["differences"].items()]
+    rows += [("dev " + k, [f"{x:.4f}" if isinstance(x, float) else "-" for x in v])
+             for k, v in table["metrics"].items()]
+    width = max(len(r[0]) for r in rows)
+    for key, values in rows:
+        print(f"{key:<{width}}  " + "  ".join(f"{v:>12}" for v in values))
+    if not table["differences"]:
+        print("(the runs have the same settings)")
+    return 0
+
+
 def _cmd_lineage(args: argparse.Namespace) -> int:
     from bertkit.api import lineage
 
@@ -390,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(getattr(args, "quiet", False))
     commands = {"train": _cmd_train, "pretrain": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-                "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "report": _cmd_report,
+                "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "report": _cmd_report, "runs": _cmd_runs,
                 "export": _cmd_export,
                 "serve": _cmd_serve}
     try:

@@ -4,6 +4,7 @@ HTML a run writes, and (with Chromium) that its plots render."""
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,31 @@ def test_the_report_renders_in_a_headless_browser(toy_run):
         assert driver.execute_script("return document.querySelectorAll('table tbody tr').length") > 10
     finally:
         driver.quit()
+
+
+def test_runs_list_and_compare(tmp_path, tiny_model_dir, toy_run, capsys):
+    from bertkit.api import train
+    from bertkit.cli import main
+    from conftest import tiny_config, write_toy_sentiment
+
+    train_file, dev_file = write_toy_sentiment(tmp_path)
+    train(tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "runs" / "slow", **{"train.lr": 1e-4,
+                                                                                            "train.max_steps": 20}),
+          progress=False)
+    shutil.copytree(toy_run[0], tmp_path / "runs" / "group" / "fast")
+    (tmp_path / "runs" / "not-a-run").mkdir()
+    assert main(["runs", "list", str(tmp_path / "runs"), "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(s["run"]).name for s in listed] == ["fast", "slow"]
+    assert all(s["status"] == "completed" and s["metric"] == "accuracy" for s in listed)
+
+    runs = [str(tmp_path / "runs" / "group" / "fast"), str(tmp_path / "runs" / "slow")]
+    html_file = tmp_path / "compare.html"
+    assert main(["runs", "compare", *runs, "--report", str(html_file), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert table["differences"]["train.lr"] == [5e-3, 1e-4] and table["differences"]["train.max_steps"] == [60, 20]
+    assert "data.train" in table["differences"] and "out" not in table["differences"]
+    page = html_file.read_text()
+    assert page.count("<svg") == 1 and "train.lr" in page and "fast" in page and "slow" in page
+    assert main(["runs", "compare", *runs]) == 0
+    assert "train.lr" in capsys.readouterr().out

@@ -101,7 +101,7 @@ def _train_loss_at(trains: list[dict[str, Any]], step: int) -> float:
 
 
 # --- plots ----------------------------------------------------------------------------------------------
-def _svg(fig) -> str:
+def to_svg(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
@@ -114,7 +114,7 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
-def _figure(width: float = 7.5, height: float = 3.2, ncols: int = 1):
+def new_figure(width: float = 7.5, height: float = 3.2, ncols: int = 1):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +125,7 @@ def _figure(width: float = 7.5, height: float = 3.2, ncols: int = 1):
     return plt.subplots(1, ncols, figsize=(width, height))
 
 
-def _mark(ax, best_step: int | None, stop_step: int | None) -> None:
+def mark_steps(ax, best_step: int | None, stop_step: int | None) -> None:
     if best_step is not None:
         ax.axvline(best_step, color=_BEST, linestyle="--", linewidth=1, label=f"best checkpoint (step {best_step})")
     if stop_step is not None:
@@ -135,40 +135,40 @@ def _mark(ax, best_step: int | None, stop_step: int | None) -> None:
 def _curves(records, metric: str, best_step, stop_step) -> str:
     trains = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
-    fig, (left, right) = _figure(9.5, 3.3, 2)
+    fig, (left, right) = new_figure(9.5, 3.3, 2)
     left.plot([r["step"] for r in trains], [r["loss"] for r in trains], color=_TRAIN, label="training loss")
     dev_loss = [(r["step"], r["dev_loss"]) for r in evals if "dev_loss" in r]
     if dev_loss:
         left.plot(*zip(*dev_loss), color=_DEV, marker="o", markersize=3, label="dev loss")
     left.set_xlabel("step")
     left.set_title("Loss")
-    _mark(left, best_step, stop_step)
+    mark_steps(left, best_step, stop_step)
     left.legend(frameon=False)
     values = [(r["step"], r[f"dev_{metric}"]) for r in evals if f"dev_{metric}" in r]
     if values:
         right.plot(*zip(*values), color=_DEV, marker="o", markersize=3, label=f"dev {metric}")
     right.set_xlabel("step")
     right.set_title(f"Dev {metric}")
-    _mark(right, best_step, stop_step)
+    mark_steps(right, best_step, stop_step)
     right.legend(frameon=False)
-    return _svg(fig)
+    return to_svg(fig)
 
 
 def _schedule(records) -> str:
     trains = [r for r in records if r.get("kind") == "train"]
-    fig, (left, right) = _figure(9.5, 2.6, 2)
+    fig, (left, right) = new_figure(9.5, 2.6, 2)
     left.plot([r["step"] for r in trains], [r["lr"] for r in trains], color=_TRAIN)
     left.set_title("Learning rate")
     left.set_xlabel("step")
     right.plot([r["step"] for r in trains], [r.get("tokens_per_s", 0) for r in trains], color=_TRAIN)
     right.set_title("Throughput (real tokens/s, all processes)")
     right.set_xlabel("step")
-    return _svg(fig)
+    return to_svg(fig)
 
 
 def _confusion(matrix: np.ndarray, labels: list[str]) -> str:
     size = min(2.2 + 0.45 * len(labels), 9)
-    fig, ax = _figure(size, size)
+    fig, ax = new_figure(size, size)
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -180,11 +180,11 @@ def _confusion(matrix: np.ndarray, labels: list[str]) -> str:
             ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
                     color="white" if matrix[i, j] > top / 2 else "black")
     ax.set_title("Confusion matrix (dev)")
-    return _svg(fig)
+    return to_svg(fig)
 
 
 def _reliability_plot(before, after) -> str:
-    fig, ax = _figure(4.6, 4.2)
+    fig, ax = new_figure(4.6, 4.2)
     centres = (before.edges[:-1] + before.edges[1:]) / 2
     width = before.edges[1] - before.edges[0]
     ax.plot([0, 1], [0, 1], color="#888", linewidth=1, label="perfect calibration")
@@ -198,22 +198,22 @@ def _reliability_plot(before, after) -> str:
     ax.set_ylabel("accuracy")
     ax.set_title("Reliability (dev), temperature scaling")
     ax.legend(frameon=False, loc="upper left")
-    return _svg(fig)
+    return to_svg(fig)
 
 
 def _scatter(gold: np.ndarray, pred: np.ndarray) -> str:
-    fig, ax = _figure(4.4, 4.2)
+    fig, ax = new_figure(4.4, 4.2)
     ax.scatter(gold, pred, s=6, alpha=0.5, color=_TRAIN)
     low, high = float(min(gold.min(), pred.min())), float(max(gold.max(), pred.max()))
     ax.plot([low, high], [low, high], color="#888", linewidth=1)
     ax.set_xlabel("gold")
     ax.set_ylabel("predicted")
     ax.set_title("Predictions against gold (dev)")
-    return _svg(fig)
+    return to_svg(fig)
 
 
 # --- per-task sections ----------------------------------------------------------------------------------
-def _table(header: list[str] | None, rows: list[list[Any]], cls: str = "") -> str:
+def html_table(header: list[str] | None, rows: list[list[Any]], cls: str = "") -> str:
     head = "<thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead>" if header \
         else ""
     body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
@@ -251,9 +251,9 @@ def _classification_section(state: dict[str, Any], results: dict[str, Any], logi
     if problem == "regression":
         gold = np.array([float(ex["label"]) for ex in examples])
         pred = logits[:, 0].astype(np.float64)
-        parts.append(_svg_block(_scatter(gold, pred)))
+        parts.append(plot_block(_scatter(gold, pred)))
         worst = np.argsort(-(pred - gold) ** 2)[:top]
-        parts.append("<h3>Largest errors on dev</h3>" + _table(
+        parts.append("<h3>Largest errors on dev</h3>" + html_table(
             ["where", "text", "gold", "predicted", "squared error"],
             [[examples[i]["where"], _short(examples[i]), float(gold[i]), float(pred[i]),
               float((pred[i] - gold[i]) ** 2)] for i in worst]))
@@ -272,11 +272,11 @@ def _classification_section(state: dict[str, Any], results: dict[str, Any], logi
             p = tp / max(int(pred[:, c].sum()), 1)
             r = tp / max(int(gold[:, c].sum()), 1)
             rows.append([name, p, r, 2 * p * r / (p + r) if p + r else 0.0, int(gold[:, c].sum())])
-        parts.append(f"<h3>Per label (threshold {threshold})</h3>" + _table(
+        parts.append(f"<h3>Per label (threshold {threshold})</h3>" + html_table(
             ["label", "precision", "recall", "F1", "support"], rows))
         bce = -(gold * np.log(np.clip(probs, 1e-12, 1)) + ~gold * np.log(np.clip(1 - probs, 1e-12, 1))).mean(1)
         worst = np.argsort(-bce)[:top]
-        parts.append("<h3>Highest-loss dev examples</h3>" + _table(
+        parts.append("<h3>Highest-loss dev examples</h3>" + html_table(
             ["where", "text", "gold", "predicted", "loss"],
             [[examples[i]["where"], _short(examples[i]), ", ".join(labels[c] for c in np.flatnonzero(gold[i])),
               ", ".join(labels[c] for c in np.flatnonzero(pred[i])), float(bce[i])] for i in worst]))
@@ -288,19 +288,19 @@ def _classification_section(state: dict[str, Any], results: dict[str, Any], logi
     pred = probs.argmax(1)
     matrix = np.zeros((len(labels), len(labels)), dtype=int)
     np.add.at(matrix, (gold, pred), 1)
-    parts.append(_svg_block(_confusion(matrix, labels)))
+    parts.append(plot_block(_confusion(matrix, labels)))
     scores = per_class_scores(gold, pred, len(labels))
-    parts.append("<h3>Per class</h3>" + _table(["class", "precision", "recall", "F1", "support"],
+    parts.append("<h3>Per class</h3>" + html_table(["class", "precision", "recall", "F1", "support"],
                                                [[name, *s] for name, s in zip(labels, scores)]))
     before, after = reliability(softmax(logits), gold), reliability(probs, gold)
-    parts.append("<h3>Calibration</h3>" + _svg_block(_reliability_plot(before, after)) + (
+    parts.append("<h3>Calibration</h3>" + plot_block(_reliability_plot(before, after)) + (
         f"<p>Expected calibration error (15 equal-width bins) on dev: <b>{before.ece:.4f}</b> before and "
         f"<b>{after.ece:.4f}</b> after temperature scaling with T = {temperature:.3f}, fitted on dev and folded "
         "into the saved model's output layer (the predicted class never changes, only the confidence).</p>"
         if calibration else "<p>No temperature was fitted for this run.</p>"))
     loss = -np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-12, 1))
     worst = np.argsort(-loss)[:top]
-    parts.append("<h3>Highest-loss dev examples</h3>" + _table(
+    parts.append("<h3>Highest-loss dev examples</h3>" + html_table(
         ["where", "text", "gold", "predicted", "p(gold)", "loss"],
         [[examples[i]["where"], _short(examples[i]), labels[gold[i]], labels[pred[i]],
           float(probs[i, gold[i]]), float(loss[i])] for i in worst]))
@@ -314,12 +314,12 @@ def _short(example: dict[str, Any], limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _svg_block(svg: str) -> str:
+def plot_block(svg: str) -> str:
     return f'<figure class="plot">{svg}</figure>'
 
 
 # --- the page -------------------------------------------------------------------------------------------
-_STYLE = """
+PAGE_STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;
 margin-top:1.8em}h3{font-size:1em}table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
@@ -350,14 +350,14 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
                ["steps", f"{results.get('steps', status.get('step', '?'))} (best {best_step})"],
                ["training time", f"{results.get('train_seconds', '?')} s"],
                ["dev", ", ".join(f"{k} {v:.4f}" for k, v in dev.items()) or "-"]]
-    body = [f"<h1>bertkit run report: {html.escape(run.path.name)}</h1>", _table(None, summary, "summary")]
+    body = [f"<h1>bertkit run report: {html.escape(run.path.name)}</h1>", html_table(None, summary, "summary")]
     if records:
-        body.append("<h2>Learning curves</h2>" + _svg_block(_curves(records, metric, best_step, stop_step)))
+        body.append("<h2>Learning curves</h2>" + plot_block(_curves(records, metric, best_step, stop_step)))
         body.append("<h2>Diagnosis</h2>")
         for f in diagnose(records, metric, greater, best_step):
             body.append(f'<div class="finding {f.kind}"><p><b>{html.escape(f.what)}</b></p>'
                         f"<p>What to try: {html.escape(f.advice)}</p></div>")
-        body.append("<h2>Learning rate and throughput</h2>" + _svg_block(_schedule(records)))
+        body.append("<h2>Learning rate and throughput</h2>" + plot_block(_schedule(records)))
     else:
         body.append('<p class="muted">No training records yet (metrics.jsonl is empty).</p>')
     outputs_file, examples_file = run.path / "dev_outputs.npz", run.path / "dev_examples.jsonl"
@@ -371,7 +371,7 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
                     "train it again for the confusion matrix, calibration and highest-loss examples.</p>")
     title = html.escape(f"bertkit report: {run.path.name}")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+            f"<style>{PAGE_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
 
 
 def _guess_metric(records: list[dict[str, Any]]) -> str:
