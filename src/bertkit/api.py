@@ -33,6 +33,8 @@ from bertkit.training.distill import DistillationTask, attach_teacher_logits
 from bertkit.training.loop import LoopState, plan_epoch, train_loop
 from bertkit.training.optim import build_optimizer, build_scheduler, count_steps
 from bertkit.training.runtime import Runtime
+from bertkit.training.tracking import Trackers
+from bertkit.training.tracking import check_available as check_trackers
 
 __all__ = ["TrainResult", "train", "train_events", "evaluate", "predict", "lineage"]
 
@@ -268,6 +270,7 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     set_seed(config.train.seed)
     task = get_task(config.task)
     try:
+        check_trackers(config)
         init = resolve_init(config)
     except BaseException:
         _discard_unstarted(run, fresh)
@@ -319,24 +322,31 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
         return {"loss": losses[0], **metrics} if losses else metrics  # a task that scores its own loss keeps it
 
     bar = _progress_bar(total_steps, state.step, progress and rt.is_main)
+    trackers = Trackers(config, run, state.step) if rt.is_main and (config.train.tensorboard or config.train.mlflow) \
+        else None
     started = time.perf_counter()
     try:
         for event in train_loop(model=model, task=loop_task, features=train_features, cfg=config.train, rt=rt,
                                 optimizer=optimizer, scheduler=scheduler, evaluate=evaluate_fn,
                                 total_steps=total_steps, pad_id=pad_id, state=state, before_step=before_step):
             _handle_event(event, run, rt, model, optimizer, scheduler, state, config, bar)
+            if trackers is not None:
+                trackers.log(event)
             yield event
+        train_seconds = time.perf_counter() - started
+        result = _finish(run, rt, model, task, tokenizer, dev_features, dev_examples, pad_id, state, train_seconds)
     except BaseException:
         if rt.is_main:
             run.set_status("interrupted", step=state.step, total_steps=total_steps,
                            hint=f"continue with: bertkit train --out {run.path} --resume")
+            if trackers is not None:
+                trackers.finish(None, status="KILLED")
         raise
     finally:
         if bar is not None:
             bar.close()
-    train_seconds = time.perf_counter() - started
-
-    result = _finish(run, rt, model, task, tokenizer, dev_features, dev_examples, pad_id, state, train_seconds)
+    if trackers is not None:
+        trackers.finish(run.read_json("results.json"))
     if rt.is_main and (run.path / STREAM_FOLDER).exists():
         shutil.rmtree(run.path / STREAM_FOLDER)  # the streamed features of a run without the cache
     yield {"kind": "finished", "result": result}

@@ -86,6 +86,8 @@ _SWITCHES = [  # (flag, key, value, help)
     ("--resume", "resume", True, "continue the run in --out from its last checkpoint"),
     ("--allow-pickle", "model.allow_pickle", True, "load pickled weights (pytorch_model.bin) of a model without "
      "safetensors; unpickling can run code, so only for sources you trust"),
+    ("--tensorboard", "train.tensorboard", True, "log the curves for TensorBoard (RUN/tensorboard)"),
+    ("--mlflow", "train.mlflow", True, "log settings and curves to MLflow ($MLFLOW_TRACKING_URI or RUN/mlruns)"),
     ("--stream", "data.stream", True, "read the training file in chunks and train from memory-mapped features "
      "(files larger than memory; needs --dev)"),
 ]

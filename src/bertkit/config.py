@@ -142,6 +142,11 @@ class TrainConfig:
                                   "with packing) instead of batch_size examples")
     compile: bool = _f(False, "run the model through torch.compile (slow first steps; pays off on long runs)")
     freeze_embeddings: bool = _f(False, "keep the word embeddings fixed (faster, less overfitting)")
+    tensorboard: bool = _f(False, "log losses, learning rate, throughput and dev metrics for TensorBoard "
+                           "(RUN/tensorboard; needs the track extra)")
+    mlflow: bool = _f(False, "log settings and metrics to MLflow: $MLFLOW_TRACKING_URI, else a local file store "
+                      "in RUN/mlruns (needs the track extra)")
+    mlflow_experiment: str = _f("bertkit", "MLflow experiment name")
     freeze_layers: int = _f(0, "keep all embeddings and the lowest N encoder layers fixed")
     unfreeze_every: int | None = _f(None, "gradual unfreezing: train the head alone first, then unfreeze one "
                                     "more encoder layer, top down, every N steps (embeddings last)")
