@@ -153,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true", help="print the chain as JSON")
 
+    p = sub.add_parser("tune", help="search hyperparameters with Optuna (the config's search section)",
+                       description="Each trial is a run directory under OUT/trials; the study is kept in "
+                       "OUT/tune.db so an interrupted search resumes; OUT/best.yaml is the best config.")
+    p.add_argument("config", help="run config YAML with a search section (search.params: setting -> range)")
+    p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
+    p.add_argument("--out", required=True, help="folder for the study, the trial runs and best.yaml")
+    p.add_argument("--baseline", action="store_true", help="also train the config as it is, to report the gain")
+    p.add_argument("--quiet", action="store_true", help="only warnings and errors")
+
     p = sub.add_parser("report", help="write a run's HTML report (curves, diagnosis, per-class views, calibration)")
     p.add_argument("run_dir")
     p.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
@@ -319,6 +328,26 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    try:
+        from bertkit.tune import tune
+    except ImportError:
+        raise BertkitError("bertkit tune needs optuna; pip install 'bertkit[tune]'") from None
+    if args.trials < 1:
+        raise BertkitError("--trials must be at least 1")
+    result = tune(args.config, args.out, trials=args.trials, baseline=args.baseline)
+    for row in result.trials:
+        value = f"{row['value']:.4f}" if isinstance(row["value"], float) else "-"
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items())
+        print(f"trial {row['trial']:>3}  {row['state']:<8} {result.metric} {value:>8}  {params}")
+    print(f"best: {result.metric} {result.best_value:.4f} with {result.best_params} ({result.best_run})")
+    if result.baseline is not None:
+        print(f"baseline (the config as given): {result.metric} {result.baseline:.4f}; "
+              f"gain {result.best_value - result.baseline:+.4f}")
+    print(f"best config: {result.best_config}  (bertkit train {result.best_config} --out RUN)")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from bertkit.evaluation.report import write_report
 
@@ -442,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(getattr(args, "quiet", False))
     commands = {"train": _cmd_train, "pretrain": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
                 "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "report": _cmd_report, "runs": _cmd_runs,
+                "tune": _cmd_tune,
                 "export": _cmd_export,
                 "serve": _cmd_serve}
     try:

@@ -1,0 +1,192 @@
+"""Hyperparameter search with Optuna: `bertkit tune CONFIG --trials N`.
+
+CONFIG is a run config (as `bertkit train CONFIG` takes) with a `search` section:
+
+    search:
+      params:                       # dotted setting: its range
+        train.lr: {low: 1.0e-5, high: 3.0e-4, log: true}
+        train.weight_decay: {low: 0.0, high: 0.1}
+        train.batch_size: {choices: [16, 32]}
+        train.epochs: {low: 1, high: 3}          # whole numbers: an integer range
+      metric: accuracy              # default: the task's primary metric (its direction too)
+      pruner: median                # median (default) or none
+      seed: 0                       # the sampler's seed (TPE)
+
+Each trial is an ordinary run directory under OUT/trials/; its dev evaluations are reported to Optuna,
+which prunes trials that fall behind the median of earlier ones at the same step. The study lives in
+OUT/tune.db (SQLite), so an interrupted search resumes where it stopped: trials that were running are
+marked failed and `--trials N` counts the finished ones. The best trial's full config is written to
+OUT/best.yaml; `bertkit train OUT/best.yaml --out RUN` trains it again with the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bertkit.api import train, train_events
+from bertkit.config import RunConfig, resolve_relative_paths
+from bertkit.errors import ConfigError
+from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.tasks.base import get_task
+
+__all__ = ["SearchSpace", "TuneResult", "load_search", "tune"]
+
+log = logging.getLogger("bertkit")
+STUDY = "bertkit-tune"
+
+
+@dataclass
+class SearchSpace:
+    params: dict[str, dict[str, Any]]
+    metric: str | None = None
+    pruner: str = "median"
+    seed: int = 0
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        values = {}
+        for name, spec in self.params.items():
+            if "choices" in spec:
+                values[name] = trial.suggest_categorical(name, list(spec["choices"]))
+            elif isinstance(spec["low"], int) and isinstance(spec["high"], int) and not isinstance(spec["low"], bool):
+                values[name] = trial.suggest_int(name, spec["low"], spec["high"], log=bool(spec.get("log")),
+                                                 step=int(spec.get("step", 1)))
+            else:
+                values[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
+                                                   log=bool(spec.get("log")))
+        return values
+
+
+@dataclass
+class TuneResult:
+    best_value: float
+    best_params: dict[str, Any]
+    best_run: str
+    best_config: Path
+    metric: str
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    baseline: float | None = None
+
+
+def load_search(path: str | Path) -> tuple[RunConfig, SearchSpace]:
+    """The base run config and the search space of a tune config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("search"), dict):
+        raise ConfigError(f"{p}: no 'search' section; add search.params with the settings to tune (see "
+                          "`bertkit tune --help`)")
+    search = raw.pop("search")
+    base = resolve_relative_paths(RunConfig.from_dict(raw, source=str(p)), p.parent)
+    params = search.get("params")
+    if not isinstance(params, dict) or not params:
+        raise ConfigError(f"{p}: search.params must map settings (e.g. train.lr) to ranges")
+    for name, spec in params.items():
+        ok = isinstance(spec, dict) and (("choices" in spec and isinstance(spec["choices"], list) and spec["choices"])
+                                         or ("low" in spec and "high" in spec and spec["low"] <= spec["high"]))
+        if not ok:
+            raise ConfigError(f"{p}: search.params.{name} needs {{low, high[, log]}} with low <= high, or "
+                              "{choices: [...]}")
+        base.with_overrides({name: spec["choices"][0] if "choices" in spec else spec["low"]},
+                            source=f"{p} search.params")  # an unknown setting fails here, before any trial
+    unknown = set(search) - {"params", "metric", "pruner", "seed"}
+    if unknown:
+        raise ConfigError(f"{p}: unknown search keys {sorted(unknown)}; valid: params, metric, pruner, seed")
+    if search.get("pruner", "median") not in ("median", "none"):
+        raise ConfigError(f"{p}: search.pruner must be median or none")
+    return base, SearchSpace(params, search.get("metric"), search.get("pruner", "median"), int(search.get("seed", 0)))
+
+
+def tune(config_path: str | Path, out: str | Path, *, trials: int, baseline: bool = False) -> TuneResult:
+    """Run the search until `trials` trials have finished (completed or pruned) in the study at `out`."""
+    import optuna
+    from optuna.trial import TrialState
+
+    base, space = load_search(config_path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = get_task(base.task)
+    metric = space.metric or _primary_metric(task, base)
+    direction = "maximize" if metric_greater_is_better(task, metric) else "minimize"
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if space.pruner == "median" \
+        else optuna.pruners.NopPruner()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{(out / 'tune.db').resolve()}",
+                                direction=direction, load_if_exists=True, pruner=pruner)
+    # Seeded by the trials so far: a resumed search goes on with new points instead of repeating the first ones.
+    study.sampler = optuna.samplers.TPESampler(seed=space.seed + len(study.trials))
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # killed with the search
+        study._storage.set_trial_state_values(stale._trial_id, TrialState.FAIL)
+        log.info("trial %d was interrupted; marked failed", stale.number)
+
+    def objective(trial: Any) -> float:
+        values = space.suggest(trial)
+        run_dir = out / "trials" / f"trial-{trial.number:04d}"
+        cfg = base.with_overrides({**values, "out": str(run_dir), "resume": False}, source="search")
+        trial.set_user_attr("run_dir", str(run_dir))
+        events = train_events(cfg, progress=False)
+        for event in events:
+            if event["kind"] == "eval":
+                trial.report(event["metrics"][metric], event["step"])
+                if trial.should_prune():
+                    events.close()
+                    RunDir(run_dir).set_status("pruned", step=event["step"])
+                    raise optuna.TrialPruned()
+            elif event["kind"] == "finished":
+                return float(event["result"].metrics[metric])
+        raise RuntimeError("training ended without a result")
+
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    remaining = trials - len(study.get_trials(deepcopy=False, states=done))
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, catch=())
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise ConfigError(f"{out}: no trial completed; widen the search or pass --pruner none")
+    best = study.best_trial
+    best_cfg = base.with_overrides({**best.params, "out": None, "resume": False}, source="search")
+    best_file = out / "best.yaml"
+    atomic_write_text(best_file, f"# best of {len(complete)} completed trials: dev {metric} {best.value:.6f} "
+                      f"(trial {best.number}, {best.user_attrs.get('run_dir')})\n"
+                      + yaml.safe_dump(_without_out(best_cfg.to_dict()), sort_keys=False, allow_unicode=True))
+    rows = [{"trial": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
+             "run_dir": t.user_attrs.get("run_dir")} for t in study.get_trials(deepcopy=False)]
+    atomic_write_text(out / "trials.json", json.dumps(rows, indent=2, default=str) + "\n")
+    result = TuneResult(best.value, best.params, best.user_attrs.get("run_dir", ""), best_file, metric, rows)
+    if baseline:
+        result.baseline = _baseline(base, out, metric)
+    return result
+
+
+def _baseline(base: RunConfig, out: Path, metric: str) -> float:
+    """The dev metric of the config without any searched setting (trained once, then read back)."""
+    run = RunDir(out / "baseline")
+    results = run.read_json("results.json", default={"none": True}) if run.exists() else {}
+    if "dev" not in results:
+        cfg = base.with_overrides({"out": str(run.path), "resume": run.exists()}, source="baseline")
+        return float(train(cfg, progress=False).metrics[metric])
+    return float(results["dev"][metric])
+
+
+def _without_out(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in ("out", "resume")}
+
+
+def _primary_metric(task: Any, base: RunConfig) -> str:
+    try:
+        return task.primary_metric
+    except KeyError:  # classification before fitting: the problem type decides; auto means single-label
+        return {"multi_label": "f1_micro", "regression": "pearson"}.get(base.task.problem, "accuracy")
+
+
+def metric_greater_is_better(task: Any, metric: str) -> bool:
+    return metric not in ("loss", "perplexity", "mse")
