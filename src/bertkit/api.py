@@ -137,21 +137,29 @@ def _features(task, examples: list[dict], tokenizer, config: RunConfig) -> list[
     return cached_features(key, lambda: task.preprocess(examples, tokenizer, config.data))
 
 
-def _write_dev_outputs(run: RunDir, outputs: Any, examples: list[dict]) -> None:
-    """The final model's dev outputs (before calibration) and the dev examples, which the report reads:
-    `dev_outputs.npz` (no pickles) and `dev_examples.jsonl`. Tasks whose outputs are not one array
-    (NER, QA) are left out for now."""
+def _write_dev_outputs(run: RunDir, task, outputs: Any, examples: list[dict]) -> None:
+    """What the report reads of the final model on dev: its raw outputs (`dev_outputs.npz`, no pickles: one
+    array, or per-example arrays concatenated with their lengths; before calibration), its predictions
+    (`dev_predictions.jsonl`) and the dev examples (`dev_examples.jsonl`)."""
     import numpy as np
 
-    if not isinstance(outputs, np.ndarray):
-        return
-    tmp = run.path / ".tmp-dev_outputs.npz"
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, outputs=outputs)
-    os.replace(tmp, run.path / "dev_outputs.npz")
-    keep = ("where", "text", "text_pair", "label")
+    arrays: dict[str, np.ndarray] = {}
+    if isinstance(outputs, np.ndarray):
+        arrays["outputs"] = outputs
+    elif outputs and all(isinstance(o, np.ndarray) for o in outputs):
+        arrays["outputs_flat"] = np.concatenate(outputs)
+        arrays["lengths"] = np.array([len(o) for o in outputs])
+    if arrays:
+        tmp = run.path / ".tmp-dev_outputs.npz"
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, run.path / "dev_outputs.npz")
+    keep = ("where", "id", "text", "text_pair", "label", "tokens", "tags", "question", "context", "answers")
     atomic_write_text(run.path / "dev_examples.jsonl", "".join(
         json.dumps({k: ex[k] for k in keep if k in ex}, ensure_ascii=False) + "\n" for ex in examples))
+    if task.name != "mlm":  # MLM predictions are fill-mask candidates, not needed by the report
+        atomic_write_text(run.path / "dev_predictions.jsonl", "".join(
+            json.dumps(p, ensure_ascii=False, default=float) + "\n" for p in task.postprocess(outputs, examples)))
 
 
 def _fit_max_length(config: RunConfig, task, model_name: str) -> None:
@@ -487,7 +495,7 @@ def _finish(run: RunDir, rt: Runtime, model, task, tokenizer, dev_features, dev_
                    "train_seconds": round(train_seconds, 2)}
         if calibration:
             results["calibration"] = calibration
-        _write_dev_outputs(run, outputs, dev_examples)
+        _write_dev_outputs(run, task, outputs, dev_examples)
         run.write_json("results.json", results)
         atomic_write_text(run.model_dir / "README.md", model_card(run.path))
         run.set_status("completed", step=state.step)

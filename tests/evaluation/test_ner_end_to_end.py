@@ -76,3 +76,20 @@ def test_onnx_export_finds_the_same_entities(ner_run, tmp_path):
     theirs = Predictor.from_path(tmp_path / "onnx").predict(text)[0]["entities"]
     assert [(e["label"], e["start"], e["end"]) for e in theirs] == [(e["label"], e["start"], e["end"]) for e in ours]
     assert [e["score"] for e in theirs] == pytest.approx([e["score"] for e in ours], abs=1e-4)
+
+
+def test_the_report_has_per_type_scores_errors_and_hardest_sentences(ner_run):
+    import re
+
+    from bertkit.evaluation.report import entity_errors
+
+    page = (ner_run[0] / "report.html").read_text()
+    results = json.loads((ner_run[0] / "results.json").read_text())
+    assert "Per entity type" in page and "Highest-loss dev sentences" in page
+    for kind in ("PER", "LOC"):
+        cells = re.search(rf"<tr><td>{kind}</td><td>([\d.]+)</td><td>([\d.]+)</td><td>([\d.]+)</td>", page)
+        assert float(cells.group(3)) == pytest.approx(results["dev"][f"{kind}_f1"], abs=5e-5)
+    errors = entity_errors([["B-PER", "I-PER", "O", "B-LOC", "O", "B-ORG"], ["B-LOC", "O"]],
+                           [["B-PER", "O", "O", "B-ORG", "B-MISC", "O"], ["O", "B-PER"]])
+    assert errors == {"boundary: PER span cut or stretched": 1, "type: LOC read as ORG": 1, "missed ORG": 1,
+                      "spurious MISC": 1, "missed LOC": 1, "spurious PER": 1}

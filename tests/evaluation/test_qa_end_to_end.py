@@ -91,3 +91,23 @@ def test_onnx_export_gives_the_same_answers(qa_run, tmp_path):
     item = [{"question": "who visited ?", "context": "the film was quite fun and mary was there"}]
     assert Predictor.from_path(tmp_path / "onnx").predict(item)[0]["answer"] == \
         Predictor.from_run(run, precision="fp32").predict(item)[0]["answer"]
+
+
+def test_the_report_breaks_scores_down_by_question_type_and_answer_length(qa_run):
+    import re
+
+    from bertkit.evaluation.report import answer_length_bucket, question_type
+
+    page = (qa_run[0] / "report.html").read_text()
+    results = json.loads((qa_run[0] / "results.json").read_text())
+    assert "By question type" in page and "By gold answer length" in page and "Worst-answered" in page
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td><td>([\d.]+)</td><td>([\d.]+)</td></tr>",
+                      page.split("By gold answer length")[1].split("</table>")[0])
+    total = sum(int(n) for _, n, _, _ in rows)
+    assert total == 60
+    assert sum(int(n) * float(em) for _, n, em, _ in rows) / total == pytest.approx(results["dev"]["exact_match"],
+                                                                                    abs=1e-3)
+    assert [question_type(q) for q in ("Who wrote it?", "How many are there?", "In which year?", "Name it.")] == \
+        ["who", "how many", "which", "other"]
+    assert answer_length_bucket([{"text": "the Eiffel Tower"}]) == "2-3 words"  # "the" is not counted
+    assert answer_length_bucket([]) == "no answer"

@@ -15,6 +15,7 @@ import io
 import json
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ import numpy as np
 
 from bertkit.run_dir import RunDir, atomic_write_text
 from bertkit.tasks.calibration import reliability, softmax
+from bertkit.tasks.squad import exact_match, normalize_answer
+from bertkit.tasks.squad import f1 as squad_f1
+from bertkit.tasks.tagging import entity_scores, get_entities
 
 __all__ = ["write_report", "render_report", "diagnose", "REPORT_FILE"]
 
@@ -307,6 +311,126 @@ def _classification_section(state: dict[str, Any], results: dict[str, Any], logi
     return "".join(parts)
 
 
+def entity_errors(gold_tags: list[list[str]], pred_tags: list[list[str]]) -> Counter[str]:
+    """Counts of the ways predicted entities differ from gold ones: a type error (same span, other type),
+    a boundary error (overlapping span, same type), both, a missed entity (nothing overlaps) and a
+    spurious one (no gold entity overlaps)."""
+    errors: Counter[str] = Counter()
+    for gold_seq, pred_seq in zip(gold_tags, pred_tags):
+        gold, pred = set(get_entities(gold_seq)), set(get_entities(pred_seq))
+        for kind, start, end in gold - pred:
+            overlap = [p for p in pred - gold if p[1] <= end and start <= p[2]]
+            if not overlap:
+                errors[f"missed {kind}"] += 1
+            elif any((p[1], p[2]) == (start, end) for p in overlap):
+                errors[f"type: {kind} read as {next(p[0] for p in overlap if (p[1], p[2]) == (start, end))}"] += 1
+            elif any(p[0] == kind for p in overlap):
+                errors[f"boundary: {kind} span cut or stretched"] += 1
+            else:
+                errors[f"boundary and type: {kind} read as {overlap[0][0]}"] += 1
+        for kind, start, end in pred - gold:
+            if not any(g[1] <= end and start <= g[2] for g in gold):
+                errors[f"spurious {kind}"] += 1
+    return errors
+
+
+def _ner_section(state: dict[str, Any], flat: np.ndarray, lengths: np.ndarray, examples: list[dict[str, Any]],
+                 top: int) -> str:
+    labels = state["labels"]
+    logits = np.split(flat, np.cumsum(lengths)[:-1])
+    pred_tags = [[labels[k] for k in row.argmax(-1)] for row in logits]
+    gold_tags = [ex["tags"] for ex in examples]
+    scores = entity_scores(gold_tags, pred_tags)
+    types = sorted({k[: -len("_f1")] for k in scores if k.endswith("_f1") and k != "f1"})
+    support = Counter(kind for tags in gold_tags for kind, _, _ in get_entities(tags))
+    parts = ["<h3>Per entity type</h3>" + html_table(
+        ["type", "precision", "recall", "F1", "gold entities"],
+        [[t, scores[f"{t}_precision"], scores[f"{t}_recall"], scores[f"{t}_f1"], support.get(t, 0)] for t in types]
+        + [["all (micro)", scores["precision"], scores["recall"], scores["f1"], sum(support.values())]])]
+    errors = entity_errors(gold_tags, pred_tags)
+    if errors:
+        fig, ax = new_figure(7.5, 0.35 * min(len(errors), top) + 1.0)
+        common = errors.most_common(top)[::-1]
+        ax.barh([name for name, _ in common], [n for _, n in common], color=_DEV)
+        ax.set_xlabel("count on dev")
+        ax.set_title("Most frequent entity errors")
+        parts.append("<h3>Most frequent errors</h3>" + plot_block(to_svg(fig)))
+    index = {name: i for i, name in enumerate(labels)}
+    losses = []
+    for row, tags in zip(logits, gold_tags):
+        z = row.astype(np.float64) - row.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        gold = [index.get(t, 0) for t in tags[: len(row)]]
+        losses.append(float(-logp[np.arange(len(gold)), gold].mean()) if gold else 0.0)
+    worst = np.argsort(-np.array(losses))[:top]
+    parts.append("<h3>Highest-loss dev sentences</h3>" + html_table(
+        ["where", "sentence", "gold entities", "predicted entities", "loss"],
+        [[examples[i].get("where", i), " ".join(examples[i]["tokens"])[:200], _entities(examples[i]["tokens"],
+          gold_tags[i]), _entities(examples[i]["tokens"], pred_tags[i]), losses[i]] for i in worst]))
+    return "".join(parts)
+
+
+def _entities(tokens: list[str], tags: list[str]) -> str:
+    return "; ".join(f"{kind}: {' '.join(tokens[s:e + 1])}" for kind, s, e in get_entities(tags)) or "-"
+
+
+_WH = ("what", "who", "whom", "whose", "when", "where", "why", "which", "how")
+
+
+def question_type(question: str) -> str:
+    """The question's wh-word ('how many' and 'how much' apart from 'how'), or 'other'."""
+    words = normalize_answer(question).split()
+    for i, w in enumerate(words[:4]):
+        if w == "how" and i + 1 < len(words) and words[i + 1] in ("many", "much"):
+            return f"how {words[i + 1]}"
+        if w in _WH:
+            return {"whom": "who", "whose": "who"}.get(w, w)
+    return "other"
+
+
+def answer_length_bucket(answers: list[dict[str, Any]]) -> str:
+    if not answers:
+        return "no answer"
+    n = len(normalize_answer(answers[0]["text"]).split())
+    return "1 word" if n <= 1 else "2-3 words" if n <= 3 else "4-6 words" if n <= 6 else "7+ words"
+
+
+def _qa_section(predictions: list[dict[str, Any]], examples: list[dict[str, Any]], top: int) -> str:
+    by_id = {p["id"]: p for p in predictions}
+    rows = []
+    for ex in examples:
+        pred = by_id.get(ex["id"], {"answer": "", "score": 0.0})
+        golds = [a["text"] for a in ex["answers"]] or [""]
+        rows.append({"ex": ex, "answer": pred["answer"], "score": float(pred.get("score", 0.0)),
+                     "em": max(exact_match(pred["answer"], g) for g in golds),
+                     "f1": max(squad_f1(pred["answer"], g) for g in golds),
+                     "type": question_type(ex["question"]), "length": answer_length_bucket(ex["answers"])})
+    parts = []
+    order = {"length": ["1 word", "2-3 words", "4-6 words", "7+ words", "no answer"]}
+    fig, axes = new_figure(9.5, 3.0, 2)
+    for ax, key, title in zip(axes, ("type", "length"), ("question type", "gold answer length")):
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(r[key], []).append(r)
+        names = [n for n in order.get(key, sorted(groups, key=lambda g: -len(groups[g]))) if n in groups]
+        table = [[n, len(groups[n]), 100 * np.mean([r["em"] for r in groups[n]]),
+                  100 * np.mean([r["f1"] for r in groups[n]])] for n in names]
+        parts.append(f"<h3>By {title}</h3>" + html_table([title, "questions", "EM", "F1"], table))
+        ax.bar(names, [t[3] for t in table], color=_TRAIN)
+        ax.set_title(f"F1 by {title}")
+        ax.set_ylim(0, 100)
+        ax.tick_params(axis="x", rotation=45)
+    parts.insert(0, plot_block(to_svg(fig)))
+    worst = sorted(range(len(rows)), key=lambda i: (rows[i]["f1"], -rows[i]["score"]))[:top]
+    parts.append("<h3>Worst-answered dev questions</h3><p>Lowest F1 first, the most confident among equals "
+                 "(QA keeps no per-question loss).</p>" + html_table(
+                     ["id", "question", "gold", "predicted", "confidence", "F1"],
+                     [[rows[i]["ex"]["id"], rows[i]["ex"]["question"],
+                       " | ".join(a["text"] for a in rows[i]["ex"]["answers"]) or "(none)",
+                       rows[i]["answer"] or "(none)", rows[i]["score"], rows[i]["f1"]] for i in worst]))
+    return "".join(parts)
+
+
 def _short(example: dict[str, Any], limit: int = 200) -> str:
     text = example.get("text", "")
     if "text_pair" in example:
@@ -360,18 +484,37 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
         body.append("<h2>Learning rate and throughput</h2>" + plot_block(_schedule(records)))
     else:
         body.append('<p class="muted">No training records yet (metrics.jsonl is empty).</p>')
-    outputs_file, examples_file = run.path / "dev_outputs.npz", run.path / "dev_examples.jsonl"
-    if task == "classification" and outputs_file.is_file() and examples_file.is_file():
-        with np.load(outputs_file, allow_pickle=False) as data:
-            logits = data["outputs"]
-        examples = [json.loads(line) for line in examples_file.read_text(encoding="utf-8").splitlines() if line]
-        body.append("<h2>Dev set in detail</h2>" + _classification_section(state, results, logits, examples, top))
-    elif task == "classification":
-        body.append('<p class="muted">This run saved no dev outputs (trained before bertkit wrote them); '
-                    "train it again for the confusion matrix, calibration and highest-loss examples.</p>")
+    body.append(_dev_section(run, task, state, results, top))
     title = html.escape(f"bertkit report: {run.path.name}")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{PAGE_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _dev_section(run: RunDir, task: str, state: dict[str, Any], results: dict[str, Any], top: int) -> str:
+    """The per-task views of the final model on dev, from the files the run saved."""
+    outputs_file, examples_file = run.path / "dev_outputs.npz", run.path / "dev_examples.jsonl"
+    predictions_file = run.path / "dev_predictions.jsonl"
+    if task == "mlm":
+        return ""
+    needed = [examples_file, predictions_file if task == "qa" else outputs_file]
+    if not all(f.is_file() for f in needed):
+        return ('<p class="muted">This run saved no dev outputs (trained before bertkit wrote them); train it '
+                "again for the per-task views of the dev set.</p>")
+    examples = _jsonl(examples_file)
+    head = "<h2>Dev set in detail</h2>"
+    if task == "qa":
+        return head + _qa_section(_jsonl(predictions_file), examples, top)
+    with np.load(outputs_file, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    if task == "classification" and "outputs" in arrays:
+        return head + _classification_section(state, results, arrays["outputs"], examples, top)
+    if task == "ner" and "outputs_flat" in arrays and all("tags" in ex and "tokens" in ex for ex in examples):
+        return head + _ner_section(state, arrays["outputs_flat"], arrays["lengths"], examples, top)
+    return ""
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def _guess_metric(records: list[dict[str, Any]]) -> str:
