@@ -186,3 +186,16 @@ def test_runs_list_and_compare(tmp_path, tiny_model_dir, toy_run, capsys):
     assert page.count("<svg") == 1 and "train.lr" in page and "fast" in page and "slow" in page
     assert main(["runs", "compare", *runs]) == 0
     assert "train.lr" in capsys.readouterr().out
+
+
+def test_best_checkpoint_and_early_stop_are_marked(tmp_path, toy_files, tiny_model_dir):
+    from bertkit.api import train
+    from conftest import tiny_config
+
+    cfg = tiny_config(tiny_model_dir, *toy_files, tmp_path / "run", **{
+        "train.max_steps": 100, "train.eval_every": 2, "train.early_stopping_patience": 2,
+        "train.scheduler": "constant", "train.lr": 1e-12})  # the dev metric never improves after step 2
+    result = train(cfg, progress=False)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert result.steps == 6 and "early stop (step 6)" in page and "best checkpoint (step 2)" in page
+    assert "steps</td><td>6 (best 2)" in page
