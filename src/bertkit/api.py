@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import shutil
 import time
@@ -13,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertkit.config import RunConfig
+from bertkit.config import RunConfig, flatten
 from bertkit.data.cache import cache_root, cached_features, fingerprint
 from bertkit.data.feature_store import FeatureStore, FeatureWriter, feature_lengths
 from bertkit.data.splits import stratified_split
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.evaluation.inference import score
 from bertkit.evaluation.predictor import Predictor
-from bertkit.evaluation.report import REPORT_FILE, write_report
+from bertkit.evaluation.report import REPORT_FILE, save_dev_outputs, write_report
 from bertkit.export.model_card import model_card
 from bertkit.models import transfer
 from bertkit.models.fast_dropout import use_fast_dropout
@@ -77,7 +76,7 @@ def _prepare_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
             raise CheckpointError(f"{run.path}: nothing to resume (no config.yaml); drop --resume to start")
         saved = run.load_config()
         # Values given now that differ from both the saved run and the defaults were set on purpose.
-        given, kept, default = (_flatten(c.to_dict()) for c in (config, saved, RunConfig()))
+        given, kept, default = (flatten(c.to_dict()) for c in (config, saved, RunConfig()))
         changed = [k for k, v in given.items() if k not in ("out", "resume") and v != kept[k] and v != default[k]]
         if changed:
             log.warning("resuming with the saved config of %s; ignoring the new values of %s", run.path,
@@ -91,13 +90,6 @@ def _prepare_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
         raise ConfigError("no training data given; pass --train FILE")
     run.path.mkdir(parents=True, exist_ok=True)
     return config, run
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def _load_data(config: RunConfig, task, tokenizer) -> tuple[list[dict], list[dict], dict[str, Any]]:
@@ -137,31 +129,6 @@ def _features(task, examples: list[dict], tokenizer, config: RunConfig) -> list[
     return cached_features(key, lambda: task.preprocess(examples, tokenizer, config.data))
 
 
-def _write_dev_outputs(run: RunDir, task, outputs: Any, examples: list[dict]) -> None:
-    """What the report reads of the final model on dev: its raw outputs (`dev_outputs.npz`, no pickles: one
-    array, or per-example arrays concatenated with their lengths; before calibration), its predictions
-    (`dev_predictions.jsonl`) and the dev examples (`dev_examples.jsonl`)."""
-    import numpy as np
-
-    arrays: dict[str, np.ndarray] = {}
-    if isinstance(outputs, np.ndarray):
-        arrays["outputs"] = outputs
-    elif outputs and all(isinstance(o, np.ndarray) for o in outputs):
-        arrays["outputs_flat"] = np.concatenate(outputs)
-        arrays["lengths"] = np.array([len(o) for o in outputs])
-    if arrays:
-        tmp = run.path / ".tmp-dev_outputs.npz"
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, run.path / "dev_outputs.npz")
-    keep = ("where", "id", "text", "text_pair", "label", "tokens", "tags", "question", "context", "answers")
-    atomic_write_text(run.path / "dev_examples.jsonl", "".join(
-        json.dumps({k: ex[k] for k in keep if k in ex}, ensure_ascii=False) + "\n" for ex in examples))
-    if task.name != "mlm":  # MLM predictions are fill-mask candidates, not needed by the report
-        atomic_write_text(run.path / "dev_predictions.jsonl", "".join(
-            json.dumps(p, ensure_ascii=False, default=float) + "\n" for p in task.postprocess(outputs, examples)))
-
-
 def _fit_max_length(config: RunConfig, task, model_name: str) -> None:
     """Keep inputs within the model's position embeddings: the task's default length is lowered to fit,
     a --max-length beyond them is refused."""
@@ -185,22 +152,6 @@ def _discard_unstarted(run: RunDir, created: bool) -> None:
         shutil.rmtree(run.path, ignore_errors=True)
     else:
         shutil.rmtree(run.path / STREAM_FOLDER, ignore_errors=True)
-
-
-def _restore_latest(run: RunDir, rt: Runtime, model, optimizer, scheduler) -> LoopState | None:
-    """Restore the newest checkpoint that reads back whole; a damaged one (checksum mismatch, cut file) is
-    reported and the one before it used. None when there is none (the run starts over)."""
-    for path in reversed(ckpt.list_checkpoints(run.checkpoints)):
-        try:
-            state = LoopState.from_dict(ckpt.load_checkpoint(path, rt.unwrap(model), optimizer, scheduler))
-        except CheckpointError as exc:
-            log.warning("%s; trying the checkpoint before it", exc)
-            continue
-        log.info("resuming %s from step %d", run.path, state.step)
-        return state
-    if ckpt.list_checkpoints(run.checkpoints):
-        raise CheckpointError(f"{run.checkpoints}: no checkpoint reads back whole; start a new run with --out")
-    return None
 
 
 def _streamed_data(config: RunConfig, task, tokenizer, run: RunDir) -> tuple[FeatureStore, list[dict], dict]:
@@ -310,7 +261,10 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
         train_features = attach_teacher_logits(train_features, teacher_logits)
     state = LoopState()
     if config.resume:
-        state = _restore_latest(run, rt, model, optimizer, scheduler) or state
+        restored = ckpt.restore_latest(run.checkpoints, rt.unwrap(model), optimizer, scheduler)
+        if restored is not None:
+            state = LoopState.from_dict(restored)
+            log.info("resuming %s from step %d", run.path, state.step)
         if rt.is_main:
             run.truncate_metrics(state.step)  # records of lost work are written again
     if rt.is_main:
@@ -495,7 +449,7 @@ def _finish(run: RunDir, rt: Runtime, model, task, tokenizer, dev_features, dev_
                    "train_seconds": round(train_seconds, 2)}
         if calibration:
             results["calibration"] = calibration
-        _write_dev_outputs(run, task, outputs, dev_examples)
+        save_dev_outputs(run, task, outputs, dev_examples)
         run.write_json("results.json", results)
         atomic_write_text(run.model_dir / "README.md", model_card(run.path))
         run.set_status("completed", step=state.step)

@@ -218,8 +218,8 @@ class RunConfig:
         return RunConfig.from_dict(raw, source=source)
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a YAML run config (nested sections task/data/model/train, or top-level out/resume)."""
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file, or a ConfigError naming the file and what is wrong."""
     import yaml
 
     p = Path(path)
@@ -227,11 +227,25 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"config file {p} not found")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
-    return resolve_relative_paths(RunConfig.from_dict(raw, source=str(p)), p.parent)
+    return raw
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML run config (nested sections task/data/model/train, or top-level out/resume)."""
+    p = Path(path)
+    return resolve_relative_paths(RunConfig.from_dict(read_yaml_mapping(p), source=str(p)), p.parent)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys: {"train": {"lr": 1e-4}} -> {"train.lr": 1e-4}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def resolve_relative_paths(cfg: RunConfig, base: Path) -> RunConfig:

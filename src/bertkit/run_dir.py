@@ -62,14 +62,19 @@ def _umask() -> int:
     return mask
 
 
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
     """sha256 and size of a data file, to tell later which data a run saw."""
     p = Path(path)
-    digest = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"path": str(p.resolve()), "bytes": p.stat().st_size, "sha256": digest.hexdigest()}
+    return {"path": str(p.resolve()), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
 
 
 def data_fingerprint(spec: str) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import html
 import io
 import json
+import os
 import re
 import warnings
+import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +24,17 @@ from typing import Any
 
 import numpy as np
 
+from bertkit.config import RunConfig
+from bertkit.errors import CheckpointError
 from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.tasks.base import get_task
 from bertkit.tasks.calibration import reliability, softmax
+from bertkit.tasks.metrics import higher_is_better
 from bertkit.tasks.squad import exact_match, normalize_answer
 from bertkit.tasks.squad import f1 as squad_f1
 from bertkit.tasks.tagging import entity_scores, get_entities
 
-__all__ = ["write_report", "render_report", "diagnose", "REPORT_FILE"]
+__all__ = ["write_report", "render_report", "diagnose", "save_dev_outputs", "REPORT_FILE"]
 
 REPORT_FILE = "report.html"
 _BEST, _STOP, _TRAIN, _DEV = "#2a7", "#c33", "#36c", "#e80"
@@ -230,11 +236,6 @@ def _cell(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _label_index(labels: list[str], value: Any) -> int:
-    name = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
-    return labels.index(name)
-
-
 def per_class_scores(gold: np.ndarray, pred: np.ndarray, n: int) -> list[tuple[float, float, float, int]]:
     """(precision, recall, F1, support) of each class; 0 where a ratio is undefined (as scikit-learn's
     zero_division=0)."""
@@ -248,9 +249,9 @@ def per_class_scores(gold: np.ndarray, pred: np.ndarray, n: int) -> list[tuple[f
     return out
 
 
-def _classification_section(state: dict[str, Any], results: dict[str, Any], logits: np.ndarray,
+def _classification_section(task: Any, results: dict[str, Any], logits: np.ndarray,
                             examples: list[dict[str, Any]], top: int) -> str:
-    labels, problem = state["labels"], state["problem"]
+    labels, problem = task.labels, task.problem
     parts = []
     if problem == "regression":
         gold = np.array([float(ex["label"]) for ex in examples])
@@ -263,19 +264,12 @@ def _classification_section(state: dict[str, Any], results: dict[str, Any], logi
               float((pred[i] - gold[i]) ** 2)] for i in worst]))
         return "".join(parts)
     if problem == "multi_label":
-        threshold = state.get("threshold", 0.5)
-        probs = 1 / (1 + np.exp(-logits.astype(np.float64)))
-        gold = np.zeros_like(probs, dtype=bool)
-        for i, ex in enumerate(examples):
-            for name in (ex["label"] if isinstance(ex["label"], list) else [ex["label"]]):
-                gold[i, _label_index(labels, name)] = True
+        threshold = task.threshold
+        probs = task.probabilities(logits)
+        gold = np.array([task.encode_label(ex["label"]) for ex in examples]) > 0.5
         pred = probs >= threshold
-        rows = []
-        for c, name in enumerate(labels):
-            tp = int((pred[:, c] & gold[:, c]).sum())
-            p = tp / max(int(pred[:, c].sum()), 1)
-            r = tp / max(int(gold[:, c].sum()), 1)
-            rows.append([name, p, r, 2 * p * r / (p + r) if p + r else 0.0, int(gold[:, c].sum())])
+        rows = [[name, *per_class_scores(gold[:, c].astype(int), pred[:, c].astype(int), 2)[1]]
+                for c, name in enumerate(labels)]
         parts.append(f"<h3>Per label (threshold {threshold})</h3>" + html_table(
             ["label", "precision", "recall", "F1", "support"], rows))
         bce = -(gold * np.log(np.clip(probs, 1e-12, 1)) + ~gold * np.log(np.clip(1 - probs, 1e-12, 1))).mean(1)
@@ -285,7 +279,7 @@ def _classification_section(state: dict[str, Any], results: dict[str, Any], logi
             [[examples[i]["where"], _short(examples[i]), ", ".join(labels[c] for c in np.flatnonzero(gold[i])),
               ", ".join(labels[c] for c in np.flatnonzero(pred[i])), float(bce[i])] for i in worst]))
         return "".join(parts)
-    gold = np.array([_label_index(labels, ex["label"]) for ex in examples])
+    gold = np.array([task.encode_label(ex["label"]) for ex in examples])
     calibration = results.get("calibration") or {}
     temperature = float(calibration.get("temperature", 1.0))
     probs = softmax(logits, temperature)
@@ -358,10 +352,9 @@ def _ner_section(state: dict[str, Any], flat: np.ndarray, lengths: np.ndarray, e
     index = {name: i for i, name in enumerate(labels)}
     losses = []
     for row, tags in zip(logits, gold_tags):
-        z = row.astype(np.float64) - row.max(-1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
         gold = [index.get(t, 0) for t in tags[: len(row)]]
-        losses.append(float(-logp[np.arange(len(gold)), gold].mean()) if gold else 0.0)
+        p_gold = softmax(row)[np.arange(len(gold)), gold]
+        losses.append(float(-np.log(np.clip(p_gold, 1e-12, 1)).mean()) if gold else 0.0)
     worst = np.argsort(-np.array(losses))[:top]
     parts.append("<h3>Highest-loss dev sentences</h3>" + html_table(
         ["where", "sentence", "gold entities", "predicted entities", "loss"],
@@ -464,7 +457,7 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
     status = run.status()
     task = state.get("task", config.task.name)
     metric = results.get("primary_metric") or _guess_metric(records)
-    greater = not (task == "mlm" or metric in ("loss", "perplexity", "mse"))
+    greater = higher_is_better(metric)
     best_step = results.get("best_step")
     stop_step = results.get("steps") if results.get("stopped_early") else None
     dev = results.get("dev") or {}
@@ -484,16 +477,44 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
         body.append("<h2>Learning rate and throughput</h2>" + plot_block(_schedule(records)))
     else:
         body.append('<p class="muted">No training records yet (metrics.jsonl is empty).</p>')
-    body.append(_dev_section(run, task, state, results, top))
+    body.append(_dev_section(run, config, task, state, results, top))
     title = html.escape(f"bertkit report: {run.path.name}")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{PAGE_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def _dev_section(run: RunDir, task: str, state: dict[str, Any], results: dict[str, Any], top: int) -> str:
+# --- what a run saves for its report --------------------------------------------------------------------
+DEV_OUTPUTS, DEV_EXAMPLES, DEV_PREDICTIONS = "dev_outputs.npz", "dev_examples.jsonl", "dev_predictions.jsonl"
+_EXAMPLE_KEYS = ("where", "id", "text", "text_pair", "label", "tokens", "tags", "question", "context", "answers")
+
+
+def save_dev_outputs(run: RunDir, task: Any, outputs: Any, examples: list[dict[str, Any]]) -> None:
+    """What the report reads of the final model on dev: its raw outputs (`dev_outputs.npz`, no pickles: one
+    array, or per-example arrays concatenated with their lengths; before calibration), its predictions
+    (`dev_predictions.jsonl`) and the dev examples (`dev_examples.jsonl`). Each file is written atomically."""
+    arrays: dict[str, np.ndarray] = {}
+    if isinstance(outputs, np.ndarray):
+        arrays["outputs"] = outputs
+    elif outputs and all(isinstance(o, np.ndarray) for o in outputs):
+        arrays["outputs_flat"] = np.concatenate(outputs)
+        arrays["lengths"] = np.array([len(o) for o in outputs])
+    if arrays:
+        tmp = run.path / f".tmp-{DEV_OUTPUTS}"
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, run.path / DEV_OUTPUTS)
+    atomic_write_text(run.path / DEV_EXAMPLES, "".join(
+        json.dumps({k: ex[k] for k in _EXAMPLE_KEYS if k in ex}, ensure_ascii=False) + "\n" for ex in examples))
+    if task.name != "mlm":  # MLM predictions are fill-mask candidates, not needed by the report
+        atomic_write_text(run.path / DEV_PREDICTIONS, "".join(
+            json.dumps(p, ensure_ascii=False, default=float) + "\n" for p in task.postprocess(outputs, examples)))
+
+
+def _dev_section(run: RunDir, config: RunConfig, task: str, state: dict[str, Any], results: dict[str, Any],
+                 top: int) -> str:
     """The per-task views of the final model on dev, from the files the run saved."""
-    outputs_file, examples_file = run.path / "dev_outputs.npz", run.path / "dev_examples.jsonl"
-    predictions_file = run.path / "dev_predictions.jsonl"
+    outputs_file, examples_file = run.path / DEV_OUTPUTS, run.path / DEV_EXAMPLES
+    predictions_file = run.path / DEV_PREDICTIONS
     if task == "mlm":
         return ""
     needed = [examples_file, predictions_file if task == "qa" else outputs_file]
@@ -504,17 +525,25 @@ def _dev_section(run: RunDir, task: str, state: dict[str, Any], results: dict[st
     head = "<h2>Dev set in detail</h2>"
     if task == "qa":
         return head + _qa_section(_jsonl(predictions_file), examples, top)
-    with np.load(outputs_file, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+    try:
+        with np.load(outputs_file, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{outputs_file}: unreadable ({exc}); delete it and the report is made without "
+                              "the per-task views, or train the run again") from None
     if task == "classification" and "outputs" in arrays:
-        return head + _classification_section(state, results, arrays["outputs"], examples, top)
+        return head + _classification_section(get_task(config.task, state), results, arrays["outputs"], examples,
+                                              top)
     if task == "ner" and "outputs_flat" in arrays and all("tags" in ex and "tokens" in ex for ex in examples):
         return head + _ner_section(state, arrays["outputs_flat"], arrays["lengths"], examples, top)
     return ""
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc}); the run directory is damaged") from None
 
 
 def _guess_metric(records: list[dict[str, Any]]) -> str:

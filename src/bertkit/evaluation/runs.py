@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from bertkit.config import flatten
 from bertkit.evaluation.report import PAGE_STYLE, html_table, new_figure, plot_block, to_svg
 from bertkit.run_dir import RunDir, atomic_write_text
 
@@ -51,17 +52,10 @@ def summarise(path: str | Path) -> dict[str, Any]:
             "value": dev.get(metric) if metric else None, "train_seconds": results.get("train_seconds")}
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def compare(paths: list[str | Path]) -> dict[str, Any]:
     """The settings whose values differ between the runs, and each run's dev metrics."""
     runs = [RunDir(p).require() for p in paths]
-    configs = [_flatten(r.load_config().to_dict()) for r in runs]
+    configs = [flatten(r.load_config().to_dict()) for r in runs]
     keys = sorted({k for c in configs for k in c} - _VOLATILE)
     differences = {k: [c.get(k) for c in configs] for k in keys if len({repr(c.get(k)) for c in configs}) > 1}
     metrics = [(r.read_json("results.json", default={"none": True}).get("dev") or {}) for r in runs]

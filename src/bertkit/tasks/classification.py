@@ -282,11 +282,12 @@ class ClassificationTask(Task):
                 if "token_type_ids" in enc:
                     feat["token_type_ids"] = enc["token_type_ids"][i]
                 if with_labels:
-                    feat["label"] = self._encode(ex["label"])
+                    feat["label"] = self.encode_label(ex["label"])
                 features.append(feat)
         return features
 
-    def _encode(self, label: Any) -> Any:
+    def encode_label(self, label: Any) -> Any:
+        """A raw label as the model's target: a class index, a 0/1 vector (multi-label) or a float."""
         if self.problem == "regression":
             return float(label)
         index = {name: i for i, name in enumerate(self.labels)}
@@ -355,7 +356,8 @@ class ClassificationTask(Task):
         return F.cross_entropy(logits, labels, weight=self._weights(logits.device))
 
     # --- outputs --------------------------------------------------------------------------------------
-    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Class probabilities of (N, L) logits: softmax, or a sigmoid per label for multi-label."""
         logits = logits.astype(np.float64)
         if self.problem == "multi_label":
             return 1.0 / (1.0 + np.exp(-logits))
@@ -384,7 +386,7 @@ class ClassificationTask(Task):
     def postprocess(self, logits: np.ndarray, examples=None) -> list[dict[str, Any]]:
         if self.problem == "regression":
             return [{"value": float(v)} for v in logits[:, 0]]
-        probs = self._probabilities(logits)
+        probs = self.probabilities(logits)
         out = []
         for row in probs:
             table = {name: round(float(p), 6) for name, p in zip(self.labels, row)}
@@ -402,12 +404,12 @@ class ClassificationTask(Task):
             preds = logits[:, 0].astype(np.float64)
             return {"pearson": M.pearson(refs, preds), "spearman": M.spearman(refs, preds), "mse": M.mse(refs, preds)}
         if self.problem == "multi_label":
-            refs = np.array([self._encode(ex["label"]) for ex in examples]) > 0.5
-            preds = self._probabilities(logits) >= self.threshold
+            refs = np.array([self.encode_label(ex["label"]) for ex in examples]) > 0.5
+            preds = self.probabilities(logits) >= self.threshold
             scores = M.multilabel_f1(refs, preds)
             scores["subset_accuracy"] = float((refs == preds).all(1).mean())
             return scores
-        refs = np.array([self._encode(ex["label"]) for ex in examples])
+        refs = np.array([self.encode_label(ex["label"]) for ex in examples])
         preds = logits.argmax(-1)
         scores = {"accuracy": M.accuracy(refs, preds), "f1": M.f1_macro(refs, preds), "mcc": M.mcc(refs, preds)}
         if len(self.labels) == 2:  # GLUE's F1 for MRPC/QQP: of the second label ("1", "positive"...)
@@ -417,8 +419,8 @@ class ClassificationTask(Task):
     def tune(self, logits: np.ndarray, examples) -> dict[str, Any]:
         if self.problem != "multi_label" or self.cfg.threshold is not None:
             return {}
-        refs = np.array([self._encode(ex["label"]) for ex in examples]) > 0.5
-        probs = self._probabilities(logits)
+        refs = np.array([self.encode_label(ex["label"]) for ex in examples]) > 0.5
+        probs = self.probabilities(logits)
         grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
         scores = [M.multilabel_f1(refs, probs >= t)["f1_micro"] for t in grid]
         self.threshold = float(grid[int(np.argmax(scores))])
@@ -434,7 +436,7 @@ class ClassificationTask(Task):
         layer = _output_layer(model, len(self.labels))
         if layer is None:
             return {}
-        refs = np.array([self._encode(ex["label"]) for ex in examples])
+        refs = np.array([self.encode_label(ex["label"]) for ex in examples])
         temperature = fit_temperature(logits, refs)
         layer.weight.div_(temperature)
         if layer.bias is not None:

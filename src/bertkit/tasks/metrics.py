@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["accuracy", "f1_macro", "f1_binary", "mcc", "multilabel_f1", "pearson", "spearman", "mse"]
+__all__ = ["accuracy", "f1_macro", "f1_binary", "mcc", "multilabel_f1", "pearson", "spearman", "mse",
+           "higher_is_better"]
+
+LOWER_IS_BETTER = frozenset({"loss", "perplexity", "mse"})  # every other metric bertkit reports rises when better
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of the metric `name` (as bertkit names them) is better."""
+    return name not in LOWER_IS_BETTER
 
 
 def _confusion(refs: np.ndarray, preds: np.ndarray, n: int) -> np.ndarray:

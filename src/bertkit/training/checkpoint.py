@@ -8,8 +8,8 @@ unpickling).
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -20,9 +20,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bertkit.errors import CheckpointError
+from bertkit.run_dir import sha256_file
 
 __all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "verify_checkpoint", "load_weights",
-           "prune_checkpoints"]
+           "prune_checkpoints", "restore_latest"]
+
+log = logging.getLogger(__name__)
 
 _STATE = "trainer_state.json"  # written last: its presence marks a complete checkpoint
 
@@ -67,7 +70,7 @@ def save_checkpoint(ckpt_root: Path, step: int, model: torch.nn.Module, optimize
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save({"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "rng.pt")
-    checksums = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
+    checksums = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
     with open(tmp / _STATE, "w", encoding="utf-8") as fh:
         json.dump({**loop_state, "checksums": checksums}, fh, indent=2)
         fh.flush()
@@ -119,14 +122,6 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
                               f"{unexpected[:3]}); was the run directory built with another model?")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_checkpoint(path: Path) -> dict[str, Any]:
     """The loop state of a checkpoint whose files match the checksums it was written with.
 
@@ -137,7 +132,7 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read {_STATE} ({exc}); the checkpoint is damaged") from None
     for name, expected in loop_state.get("checksums", {}).items():
-        if not (path / name).is_file() or _sha256(path / name) != expected:
+        if not (path / name).is_file() or sha256_file(path / name) != expected:
             raise CheckpointError(f"{path}: {name} is missing or does not match its checksum; the checkpoint "
                                   "is damaged")
     return loop_state
@@ -158,6 +153,23 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) ->
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     return loop_state
+
+
+def restore_latest(ckpt_root: Path, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any] | None:
+    """Restore the newest checkpoint that reads back whole and return its loop state; a damaged one
+    (checksum mismatch, cut file) is reported and the one before it used. None when there is none.
+
+    Raises:
+        CheckpointError: there are checkpoints, but none reads back whole."""
+    found = list_checkpoints(ckpt_root)
+    for path in reversed(found):
+        try:
+            return load_checkpoint(path, model, optimizer, scheduler)
+        except CheckpointError as exc:
+            log.warning("%s; trying the checkpoint before it", exc)
+    if found:
+        raise CheckpointError(f"{ckpt_root}: no checkpoint reads back whole; start a new run with --out")
+    return None
 
 
 def _as_tuple(x):

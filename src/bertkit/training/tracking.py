@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Any
 
-from bertkit.config import RunConfig
+from bertkit.config import RunConfig, flatten
 from bertkit.errors import ConfigError
 from bertkit.run_dir import RunDir
 
@@ -33,13 +33,6 @@ def check_available(config: RunConfig) -> None:
             raise ConfigError(f"--{package} needs the {package} package; {_EXTRA}")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 class Trackers:
     """The trackers a run asked for; `log(event)` forwards the loop's train and eval events."""
 
@@ -51,7 +44,7 @@ class Trackers:
 
             self.tensorboard = SummaryWriter(str(run.path / "tensorboard"), purge_step=start_step or None)
             self.tensorboard.add_text("config", "```\n" + "\n".join(
-                f"{k}: {v}" for k, v in _flatten(config.to_dict()).items()) + "\n```", global_step=start_step)
+                f"{k}: {v}" for k, v in flatten(config.to_dict()).items()) + "\n```", global_step=start_step)
         if config.train.mlflow:
             self.mlflow = _start_mlflow(config, run)
 
@@ -97,7 +90,7 @@ def _start_mlflow(config: RunConfig, run: RunDir) -> Any:
         log.info("MLflow: continuing run %s at %s", saved, uri)
         return mlflow
     active = mlflow.start_run(run_name=run.path.name)
-    params = {k: ("" if v is None else str(v))[:500] for k, v in _flatten(config.to_dict()).items()}
+    params = {k: ("" if v is None else str(v))[:500] for k, v in flatten(config.to_dict()).items()}
     mlflow.log_params(params)
     run.write_json("tracking.json", {"mlflow_run_id": active.info.run_id, "mlflow_tracking_uri": uri})
     log.info("MLflow: run %s at %s", active.info.run_id, uri)
