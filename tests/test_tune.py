@@ -66,6 +66,7 @@ def test_tune_config_errors_name_the_problem(tmp_path, tiny_model_dir):
         ({}, "search.params must map settings"),
         ({"params": {"train.nope": {"low": 1, "high": 2}}}, "unknown key 'train.nope'"),
         ({"params": {"train.lr": {"low": 2, "high": 1}}}, "needs {low, high"),
+        ({"params": {"train.lr": {"low": "fast", "high": 1e-4}}}, "needs {low, high"),
         ({"params": {"train.lr": {"low": 1e-5, "high": 1e-4}}, "prune": "x"}, "unknown search keys"),
     ]:
         path.write_text(yaml.safe_dump({**raw, "search": search}))
@@ -74,3 +75,22 @@ def test_tune_config_errors_name_the_problem(tmp_path, tiny_model_dir):
     path.write_text(yaml.safe_dump({k: v for k, v in raw.items() if k != "search"}))
     with pytest.raises(ConfigError, match="no 'search' section"):
         load_search(path)
+
+
+def test_bounds_written_as_text_are_numbers_and_an_unknown_metric_is_named(tmp_path, tiny_model_dir, capfd):
+    from bertkit.cli import main
+    from bertkit.tune import load_search, tune
+
+    path = _config(tmp_path, tiny_model_dir)
+    raw = yaml.safe_load(path.read_text())
+    raw["search"]["params"]["train.lr"] = {"low": "1e-4", "high": "3e-2", "log": True}  # YAML reads 1e-4 as text
+    path.write_text(yaml.safe_dump(raw))
+    assert load_search(path)[1].params["train.lr"] == {"low": 1e-4, "high": 3e-2, "log": True}
+    raw["search"]["metric"] = "acc"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="search.metric 'acc' is not a dev metric of this task; choose one of "
+                                          "accuracy, f1, mcc, f1_binary"):
+        tune(path, tmp_path / "out", trials=1)
+    assert main(["tune", str(path), "--trials", "1", "--out", str(tmp_path / "cli"), "--quiet"]) == 2
+    err = capfd.readouterr().err
+    assert "search.metric 'acc' is not a dev metric" in err and "Traceback" not in err

@@ -30,10 +30,11 @@ from typing import Any
 import yaml
 
 from bertkit.api import train, train_events
-from bertkit.config import RunConfig, resolve_relative_paths
+from bertkit.config import RunConfig, read_yaml_mapping, resolve_relative_paths
 from bertkit.errors import ConfigError
 from bertkit.run_dir import RunDir, atomic_write_text
 from bertkit.tasks.base import get_task
+from bertkit.tasks.metrics import higher_is_better
 
 __all__ = ["SearchSpace", "TuneResult", "load_search", "tune"]
 
@@ -76,13 +77,8 @@ class TuneResult:
 def load_search(path: str | Path) -> tuple[RunConfig, SearchSpace]:
     """The base run config and the search space of a tune config file."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} not found")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("search"), dict):
+    raw = read_yaml_mapping(p)
+    if not isinstance(raw.get("search"), dict):
         raise ConfigError(f"{p}: no 'search' section; add search.params with the settings to tune (see "
                           "`bertkit tune --help`)")
     search = raw.pop("search")
@@ -91,8 +87,11 @@ def load_search(path: str | Path) -> tuple[RunConfig, SearchSpace]:
     if not isinstance(params, dict) or not params:
         raise ConfigError(f"{p}: search.params must map settings (e.g. train.lr) to ranges")
     for name, spec in params.items():
-        ok = isinstance(spec, dict) and (("choices" in spec and isinstance(spec["choices"], list) and spec["choices"])
-                                         or ("low" in spec and "high" in spec and spec["low"] <= spec["high"]))
+        if isinstance(spec, dict) and "low" in spec and "high" in spec:
+            spec["low"], spec["high"] = _number(spec["low"]), _number(spec["high"])  # YAML reads 1e-5 as text
+        choices = isinstance(spec, dict) and isinstance(spec.get("choices"), list) and bool(spec["choices"])
+        bounds = isinstance(spec, dict) and spec.get("low") is not None and spec.get("high") is not None
+        ok = choices or (bounds and spec["low"] <= spec["high"])
         if not ok:
             raise ConfigError(f"{p}: search.params.{name} needs {{low, high[, log]}} with low <= high, or "
                               "{choices: [...]}")
@@ -114,12 +113,13 @@ def tune(config_path: str | Path, out: str | Path, *, trials: int, baseline: boo
     base, space = load_search(config_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    task = get_task(base.task)
-    metric = space.metric or _primary_metric(task, base)
-    direction = "maximize" if metric_greater_is_better(task, metric) else "minimize"
+    # Without search.metric each trial is scored on its task's primary metric, known once the labels are
+    # fitted (classification with problem auto); every task's primary metric has the task's direction.
+    greater = higher_is_better(space.metric) if space.metric else get_task(base.task).greater_is_better
+    direction = "maximize" if greater else "minimize"
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if space.pruner == "median" \
         else optuna.pruners.NopPruner()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported once, by bertkit
     study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{(out / 'tune.db').resolve()}",
                                 direction=direction, load_if_exists=True, pruner=pruner)
     # Seeded by the trials so far: a resumed search goes on with new points instead of repeating the first ones.
@@ -134,8 +134,16 @@ def tune(config_path: str | Path, out: str | Path, *, trials: int, baseline: boo
         cfg = base.with_overrides({**values, "out": str(run_dir), "resume": False}, source="search")
         trial.set_user_attr("run_dir", str(run_dir))
         events = train_events(cfg, progress=False)
+        metric = space.metric
         for event in events:
             if event["kind"] == "eval":
+                if metric is None:
+                    metric = get_task(cfg.task, RunDir(run_dir).read_json("labels.json")).primary_metric
+                    trial.set_user_attr("metric", metric)
+                if metric not in event["metrics"]:
+                    events.close()
+                    raise ConfigError(f"search.metric '{metric}' is not a dev metric of this task; choose one of "
+                                      f"{', '.join(k for k in event['metrics'] if k != 'loss')}")
                 trial.report(event["metrics"][metric], event["step"])
                 if trial.should_prune():
                     events.close()
@@ -151,8 +159,9 @@ def tune(config_path: str | Path, out: str | Path, *, trials: int, baseline: boo
         study.optimize(objective, n_trials=remaining, catch=())
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise ConfigError(f"{out}: no trial completed; widen the search or pass --pruner none")
+        raise ConfigError(f"{out}: no trial completed; widen the search or set search.pruner: none")
     best = study.best_trial
+    metric = space.metric or best.user_attrs.get("metric", "")
     best_cfg = base.with_overrides({**best.params, "out": None, "resume": False}, source="search")
     best_file = out / "best.yaml"
     atomic_write_text(best_file, f"# best of {len(complete)} completed trials: dev {metric} {best.value:.6f} "
@@ -177,16 +186,17 @@ def _baseline(base: RunConfig, out: Path, metric: str) -> float:
     return float(results["dev"][metric])
 
 
+def _number(value: Any) -> int | float | None:
+    """A range bound as a number: ints and floats as they are, numeric text (YAML's `1e-5`) as a float."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _without_out(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in ("out", "resume")}
-
-
-def _primary_metric(task: Any, base: RunConfig) -> str:
-    try:
-        return task.primary_metric
-    except KeyError:  # classification before fitting: the problem type decides; auto means single-label
-        return {"multi_label": "f1_micro", "regression": "pearson"}.get(base.task.problem, "accuracy")
-
-
-def metric_greater_is_better(task: Any, metric: str) -> bool:
-    return metric not in ("loss", "perplexity", "mse")
