@@ -284,10 +284,11 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
         return {"loss": losses[0], **metrics} if losses else metrics  # a task that scores its own loss keeps it
 
     bar = _progress_bar(total_steps, state.step, progress and rt.is_main)
-    trackers = Trackers(config, run, state.step) if rt.is_main and (config.train.tensorboard or config.train.mlflow) \
-        else None
+    trackers = None
     started = time.perf_counter()
     try:
+        if rt.is_main and (config.train.tensorboard or config.train.mlflow):
+            trackers = Trackers(config, run, state.step)
         for event in train_loop(model=model, task=loop_task, features=train_features, cfg=config.train, rt=rt,
                                 optimizer=optimizer, scheduler=scheduler, evaluate=evaluate_fn,
                                 total_steps=total_steps, pad_id=pad_id, state=state, before_step=before_step):

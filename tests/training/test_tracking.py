@@ -72,3 +72,13 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path, toy_files, tiny_model_
     run = client.get_run(tracking["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "dev_accuracy")] == [10, 20]
+
+
+def test_a_bad_mlflow_uri_is_one_clear_error(tmp_path, toy_files, tiny_model_dir, monkeypatch):
+    from bertkit.errors import ConfigError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://nowhere")
+    cfg = tiny_config(tiny_model_dir, *toy_files, tmp_path / "run", **{"train.max_steps": 2, "train.mlflow": True})
+    with pytest.raises(ConfigError, match="--mlflow: cannot start an MLflow run .*check MLFLOW_TRACKING_URI"):
+        train(cfg, progress=False)
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "interrupted"

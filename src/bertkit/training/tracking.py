@@ -46,7 +46,12 @@ class Trackers:
             self.tensorboard.add_text("config", "```\n" + "\n".join(
                 f"{k}: {v}" for k, v in flatten(config.to_dict()).items()) + "\n```", global_step=start_step)
         if config.train.mlflow:
-            self.mlflow = _start_mlflow(config, run)
+            try:
+                self.mlflow = _start_mlflow(config, run)
+            except Exception as exc:  # noqa: BLE001 - MLflow raises its own types for bad URIs and stores
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"--mlflow: cannot start an MLflow run ({first}); check MLFLOW_TRACKING_URI, or "
+                                  "unset it to log to RUN/mlruns") from None
 
     def log(self, event: dict[str, Any]) -> None:
         step, kind = event.get("step", 0), event["kind"]
