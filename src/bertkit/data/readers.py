@@ -65,10 +65,8 @@ def read_table(path: str | Path, fmt: str | None = None, encoding: str = "utf-8"
     Raises:
         DataError: the file is missing, empty, undecodable or malformed (naming file and line).
     """
-    chunks = list(iter_table(path, fmt, encoding))
-    first = chunks[0]
-    return Table(first.path, first.columns, [r for c in chunks for r in c.rows], [n for c in chunks for n in c.lines],
-                 first.unit)
+    (table,) = iter_table(path, fmt, encoding)  # without chunk_rows: the whole file as one chunk
+    return table
 
 
 def iter_table(path: str | Path, fmt: str | None = None, encoding: str = "utf-8",

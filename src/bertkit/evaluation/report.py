@@ -18,6 +18,7 @@ import re
 import warnings
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -328,9 +329,8 @@ def entity_errors(gold_tags: list[list[str]], pred_tags: list[list[str]]) -> Cou
     return errors
 
 
-def _ner_section(state: dict[str, Any], flat: np.ndarray, lengths: np.ndarray, examples: list[dict[str, Any]],
+def _ner_section(labels: list[str], flat: np.ndarray, lengths: np.ndarray, examples: list[dict[str, Any]],
                  top: int) -> str:
-    labels = state["labels"]
     logits = np.split(flat, np.cumsum(lengths)[:-1])
     pred_tags = [[labels[k] for k in row.argmax(-1)] for row in logits]
     gold_tags = [ex["tags"] for ex in examples]
@@ -477,7 +477,7 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
         body.append("<h2>Learning rate and throughput</h2>" + plot_block(_schedule(records)))
     else:
         body.append('<p class="muted">No training records yet (metrics.jsonl is empty).</p>')
-    body.append(_dev_section(run, config, task, state, results, top))
+    body.append(_dev_section(run, config, state, results, top))
     title = html.escape(f"bertkit report: {run.path.name}")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{PAGE_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
@@ -505,38 +505,67 @@ def save_dev_outputs(run: RunDir, task: Any, outputs: Any, examples: list[dict[s
         os.replace(tmp, run.path / DEV_OUTPUTS)
     atomic_write_text(run.path / DEV_EXAMPLES, "".join(
         json.dumps({k: ex[k] for k in _EXAMPLE_KEYS if k in ex}, ensure_ascii=False) + "\n" for ex in examples))
-    if task.name != "mlm":  # MLM predictions are fill-mask candidates, not needed by the report
+    if task.name in TASK_VIEWS:  # only tasks with a view of the dev set read their predictions
         atomic_write_text(run.path / DEV_PREDICTIONS, "".join(
             json.dumps(p, ensure_ascii=False, default=float) + "\n" for p in task.postprocess(outputs, examples)))
 
 
-def _dev_section(run: RunDir, config: RunConfig, task: str, state: dict[str, Any], results: dict[str, Any],
-                 top: int) -> str:
-    """The per-task views of the final model on dev, from the files the run saved."""
-    outputs_file, examples_file = run.path / DEV_OUTPUTS, run.path / DEV_EXAMPLES
-    predictions_file = run.path / DEV_PREDICTIONS
-    if task == "mlm":
+@dataclass
+class DevData:
+    """What a run saved of its final model on dev, for a task's view of it."""
+
+    task: Any  # the fitted task plug-in
+    results: dict[str, Any]
+    examples: list[dict[str, Any]]
+    arrays: dict[str, np.ndarray]  # dev_outputs.npz: "outputs", or "outputs_flat" and "lengths"
+    predictions: list[dict[str, Any]] | None
+    top: int
+
+
+def _classification_view(d: DevData) -> str | None:
+    if "outputs" not in d.arrays:
+        return None
+    return _classification_section(d.task, d.results, d.arrays["outputs"], d.examples, d.top)
+
+
+def _ner_view(d: DevData) -> str | None:
+    if "outputs_flat" not in d.arrays or not all("tags" in ex and "tokens" in ex for ex in d.examples):
+        return None
+    return _ner_section(d.task.labels, d.arrays["outputs_flat"], d.arrays["lengths"], d.examples, d.top)
+
+
+def _qa_view(d: DevData) -> str | None:
+    return None if d.predictions is None else _qa_section(d.predictions, d.examples, d.top)
+
+
+#: The per-task views of the dev set, by task name: a new task adds its view here (one function, one line).
+TASK_VIEWS: dict[str, Callable[[DevData], str | None]] = {
+    "classification": _classification_view, "ner": _ner_view, "qa": _qa_view}
+
+
+def _dev_section(run: RunDir, config: RunConfig, state: dict[str, Any], results: dict[str, Any], top: int) -> str:
+    """The task's view of the final model on dev, from the files the run saved."""
+    view = TASK_VIEWS.get(config.task.name)
+    if view is None:
         return ""
-    needed = [examples_file, predictions_file if task == "qa" else outputs_file]
-    if not all(f.is_file() for f in needed):
+    outputs_file, predictions_file = run.path / DEV_OUTPUTS, run.path / DEV_PREDICTIONS
+    body = None
+    if (run.path / DEV_EXAMPLES).is_file():
+        try:
+            arrays: dict[str, np.ndarray] = {}
+            if outputs_file.is_file():
+                with np.load(outputs_file, allow_pickle=False) as data:
+                    arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(f"{outputs_file}: unreadable ({exc}); delete it and the report is made "
+                                  "without the per-task views, or train the run again") from None
+        predictions = _jsonl(predictions_file) if predictions_file.is_file() else None
+        body = view(DevData(get_task(config.task, state), results, _jsonl(run.path / DEV_EXAMPLES), arrays,
+                            predictions, top))
+    if body is None:
         return ('<p class="muted">This run saved no dev outputs (trained before bertkit wrote them); train it '
                 "again for the per-task views of the dev set.</p>")
-    examples = _jsonl(examples_file)
-    head = "<h2>Dev set in detail</h2>"
-    if task == "qa":
-        return head + _qa_section(_jsonl(predictions_file), examples, top)
-    try:
-        with np.load(outputs_file, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{outputs_file}: unreadable ({exc}); delete it and the report is made without "
-                              "the per-task views, or train the run again") from None
-    if task == "classification" and "outputs" in arrays:
-        return head + _classification_section(get_task(config.task, state), results, arrays["outputs"], examples,
-                                              top)
-    if task == "ner" and "outputs_flat" in arrays and all("tags" in ex and "tokens" in ex for ex in examples):
-        return head + _ner_section(state, arrays["outputs_flat"], arrays["lengths"], examples, top)
-    return ""
+    return "<h2>Dev set in detail</h2>" + body
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
