@@ -68,7 +68,7 @@ def run_hf(args) -> dict:
 
     from bertkit.data.conll import read_conll
     from bertkit.models.loading import embedded_model_dir
-    from bertkit.training.runtime import cpu_has_bf16
+    from bertkit.runtime import cpu_has_bf16
 
     h = _common(args)
     train = read_conll(f"{args.data}/train.txt.gz")

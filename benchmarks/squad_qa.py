@@ -117,9 +117,9 @@ def run_hf(args, train: Path, heldout: Path) -> dict:
 
     from bertkit.config import DataConfig, TaskConfig
     from bertkit.models.loading import embedded_model_dir
+    from bertkit.runtime import cpu_has_bf16
     from bertkit.tasks import get_task
     from bertkit.tasks.squad import squad_scores
-    from bertkit.training.runtime import cpu_has_bf16
 
     task = get_task(TaskConfig(name="qa"))  # only its reader: the same records for both systems
     train_records = task.read_file(str(train), DataConfig(), None)

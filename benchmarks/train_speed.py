@@ -107,7 +107,7 @@ def run_bertkit(args, system: str, phase: str) -> dict:
             elif event["kind"] == "eval":
                 paused += event["eval_seconds"]
                 trained = now - start - paused
-                acc = event["metrics"]["accuracy"]
+                acc = event["dev_accuracy"]
                 curve.append({"step": event["step"], "train_seconds": round(trained, 1), "accuracy": round(acc, 4)})
                 if reached is None and acc >= args.target:
                     reached = curve[-1]
@@ -138,7 +138,7 @@ def run_trainer(args, system: str, phase: str) -> dict:
     )
 
     from bertkit.models.loading import embedded_model_dir, quiet_transformers
-    from bertkit.training.runtime import cpu_has_bf16
+    from bertkit.runtime import cpu_has_bf16
 
     defaults = system == "trainer-run_glue-defaults"
     bf16 = not defaults and cpu_has_bf16()

@@ -1,24 +1,37 @@
-"""bertkit: fine-tune BERT-family encoders offline, evaluate them, and carry what they learned onward."""
+"""bertkit: fine-tune BERT-family encoders offline, evaluate them, and carry what they learned onward.
+
+The names below load on first use (PEP 562), so `import bertkit` and `bertkit --help` stay fast and a
+program that serves or exports a model never loads the training code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from bertkit.api import TrainResult, evaluate, lineage, predict, train  # noqa: E402
-from bertkit.config import DataConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig, load_config  # noqa: E402
-from bertkit.errors import (  # noqa: E402
-    BertkitError,
-    CheckpointError,
-    ConfigError,
-    DataError,
-    ModelLoadError,
-    TrainingError,
-)
-from bertkit.evaluation.predictor import Predictor  # noqa: E402
-from bertkit.export import export_model  # noqa: E402
-from bertkit.pipeline import run_pipeline  # noqa: E402
+_LAZY = {
+    "train": "bertkit.api", "evaluate": "bertkit.api", "predict": "bertkit.api", "TrainResult": "bertkit.api",
+    "lineage": "bertkit.run_dir", "run_pipeline": "bertkit.pipeline", "export_model": "bertkit.export",
+    "Predictor": "bertkit.evaluation.predictor",
+    "RunConfig": "bertkit.config", "TaskConfig": "bertkit.config", "DataConfig": "bertkit.config",
+    "ModelConfig": "bertkit.config", "TrainConfig": "bertkit.config", "load_config": "bertkit.config",
+    "BertkitError": "bertkit.errors", "ConfigError": "bertkit.errors", "DataError": "bertkit.errors",
+    "ModelLoadError": "bertkit.errors", "CheckpointError": "bertkit.errors", "TrainingError": "bertkit.errors",
+}
 
-__all__ = [
-    "__version__", "train", "evaluate", "predict", "lineage", "run_pipeline", "export_model", "Predictor",
-    "TrainResult",
-    "RunConfig", "TaskConfig", "DataConfig", "ModelConfig", "TrainConfig", "load_config",
-    "BertkitError", "ConfigError", "DataError", "ModelLoadError", "CheckpointError", "TrainingError",
-]
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bertkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

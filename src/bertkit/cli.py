@@ -395,7 +395,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
-    from bertkit.api import lineage
+    from bertkit.run_dir import lineage
 
     chain = lineage(args.run_dir)
     if args.json:

@@ -8,7 +8,8 @@ Layout:
     checkpoints/      step-NNNNNNNN/ folders written atomically (model, optimiser, RNG, loop state)
     model/            the final model: a standard Hugging Face directory (safetensors, tokenizer, config,
                       README.md model card)
-    results.json      final dev metrics of the selected (best) checkpoint
+    results.json      final dev metrics of the selected (best) checkpoint, decisions tuned on dev, calibration
+    dev_outputs.npz, dev_examples.jsonl, dev_predictions.jsonl   the final model on dev (for the report)
     lineage.json      where the run started: base model, parent run (path, config hash, data), what was kept
     status.json       running | completed | failed, with the step reached
 Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
@@ -29,7 +30,7 @@ import yaml
 from bertkit.config import RunConfig
 from bertkit.errors import CheckpointError
 
-__all__ = ["RunDir", "atomic_write_text", "file_fingerprint", "data_fingerprint", "normal_permissions"]
+__all__ = ["RunDir", "atomic_write_text", "sha256_file", "normal_permissions", "lineage", "eval_record", "dev_metrics"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -71,20 +72,32 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def file_fingerprint(path: str | Path) -> dict[str, Any]:
-    """sha256 and size of a data file, to tell later which data a run saw."""
-    p = Path(path)
-    return {"path": str(p.resolve()), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+def eval_record(step: int, epoch: int, metrics: dict[str, float], *, is_best: bool, seconds: float
+                ) -> dict[str, Any]:
+    """The one schema of an evaluation, live (the loop's "eval" event) and on disk (a line of metrics.jsonl):
+    {"kind": "eval", "step", "epoch", "dev_<metric>": value..., "is_best", "eval_seconds"}."""
+    scores = {f"dev_{k}": round(float(v), 6) for k, v in metrics.items()}
+    return {"kind": "eval", "step": step, "epoch": epoch, **scores, "is_best": is_best,
+            "eval_seconds": round(seconds, 2)}
 
 
-def data_fingerprint(spec: str) -> dict[str, Any]:
-    """The fingerprint of a data file, or of each file when `spec` names several (pre-training text)."""
-    if Path(spec).is_file():
-        return file_fingerprint(spec)
-    from bertkit.data.text import expand_paths
+def dev_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The dev metrics of an evaluation record, by metric name (loss included when it was measured)."""
+    return {k[4:]: v for k, v in record.items() if k.startswith("dev_")}
 
-    files = [file_fingerprint(p) for p in expand_paths(spec)]
-    return {"files": files, "bytes": sum(f["bytes"] for f in files)}
+
+DEV_OUTPUTS, DEV_EXAMPLES, DEV_PREDICTIONS = "dev_outputs.npz", "dev_examples.jsonl", "dev_predictions.jsonl"
+
+
+def _jsonl_text(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, default=float) + "\n" for r in records)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc}); the run directory is damaged") from None
 
 
 def _alive(pid: Any) -> bool:
@@ -167,6 +180,50 @@ class RunDir:
                       "--resume", "note": "the training process ended without finishing (killed or crashed)"}
         return record
 
+    # --- the final model's dev outputs (what the report reads) -----------------------------------------
+    def write_dev_outputs(self, outputs: Any, examples: list[dict[str, Any]],
+                          predictions: list[dict[str, Any]] | None) -> None:
+        """The final model on dev: raw outputs (`dev_outputs.npz`, no pickles: one array, or per-example
+        arrays concatenated with their lengths; before calibration), the examples as the task records them
+        (`dev_examples.jsonl`) and, for tasks with a view of them, the predictions (`dev_predictions.jsonl`).
+        Each file is written atomically."""
+        import numpy as np
+
+        arrays: dict[str, Any] = {}
+        if isinstance(outputs, np.ndarray):
+            arrays["outputs"] = outputs
+        elif outputs and all(isinstance(o, np.ndarray) for o in outputs):
+            arrays["outputs_flat"] = np.concatenate(outputs)
+            arrays["lengths"] = np.array([len(o) for o in outputs])
+        if arrays:
+            tmp = self.path / f".tmp-{DEV_OUTPUTS}"
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+            os.replace(tmp, self.path / DEV_OUTPUTS)
+        atomic_write_text(self.path / DEV_EXAMPLES, _jsonl_text(examples))
+        if predictions is not None:
+            atomic_write_text(self.path / DEV_PREDICTIONS, _jsonl_text(predictions))
+
+    def read_dev_outputs(self) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]] | None] | None:
+        """(examples, arrays, predictions) as `write_dev_outputs` left them, or None when the run saved none."""
+        import zipfile
+
+        import numpy as np
+
+        if not (self.path / DEV_EXAMPLES).is_file():
+            return None
+        arrays: dict[str, Any] = {}
+        outputs_file, predictions_file = self.path / DEV_OUTPUTS, self.path / DEV_PREDICTIONS
+        if outputs_file.is_file():
+            try:
+                with np.load(outputs_file, allow_pickle=False) as data:
+                    arrays = {k: data[k] for k in data.files}
+            except (OSError, ValueError, zipfile.BadZipFile) as exc:
+                raise CheckpointError(f"{outputs_file}: unreadable ({exc}); delete it and the report is made "
+                                      "without the per-task views, or train the run again") from None
+        predictions = _read_jsonl(predictions_file) if predictions_file.is_file() else None
+        return _read_jsonl(self.path / DEV_EXAMPLES), arrays, predictions
+
     # --- metrics log ------------------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
         with open(self.metrics_file, "a", encoding="utf-8") as fh:
@@ -188,3 +245,35 @@ class RunDir:
         """Drop records after `last_step` (work lost by a crash and redone on resume)."""
         keep = [r for r in self.read_metrics() if r.get("step", 0) <= last_step]
         atomic_write_text(self.metrics_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
+
+
+def lineage(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The chain from a run back to its original base model, newest first: one record per run (task,
+    training data fingerprint, dev metrics, what it kept from its parent), then the base model.
+    A parent run that has moved, or whose config changed since, is reported as such."""
+    chain: list[dict[str, Any]] = []
+    path, expected_sha = Path(run_dir), None
+    while True:
+        run = RunDir(path).require()
+        config = run.load_config()
+        record_sha = sha256_file(run.path / "config.yaml")
+        info = run.read_json("lineage.json", default={})
+        env, results = run.read_json("environment.json", default={}), run.read_json("results.json", default={})
+        chain.append({
+            "run": str(run.path.resolve()), "task": config.task.name,
+            "problem": run.read_json("labels.json", default={}).get("problem"),
+            "status": run.status().get("status"),
+            "train_data": env.get("data", {}).get("train"), "dev": results.get("dev"),
+            "primary_metric": results.get("primary_metric"), "init": info.get("init"),
+            "teacher": (info.get("teacher") or {}).get("path"), "lora": bool(config.model.lora_r),
+            "config_changed": expected_sha is not None and expected_sha != record_sha})
+        parent = info.get("parent")
+        if not parent or parent.get("kind") != "run":
+            base = parent["path"] if parent else (info.get("base_model") or config.model.name)
+            chain.append({"base_model": base})
+            return chain
+        if not RunDir(parent["path"]).exists() or any(c.get("run") == parent["path"] for c in chain):
+            chain.append({"missing_run": parent["path"], "task": parent.get("task"), "data": parent.get("data"),
+                          "base_model": info.get("base_model")})
+            return chain
+        path, expected_sha = Path(parent["path"]), parent.get("config_sha256")

@@ -32,7 +32,7 @@ import yaml
 from bertkit.api import train, train_events
 from bertkit.config import RunConfig, read_yaml_mapping, resolve_relative_paths
 from bertkit.errors import ConfigError
-from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.run_dir import RunDir, atomic_write_text, dev_metrics
 from bertkit.tasks.base import get_task
 from bertkit.tasks.metrics import higher_is_better
 
@@ -140,11 +140,12 @@ def tune(config_path: str | Path, out: str | Path, *, trials: int, baseline: boo
                 if metric is None:
                     metric = get_task(cfg.task, RunDir(run_dir).read_json("labels.json")).primary_metric
                     trial.set_user_attr("metric", metric)
-                if metric not in event["metrics"]:
+                scores = dev_metrics(event)
+                if metric not in scores:
                     events.close()
                     raise ConfigError(f"search.metric '{metric}' is not a dev metric of this task; choose one of "
-                                      f"{', '.join(k for k in event['metrics'] if k != 'loss')}")
-                trial.report(event["metrics"][metric], event["step"])
+                                      f"{', '.join(k for k in scores if k != 'loss')}")
+                trial.report(scores[metric], event["step"])
                 if trial.should_prune():
                     events.close()
                     RunDir(run_dir).set_status("pruned", step=event["step"])

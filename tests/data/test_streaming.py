@@ -115,7 +115,8 @@ def _records(run):
 
 
 def test_a_streamed_run_trains_as_the_same_run_from_memory(tmp_path, tiny_model_dir, monkeypatch):
-    from bertkit.api import STREAM_FOLDER, train
+    from bertkit.api import train
+    from bertkit.training.run_data import STREAM_FOLDER
 
     train_file, dev_file = write_toy_sentiment(tmp_path)
     memory = train(tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "memory"), progress=False)
@@ -151,7 +152,7 @@ def test_stream_needs_a_dev_file_and_a_table_task(tmp_path, tiny_model_dir):
     from bertkit.api import train
 
     train_file, dev_file = write_toy_sentiment(tmp_path)
-    with pytest.raises(ConfigError, match="--stream needs a --dev file"):
+    with pytest.raises(ConfigError, match="data.stream needs a data.dev file"):
         train(tiny_config(tiny_model_dir, train_file, None, tmp_path / "a", **{"data.stream": True}), progress=False)
     conll = write_conll(tmp_path / "ner.conll", toy_ner(20, seed=1))
     with pytest.raises(ConfigError, match="the ner task reads its data files whole"):

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from bertkit.config import DataConfig, TaskConfig
-from bertkit.evaluation.inference import predict_outputs
+from bertkit.models.inference import predict_outputs
 from bertkit.models.loading import build_model, load_tokenizer
+from bertkit.runtime import Runtime
 from bertkit.tasks import TASKS, get_task
-from bertkit.training.runtime import Runtime
 
 SAMPLES = {
     "classification": ("sample.csv", "text,label\ngood film,pos\nbad plot,neg\nthe acting was fine,pos\n",

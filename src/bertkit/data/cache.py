@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bertkit.run_dir import atomic_write_text
+from bertkit.data.text import expand_paths
+from bertkit.run_dir import atomic_write_text, sha256_file
 
-__all__ = ["cache_root", "cached_features", "fingerprint"]
+__all__ = ["cache_root", "cached_features", "fingerprint", "file_fingerprint", "data_fingerprint"]
 
 log = logging.getLogger(__name__)
 _VERSION = 1  # bump when the layout of features changes
@@ -68,3 +69,17 @@ def cached_features(key_parts: dict[str, Any], compute: Callable[[], list[dict[s
     except OSError as exc:  # a read-only or full disk must not stop training
         log.warning("could not write the tokenisation cache %s: %s", path, exc)
     return features
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """sha256 and size of a data file, to tell later which data a run saw."""
+    p = Path(path)
+    return {"path": str(p.resolve()), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+
+
+def data_fingerprint(spec: str) -> dict[str, Any]:
+    """The fingerprint of a data file, or of each file when `spec` names several (pre-training text)."""
+    if Path(spec).is_file():
+        return file_fingerprint(spec)
+    files = [file_fingerprint(p) for p in expand_paths(spec)]
+    return {"files": files, "bytes": sum(f["bytes"] for f in files)}

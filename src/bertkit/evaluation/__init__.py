@@ -1,6 +1,6 @@
-"""Evaluation layer: batched inference, scoring and the Predictor."""
+"""Evaluation layer: the Predictor, the run report and run comparisons. Batched inference lives in
+`bertkit.models.inference`, below both training and evaluation."""
 
-from bertkit.evaluation.inference import predict_outputs, score
 from bertkit.evaluation.predictor import Predictor
 
-__all__ = ["Predictor", "predict_outputs", "score"]
+__all__ = ["Predictor"]

@@ -11,14 +11,14 @@ from typing import Any
 
 from bertkit.config import DataConfig, RunConfig
 from bertkit.errors import ConfigError, ModelLoadError
-from bertkit.evaluation.inference import predict_outputs
+from bertkit.models.inference import predict_outputs
 from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer
 from bertkit.models.onnx_model import EXPORT_MANIFEST, OnnxModel, read_manifest
 from bertkit.models.quantize import quantize_dynamic_int8
 from bertkit.run_dir import RunDir
+from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task, get_task
-from bertkit.training.runtime import Runtime
 
 __all__ = ["Predictor"]
 

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import html
 import io
-import json
-import os
 import re
 import warnings
-import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from bertkit.config import RunConfig
-from bertkit.errors import CheckpointError
 from bertkit.run_dir import RunDir, atomic_write_text
 from bertkit.tasks.base import get_task
 from bertkit.tasks.calibration import reliability, softmax
@@ -35,7 +31,7 @@ from bertkit.tasks.squad import exact_match, normalize_answer
 from bertkit.tasks.squad import f1 as squad_f1
 from bertkit.tasks.tagging import entity_scores, get_entities
 
-__all__ = ["write_report", "render_report", "diagnose", "save_dev_outputs", "REPORT_FILE"]
+__all__ = ["write_report", "render_report", "diagnose", "REPORT_FILE"]
 
 REPORT_FILE = "report.html"
 _BEST, _STOP, _TRAIN, _DEV = "#2a7", "#c33", "#36c", "#e80"
@@ -483,33 +479,7 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
             f"<style>{PAGE_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-# --- what a run saves for its report --------------------------------------------------------------------
-DEV_OUTPUTS, DEV_EXAMPLES, DEV_PREDICTIONS = "dev_outputs.npz", "dev_examples.jsonl", "dev_predictions.jsonl"
-_EXAMPLE_KEYS = ("where", "id", "text", "text_pair", "label", "tokens", "tags", "question", "context", "answers")
-
-
-def save_dev_outputs(run: RunDir, task: Any, outputs: Any, examples: list[dict[str, Any]]) -> None:
-    """What the report reads of the final model on dev: its raw outputs (`dev_outputs.npz`, no pickles: one
-    array, or per-example arrays concatenated with their lengths; before calibration), its predictions
-    (`dev_predictions.jsonl`) and the dev examples (`dev_examples.jsonl`). Each file is written atomically."""
-    arrays: dict[str, np.ndarray] = {}
-    if isinstance(outputs, np.ndarray):
-        arrays["outputs"] = outputs
-    elif outputs and all(isinstance(o, np.ndarray) for o in outputs):
-        arrays["outputs_flat"] = np.concatenate(outputs)
-        arrays["lengths"] = np.array([len(o) for o in outputs])
-    if arrays:
-        tmp = run.path / f".tmp-{DEV_OUTPUTS}"
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, run.path / DEV_OUTPUTS)
-    atomic_write_text(run.path / DEV_EXAMPLES, "".join(
-        json.dumps({k: ex[k] for k in _EXAMPLE_KEYS if k in ex}, ensure_ascii=False) + "\n" for ex in examples))
-    if task.name in TASK_VIEWS:  # only tasks with a view of the dev set read their predictions
-        atomic_write_text(run.path / DEV_PREDICTIONS, "".join(
-            json.dumps(p, ensure_ascii=False, default=float) + "\n" for p in task.postprocess(outputs, examples)))
-
-
+# --- the dev set in detail, from what the run saved -----------------------------------------------------
 @dataclass
 class DevData:
     """What a run saved of its final model on dev, for a task's view of it."""
@@ -548,31 +518,15 @@ def _dev_section(run: RunDir, config: RunConfig, state: dict[str, Any], results:
     view = TASK_VIEWS.get(config.task.name)
     if view is None:
         return ""
-    outputs_file, predictions_file = run.path / DEV_OUTPUTS, run.path / DEV_PREDICTIONS
+    saved = run.read_dev_outputs()
     body = None
-    if (run.path / DEV_EXAMPLES).is_file():
-        try:
-            arrays: dict[str, np.ndarray] = {}
-            if outputs_file.is_file():
-                with np.load(outputs_file, allow_pickle=False) as data:
-                    arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise CheckpointError(f"{outputs_file}: unreadable ({exc}); delete it and the report is made "
-                                  "without the per-task views, or train the run again") from None
-        predictions = _jsonl(predictions_file) if predictions_file.is_file() else None
-        body = view(DevData(get_task(config.task, state), results, _jsonl(run.path / DEV_EXAMPLES), arrays,
-                            predictions, top))
+    if saved is not None:
+        examples, arrays, predictions = saved
+        body = view(DevData(get_task(config.task, state), results, examples, arrays, predictions, top))
     if body is None:
         return ('<p class="muted">This run saved no dev outputs (trained before bertkit wrote them); train it '
                 "again for the per-task views of the dev set.</p>")
     return "<h2>Dev set in detail</h2>" + body
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable ({exc}); the run directory is damaged") from None
 
 
 def _guess_metric(records: list[dict[str, Any]]) -> str:

@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
-from bertkit.run_dir import RunDir
+from bertkit.run_dir import RunDir, atomic_write_text
 from bertkit.tasks import TASKS
 
-__all__ = ["model_card"]
+__all__ = ["model_card", "write_model_card"]
 
 
 def model_card(run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> str:
@@ -81,3 +81,10 @@ def model_card(run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> s
               "", f"Trained with bertkit {env.get('bertkit', '')} (torch {env.get('torch', '?')}, transformers "
               f"{env.get('transformers', '?')}) on {env.get('device_name', '?')}.", ""]
     return "\n".join(lines)
+
+
+def write_model_card(run_dir: str | Path) -> Path:
+    """Write the card of a finished run into its model directory (`RUN/model/README.md`); returns its path."""
+    path = RunDir(run_dir).model_dir / "README.md"
+    atomic_write_text(path, model_card(run_dir))
+    return path

@@ -27,7 +27,7 @@ from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer, quiet_transformers
 from bertkit.models.onnx_model import EXPORT_MANIFEST
 from bertkit.run_dir import RunDir, atomic_write_text
-from bertkit.training.runtime import Runtime
+from bertkit.runtime import Runtime
 
 __all__ = ["export_onnx", "MIN_FP32_AGREEMENT"]
 

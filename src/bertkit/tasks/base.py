@@ -104,9 +104,9 @@ class Task(ABC):
     def check_examples(self, examples: Sequence[dict[str, Any]], source: str) -> None:
         """Reject examples the fitted task cannot score (e.g. labels training never saw)."""
 
-    def stratify_key(self, example: dict[str, Any]) -> Any:
-        """Key whose proportions a dev split keeps (None: split at random)."""
-        return None
+    def stratify_keys(self, examples: Sequence[dict[str, Any]]) -> list[Any]:
+        """Keys whose proportions a dev split keeps, one per (unfitted) training example; None: at random."""
+        return [None] * len(examples)
 
     def use_tokenizer(self, tokenizer: Any) -> None:
         """Take what the task needs of the tokenizer (MLM: mask id, vocabulary size). Called before features
@@ -140,6 +140,15 @@ class Task(ABC):
     #: With LoRA, whether the head trains in full beside the adapters (not when it is tied to the frozen
     #: word embeddings, as a masked-LM decoder is).
     lora_trains_head: ClassVar[bool] = True
+
+    #: The keys of an example that a run saves of its dev set (`dev_examples.jsonl`, read by the report).
+    example_keys: ClassVar[tuple[str, ...]] = ("where",)
+    #: Whether a run saves its dev predictions (`dev_predictions.jsonl`) for the report.
+    saves_dev_predictions: ClassVar[bool] = True
+
+    def example_record(self, example: dict[str, Any]) -> dict[str, Any]:
+        """What a run saves of one dev example."""
+        return {k: example[k] for k in self.example_keys if k in example}
 
     #: Batch entries that are targets of the loss, not inputs of the model.
     target_keys: ClassVar[tuple[str, ...]] = ("labels",)

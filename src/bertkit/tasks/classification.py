@@ -142,6 +142,7 @@ class ClassificationTask(Task):
     auto_model_class = "AutoModelForSequenceClassification"
     pipeline_tag = "text-classification"
     intended_use = "Labels a text (or a pair of texts) with the classes it was trained on."
+    example_keys = ("where", "text", "text_pair", "label")
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -265,8 +266,16 @@ class ClassificationTask(Task):
                 "fix the labels or add examples of them to the training data"
             )
 
-    def stratify_key(self, example: dict[str, Any]) -> Any:
-        return _label_name(example["label"]) if self.problem == "single_label" else None
+    def stratify_keys(self, examples: Sequence[dict[str, Any]]) -> list[Any]:
+        problem = self.problem
+        if problem == "auto":  # what fitting would decide, without fitting
+            stats = _LabelStats()
+            for ex in examples:
+                stats.add(ex)
+            problem = stats.problem()
+        if problem != "single_label":
+            return [None] * len(examples)
+        return [_label_name(ex["label"]) for ex in examples]
 
     def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
         features = []

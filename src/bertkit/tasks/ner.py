@@ -47,6 +47,7 @@ class NerTask(Task):
     auto_model_class = "AutoModelForTokenClassification"
     pipeline_tag = "token-classification"
     intended_use = "Finds entity spans of the trained types in text."
+    example_keys = ("where", "text", "tokens", "tags")
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

@@ -33,6 +33,7 @@ class QaTask(Task):
     auto_model_class = "AutoModelForQuestionAnswering"
     pipeline_tag = "question-answering"
     intended_use = "Extracts the answer span to a question from a given context passage."
+    example_keys = ("where", "id", "question", "context", "answers")
     output_names = ("start_logits", "end_logits")
     default_max_length = 384
     primary_metric = "f1"

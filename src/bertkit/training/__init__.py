@@ -1,6 +1,6 @@
-"""Training layer: runtime (device, precision, distribution), optimiser, checkpoints and the loop."""
+"""Training layer: optimiser, checkpoints, distillation, the loop, and the run session that assembles them.
+The runtime (device, precision, distribution) sits below it, in `bertkit.runtime`."""
 
 from bertkit.training.loop import LoopState, train_loop
-from bertkit.training.runtime import Runtime, resolve_precision
 
-__all__ = ["LoopState", "Runtime", "resolve_precision", "train_loop"]
+__all__ = ["LoopState", "train_loop"]

@@ -1,8 +1,9 @@
 """The training loop: one function, read top to bottom.
 
-It yields events ("train", "eval", "save", "early_stop", "done") and leaves logging and writing to the
-caller; while the caller handles an event the loop is paused, so a checkpoint taken on "save" captures the
-exact model, optimiser, RNG and data position of that step.
+It yields events ("train"; "eval", in the one schema of `run_dir.eval_record` that metrics.jsonl keeps too;
+"save", "early_stop", "done") and leaves logging and writing to the caller; while the caller handles an
+event the loop is paused, so a checkpoint taken on "save" captures the exact model, optimiser, RNG and data
+position of that step.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from bertkit.config import TrainConfig
 from bertkit.data.batching import epoch_batches
 from bertkit.data.feature_store import feature_lengths
 from bertkit.errors import TrainingError
+from bertkit.run_dir import eval_record
+from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task
-from bertkit.training.runtime import Runtime
 
 __all__ = ["LoopState", "train_loop", "plan_epoch"]
 
@@ -155,8 +157,8 @@ def train_loop(
                     state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
                 else:
                     state.evals_without_improvement += 1
-                yield {"kind": "eval", "step": state.step, "epoch": state.epoch, "metrics": metrics,
-                       "is_best": is_best, "eval_seconds": time.perf_counter() - eval_start}
+                yield eval_record(state.step, state.epoch, metrics, is_best=is_best,
+                                  seconds=time.perf_counter() - eval_start)
                 window_start += time.perf_counter() - eval_start  # keep evaluation out of throughput
             patience = cfg.early_stopping_patience
             stop = patience is not None and state.evals_without_improvement >= patience

@@ -15,7 +15,7 @@ from typing import Any
 
 from bertkit.config import RunConfig, flatten
 from bertkit.errors import ConfigError
-from bertkit.run_dir import RunDir
+from bertkit.run_dir import RunDir, dev_metrics
 
 __all__ = ["Trackers", "check_available"]
 
@@ -58,7 +58,7 @@ class Trackers:
         if kind == "train":
             scalars = {f"train/{k}": event[k] for k in ("loss", "lr", "grad_norm", "tokens_per_s") if k in event}
         elif kind == "eval":
-            scalars = {f"dev/{k}": v for k, v in event["metrics"].items()}
+            scalars = {f"dev/{k}": v for k, v in dev_metrics(event).items()}
         else:
             return
         if self.tensorboard is not None:

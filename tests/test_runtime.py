@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from bertkit.training.runtime import Runtime, resolve_precision
+from bertkit.runtime import Runtime, resolve_precision
 
 
 def test_precision_resolution(monkeypatch):
     assert resolve_precision("fp32", "cpu") == "fp32"
-    monkeypatch.setattr("bertkit.training.runtime.cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("bertkit.runtime.cpu_has_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr("bertkit.training.runtime.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("bertkit.runtime.cpu_has_bf16", lambda: False)
     assert resolve_precision("auto", "cpu") == "fp32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert resolve_precision("auto", "cuda") == "fp16"
@@ -31,7 +31,7 @@ def test_sharded_engines_are_refused_with_the_way_out(monkeypatch, engine):
     from accelerate.utils import DistributedType
 
     from bertkit.errors import ConfigError
-    from bertkit.training.runtime import Runtime
+    from bertkit.runtime import Runtime
 
     monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: DistributedType[engine]))
     with pytest.raises(ConfigError, match=f"asks for {engine}.*torchrun"):

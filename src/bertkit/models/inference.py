@@ -1,4 +1,5 @@
-"""Batched inference shared by evaluation during training, `bertkit evaluate` and `Predictor`."""
+"""Batched inference: a model over task features on the runtime's device, shared by dev evaluation during
+training, `bertkit evaluate` and the `Predictor` (which is why it sits below both)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Any
 import torch
 
 from bertkit.data.batching import eval_batches
+from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task
-from bertkit.training.runtime import Runtime
 
-__all__ = ["predict_outputs", "score"]
+__all__ = ["predict_outputs"]
 
 
 @torch.inference_mode()
@@ -45,13 +46,3 @@ def predict_outputs(model: torch.nn.Module, task: Task, features: Sequence[dict[
         loss_out.append(loss_sum / loss_rows)
     return task.combine(per_feature, features, n_examples)
 
-
-def score(model: torch.nn.Module, task: Task, features: Sequence[dict[str, Any]], examples: Sequence[dict[str, Any]],
-          rt: Runtime, pad_id: int, *, tune: bool = True, loss_out: list[float] | None = None
-          ) -> tuple[dict[str, float], Any]:
-    """(metrics, outputs) on labelled examples; tunes decision parameters (thresholds, temperature) first
-    when asked. `loss_out` receives the mean loss, as in `predict_outputs`."""
-    outputs = predict_outputs(model, task, features, rt, pad_id, len(examples), loss_out=loss_out)
-    if tune:
-        task.tune(outputs, examples)
-    return task.metrics(outputs, examples), outputs

@@ -1,0 +1,155 @@
+"""The data of a training run: examples read and checked, the task fitted once, a dev split when there is no
+dev file, and features from the tokenisation cache (or streamed into a memory-mapped store)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bertkit.config import RunConfig
+from bertkit.data.cache import cache_root, cached_features, data_fingerprint, fingerprint
+from bertkit.data.feature_store import FeatureStore, FeatureWriter
+from bertkit.data.splits import stratified_split
+from bertkit.errors import ConfigError
+from bertkit.models.loading import max_positions
+from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.tasks.base import Task
+
+__all__ = ["RunData", "load_run_data", "fit_max_length", "STREAM_FOLDER"]
+
+log = logging.getLogger("bertkit")
+STREAM_FOLDER = "stream-features"  # streamed features of a run, when the tokenisation cache is off
+
+
+@dataclass
+class RunData:
+    """Training features (a list, or a `FeatureStore` when streamed), dev examples and features, and the
+    fingerprints of the files they came from. `train_examples` is None for a streamed file."""
+
+    train_features: Any
+    dev_examples: list[dict[str, Any]]
+    dev_features: list[dict[str, Any]]
+    fingerprints: dict[str, Any]
+    train_examples: list[dict[str, Any]] | None
+
+
+def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir) -> RunData:
+    """Read, check and tokenise the run's data; the task is fitted on the training examples."""
+    if config.data.stream:
+        train_features, dev_examples, fingerprints = _streamed_data(config, task, tokenizer, run)
+        train_examples = None
+    else:
+        train_examples, dev_examples, fingerprints = _read_data(config, task, tokenizer)
+        train_features = _features(task, train_examples, tokenizer, config)
+    dev_features = _features(task, dev_examples, tokenizer, config)
+    return RunData(train_features, dev_examples, dev_features, fingerprints, train_examples)
+
+
+def _read_data(config: RunConfig, task: Task, tokenizer: Any) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    data = config.data
+    train_examples = task.read_file(data.train, data, tokenizer)
+    fingerprints = {"train": {**data_fingerprint(data.train), "rows": len(train_examples)}}
+    if data.dev:
+        dev_examples = task.read_file(data.dev, data, tokenizer)
+        fingerprints["dev"] = {**data_fingerprint(data.dev), "rows": len(dev_examples)}
+    else:
+        # The split keeps the proportions of the task's stratification key (a class label), which the raw
+        # examples carry; the task is fitted once, on what remains for training.
+        keys = task.stratify_keys(train_examples)
+        train_idx, dev_idx = stratified_split(keys, data.dev_fraction, config.train.seed)
+        dev_examples = [train_examples[i] for i in dev_idx]
+        train_examples = [train_examples[i] for i in train_idx]
+        fingerprints["dev"] = {"split_from_train": data.dev_fraction, "seed": config.train.seed,
+                               "rows": len(dev_examples)}
+    task.fit(train_examples)
+    task.check_examples(dev_examples, data.dev or f"{data.train} (dev split)")
+    return train_examples, dev_examples, fingerprints
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    backend.pop("truncation", None), backend.pop("padding", None)  # call state, set by each tokenizer call
+    return fingerprint(type(tokenizer).__name__, backend)
+
+
+def _features(task: Task, examples: list[dict], tokenizer: Any, config: RunConfig) -> list[dict]:
+    """The task's features of `examples`, from the tokenisation cache when the same examples were tokenised
+    the same way before (see `bertkit.data.cache`)."""
+    key = {"examples": fingerprint(examples), "tokenizer": tokenizer_fingerprint(tokenizer),
+           "task": task.name, "task_config": config.task.__dict__,
+           "task_state": task.state(), "data": config.data.__dict__}
+    task.use_tokenizer(tokenizer)
+    return cached_features(key, lambda: task.preprocess(examples, tokenizer, config.data))
+
+
+def fit_max_length(config: RunConfig, task: Task, model_name: str) -> None:
+    """Keep inputs within the model's position embeddings: the task's default length is lowered to fit,
+    a data.max_length beyond them is refused."""
+    limit = max_positions(model_name)
+    wanted = task.max_length(config.data)
+    if limit is None or wanted <= limit:
+        return
+    if config.data.max_length is not None:
+        raise ConfigError(f"data.max_length {wanted} is more than the {limit} positions of the model {model_name}; "
+                          f"set data.max_length to {limit} or less")
+    log.info("inputs cut at %d tokens, the model's position limit (the %s default is %d)", limit, task.name, wanted)
+    config.data.max_length = limit
+
+
+def _streamed_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir
+                   ) -> tuple[FeatureStore, list[dict], dict]:
+    """Training features of a file read in chunks (`data.stream`): one pass fits the task (labels), a
+    second tokenises each chunk and appends it to a memory-mapped feature file. The file is kept in the
+    tokenisation cache under a key of the data file's sha256 and every setting the features depend on,
+    with the fitted task state beside it; with the cache off it lives in the run directory until the run
+    completes."""
+    data = config.data
+    if not data.dev:
+        raise ConfigError("data.stream needs a data.dev file (a streamed file is never held whole, so no dev split "
+                          "is taken from it); split off a dev file, or drop data.stream")
+    if config.train.distill_from:
+        raise ConfigError("data.stream cannot be combined with train.distill_from (the teacher labels every example "
+                          "in memory); drop one of them")
+    dev_examples = task.read_file(data.dev, data, tokenizer)
+    source = data_fingerprint(data.train)
+    key = fingerprint(source.get("sha256") or source, tokenizer_fingerprint(tokenizer), task.name,
+                      config.task.__dict__, {k: v for k, v in data.__dict__.items() if k not in ("dev", "train")})
+    root = cache_root()
+    folder = (root / "features") if root is not None else run.path / STREAM_FOLDER
+    store_path, meta_path = folder / f"stream-{key}.arrow", folder / f"stream-{key}.json"
+    meta = _read_json(meta_path) if store_path.is_file() else None
+    if meta is not None:
+        task.load_state(meta["task_state"])
+        log.info("streamed features from the cache: %s", store_path)
+    else:
+        meta = _write_stream(config, task, tokenizer, store_path, meta_path)
+    task.check_examples(dev_examples, data.dev)
+    fingerprints = {"train": {**source, "rows": meta["examples"], "streamed": True},
+                    "dev": {**data_fingerprint(data.dev), "rows": len(dev_examples)}}
+    return FeatureStore(store_path), dev_examples, fingerprints
+
+
+def _write_stream(config: RunConfig, task: Task, tokenizer: Any, store_path: Path, meta_path: Path
+                  ) -> dict[str, Any]:
+    data, chunk = config.data, config.data.stream_chunk_rows
+    task.fit_chunks(task.iter_file(data.train, data, tokenizer, chunk))  # pass 1: labels
+    task.use_tokenizer(tokenizer)
+    examples = 0
+    with FeatureWriter(store_path) as writer:  # pass 2: tokenise chunk by chunk
+        for examples_chunk in task.iter_file(data.train, data, tokenizer, chunk):
+            writer.write(task.preprocess(examples_chunk, tokenizer, data))
+            examples += len(examples_chunk)
+        writer.close()
+    meta = {"task_state": task.state(), "examples": examples}
+    atomic_write_text(meta_path, json.dumps(meta))
+    return meta
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,368 @@
+"""One training run, from a config to a finished run directory.
+
+    prepare(config)        run directory, task, tokenizer, data, model, optimiser, schedule -> RunContext
+    train_loop(...)        the loop (training/loop.py); each event is recorded by `_record`
+    finish(ctx, seconds)   best checkpoint back, decisions tuned on dev, calibration, final model and results
+
+`train_events` strings them together and yields the loop's events, then {"kind": "finished", "result"}.
+Every step reads and writes one `RunContext`; nothing is passed around in long argument lists, and
+nothing happens as a side effect of scoring: tuning decision parameters and calibrating are steps of
+`finish` of their own. The run report and the model card, which read a finished run directory, are
+written by the layers above (`bertkit.api`).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bertkit.config import RunConfig, flatten
+from bertkit.errors import CheckpointError, ConfigError
+from bertkit.models import transfer
+from bertkit.models.fast_dropout import use_fast_dropout
+from bertkit.models.inference import predict_outputs
+from bertkit.models.init_source import InitSource, resolve_init
+from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers
+from bertkit.run_dir import RunDir, normal_permissions
+from bertkit.runtime import Runtime
+from bertkit.tasks.base import Task, get_task
+from bertkit.training import checkpoint as ckpt
+from bertkit.training.distill import DistillationTask, attach_teacher_logits, teacher_logits, teacher_record
+from bertkit.training.loop import LoopState, plan_epoch, train_loop
+from bertkit.training.optim import build_optimizer, build_scheduler, count_steps
+from bertkit.training.run_data import STREAM_FOLDER, RunData, fit_max_length, load_run_data
+from bertkit.training.tracking import Trackers
+from bertkit.training.tracking import check_available as check_trackers
+
+__all__ = ["TrainResult", "RunContext", "open_run", "prepare", "finish", "train_events"]
+
+log = logging.getLogger("bertkit")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, float]  # dev metrics of the selected checkpoint
+    best_step: int | None
+    steps: int
+    train_seconds: float
+    main_process: bool = True  # False in the other processes of a data-parallel launch
+
+
+@dataclass
+class RunContext:
+    """Everything one run is made of, built once by `prepare`."""
+
+    config: RunConfig
+    run: RunDir
+    rt: Runtime
+    task: Task  # the fitted task plug-in
+    tokenizer: Any
+    data: RunData
+    model: torch.nn.Module  # prepared for the runtime (wrapped for data parallelism when launched so)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    total_steps: int
+    model_report: dict[str, Any]  # what was kept from where, and what trains
+    loop_task: Any  # the task as the loop sees it (wrapped for distillation)
+    before_step: Callable[[int], None] | None = None  # gradual unfreezing
+    state: LoopState = field(default_factory=LoopState)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+
+def open_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
+    """The run directory of `config`: created for a new run, or the saved config of one being resumed."""
+    if not config.out:
+        raise ConfigError("no run directory given; set out (the run directory)")
+    run = RunDir(config.out)
+    if config.resume and not run.exists() and config.data.train:
+        # Killed before its config was written (or never started): resume starts it, so that a retry
+        # loop can always run the same command.
+        log.info("%s: no earlier progress to resume; starting the run", run.path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        config.resume = False
+        return config, run
+    if config.resume:
+        if not run.exists():
+            raise CheckpointError(f"{run.path}: nothing to resume (no config.yaml); drop resume to start")
+        saved = run.load_config()
+        # Values given now that differ from both the saved run and the defaults were set on purpose.
+        given, kept, default = (flatten(c.to_dict()) for c in (config, saved, RunConfig()))
+        changed = [k for k, v in given.items() if k not in ("out", "resume") and v != kept.get(k)
+                   and v != default.get(k)]
+        if changed:
+            log.warning("resuming with the saved config of %s; ignoring the new values of %s", run.path,
+                        ", ".join(changed))
+        saved.resume = True
+        return saved, run
+    if run.path.exists() and any(run.path.iterdir()):
+        raise ConfigError(f"{run.path}: the run directory exists and is not empty; set resume to continue it, or "
+                          "choose a new out")
+    if not config.data.train:
+        raise ConfigError("no training data given; set data.train")
+    run.path.mkdir(parents=True, exist_ok=True)
+    return config, run
+
+
+def prepare(config: RunConfig) -> RunContext:
+    """Everything up to the first step: a run that fails here leaves no run directory it created."""
+    from transformers import set_seed
+
+    fresh = not Path(config.out or ".").exists()
+    config, run = open_run(config)
+    set_seed(config.train.seed)
+    init = None
+    try:
+        task = get_task(config.task)
+        check_trackers(config)
+        init = resolve_init(config)
+        tokenizer = load_tokenizer(init.model)
+        fit_max_length(config, task, init.model)
+        data = load_run_data(config, task, tokenizer, run)
+        rt = Runtime(config.train.precision)
+        ctx = _build_training(config, run, rt, task, tokenizer, data, init)
+    except BaseException:
+        _discard_unstarted(run, fresh)  # bad data or model: leave no run directory behind
+        raise
+    finally:
+        if init is not None:
+            init.cleanup()
+    if config.train.distill_from:
+        ctx.loop_task = DistillationTask(task, alpha=config.train.distill_alpha,
+                                         temperature=config.train.distill_temperature)
+        logits = teacher_logits(config, task, data.train_examples, data.train_features, tokenizer, rt)
+        data.train_features = attach_teacher_logits(data.train_features, logits)
+    _restore(ctx)
+    _write_start(ctx, init)
+    return ctx
+
+
+def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tokenizer: Any, data: RunData,
+                    init: InitSource) -> RunContext:
+    """Model (with LoRA and frozen parts as configured), optimiser and schedule, prepared for the runtime."""
+    from transformers import set_seed
+
+    from bertkit.data.feature_store import feature_lengths
+
+    set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
+    mc, tc = config.model, config.train
+    model, report = build_model(init.model, task, init=mc.init, parent=init.head_state, num_layers=mc.num_layers,
+                                allow_pickle=mc.allow_pickle)
+    model, depths, n_layers, before_step = transfer.configure_training(model, mc, tc,
+                                                                       train_head=task.lora_trains_head)
+    optimizer = build_optimizer(model, tc, depths, n_layers)  # every parameter that trains now or later
+    if before_step is not None:
+        before_step(0)
+    report.update(transfer.describe_parameters(model))
+    if tc.packing:
+        task.check_packing(model)
+    if rt.device.type == "cpu":
+        use_fast_dropout(model)  # CPU dropout's per-element generator is a tenth of a step on short inputs
+    lengths = feature_lengths(data.train_features)
+    total_steps = count_steps(tc, len(plan_epoch(lengths, tc, 0, rt.num_processes, rt.process_index)))
+    scheduler = build_scheduler(optimizer, tc, total_steps)
+    if tc.compile:
+        transfer.compile_layers(model)
+    model, optimizer = rt.prepare(model, optimizer)
+    return RunContext(config=config, run=run, rt=rt, task=task, tokenizer=tokenizer, data=data, model=model,
+                      optimizer=optimizer, scheduler=scheduler, total_steps=total_steps, model_report=report,
+                      loop_task=task, before_step=before_step)
+
+
+def _discard_unstarted(run: RunDir, created: bool) -> None:
+    """Remove what a run that failed before it began training left: the folder when this run created it,
+    else only the streamed features in it. A run with a saved config (one being resumed) is never touched."""
+    if run.exists():
+        return
+    if created:
+        shutil.rmtree(run.path, ignore_errors=True)
+    else:
+        shutil.rmtree(run.path / STREAM_FOLDER, ignore_errors=True)
+
+
+def _restore(ctx: RunContext) -> None:
+    """A resumed run continues from its latest intact checkpoint; records of lost work are written again."""
+    if not ctx.config.resume:
+        return
+    restored = ckpt.restore_latest(ctx.run.checkpoints, ctx.rt.unwrap(ctx.model), ctx.optimizer, ctx.scheduler)
+    if restored is not None:
+        ctx.state = LoopState.from_dict(restored)
+        log.info("resuming %s from step %d", ctx.run.path, ctx.state.step)
+    if ctx.rt.is_main:
+        ctx.run.truncate_metrics(ctx.state.step)
+
+
+def _write_start(ctx: RunContext, init: InitSource) -> None:
+    run, task, config = ctx.run, ctx.task, ctx.config
+    if ctx.rt.is_main:
+        run.write_config(config)
+        run.write_json("environment.json", _environment(ctx.rt, config, ctx.data.fingerprints))
+        run.write_json("labels.json", task.state())
+        run.write_json("lineage.json", {"base_model": init.base_model, "parent": init.parent,
+                                        "init": ctx.model_report, "teacher": teacher_record(config)})
+        run.set_status("running", step=ctx.state.step, total_steps=ctx.total_steps)
+    report = ctx.model_report
+    log.info("training %s (%s) on %d examples, dev %d, %d steps, %s on %s; %s of %s parameters train", task.name,
+             task.state()["problem"], len(ctx.data.train_features), len(ctx.data.dev_features), ctx.total_steps,
+             ctx.rt.precision, ctx.rt.device, f"{report['trainable']:,}", f"{report['parameters']:,}")
+
+
+def _environment(rt: Runtime, config: RunConfig, fingerprints: dict[str, Any]) -> dict[str, Any]:
+    import accelerate
+    import tokenizers
+    import transformers
+
+    from bertkit import __version__
+
+    return {"bertkit": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
+            "accelerate": accelerate.__version__, "platform": platform.platform(), **rt.describe(),
+            "seed": config.train.seed, "data": fingerprints}
+
+
+def dev_outputs(ctx: RunContext, model: torch.nn.Module, loss_out: list[float] | None = None) -> Any:
+    """The task's outputs of `model` on the dev examples (the mean dev loss appended to `loss_out`)."""
+    d = ctx.data
+    return predict_outputs(model, ctx.task, d.dev_features, ctx.rt, ctx.pad_id, len(d.dev_examples),
+                           loss_out=loss_out)
+
+
+def evaluate_dev(ctx: RunContext, model: torch.nn.Module) -> dict[str, float]:
+    """Dev loss and metrics at an evaluation of the loop. Decision parameters the run does not fix (a
+    multi-label threshold) are tuned on these outputs first, as model selection then compares them."""
+    losses: list[float] = []
+    outputs = dev_outputs(ctx, model, losses)
+    ctx.task.tune(outputs, ctx.data.dev_examples)
+    metrics = ctx.task.metrics(outputs, ctx.data.dev_examples)
+    return {"loss": losses[0], **metrics} if losses else metrics  # a task that scores its own loss keeps it
+
+
+def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[str, Any]]:
+    """A run as a stream of the loop's events plus a final {"kind": "finished", "result": TrainResult}.
+
+    Stopping the iteration early leaves the run directory exactly as a crash would (resumable)."""
+    ctx = prepare(config)
+    rt, run = ctx.rt, ctx.run
+    bar = _progress_bar(ctx.total_steps, ctx.state.step, progress and rt.is_main)
+    trackers = None
+    started = time.perf_counter()
+    try:
+        if rt.is_main and (config.train.tensorboard or config.train.mlflow):
+            trackers = Trackers(ctx.config, run, ctx.state.step)
+        for event in train_loop(model=ctx.model, task=ctx.loop_task, features=ctx.data.train_features,
+                                cfg=ctx.config.train, rt=rt, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
+                                evaluate=lambda m: evaluate_dev(ctx, m), total_steps=ctx.total_steps,
+                                pad_id=ctx.pad_id, state=ctx.state, before_step=ctx.before_step):
+            _record(ctx, event, bar)
+            if trackers is not None:
+                trackers.log(event)
+            yield event
+        result = finish(ctx, time.perf_counter() - started)
+    except BaseException:
+        if rt.is_main:
+            run.set_status("interrupted", step=ctx.state.step, total_steps=ctx.total_steps,
+                           hint=f"continue with: bertkit train --out {run.path} --resume")
+            if trackers is not None:
+                trackers.finish(None, status="KILLED")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if trackers is not None:
+        trackers.finish(run.read_json("results.json"))
+    if rt.is_main and (run.path / STREAM_FOLDER).exists():
+        shutil.rmtree(run.path / STREAM_FOLDER)  # the streamed features of a run without the cache
+    yield {"kind": "finished", "result": result}
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True, disable=None)
+
+
+def _record(ctx: RunContext, event: dict[str, Any], bar) -> None:
+    """Log, record and checkpoint what the loop reports (files on the main process only)."""
+    kind, rt, run = event["kind"], ctx.rt, ctx.run
+    if kind == "train":
+        if bar is not None:
+            bar.update(event["step"] - bar.n)
+            bar.set_postfix(loss=f"{event['loss']:.4f}", tok_s=f"{event['tokens_per_s']:.0f}")
+        if rt.is_main:
+            run.append_metrics(event)
+    elif kind == "eval":
+        metrics = {k[4:]: v for k, v in event.items() if k.startswith("dev_")}
+        log.info("step %d dev %s%s", event["step"], metrics, " (best)" if event["is_best"] else "")
+        if rt.is_main:
+            run.append_metrics(event)
+    elif kind == "save":
+        if rt.is_main:
+            state = ctx.state
+            ckpt.save_checkpoint(run.checkpoints, event["step"], rt.unwrap(ctx.model), ctx.optimizer, ctx.scheduler,
+                                 state.to_dict())
+            protect = {state.best_step} if state.best_step is not None else set()
+            ckpt.prune_checkpoints(run.checkpoints, ctx.config.train.keep_checkpoints, protect)
+            run.set_status("running", step=state.step)
+        rt.wait()
+    elif kind == "early_stop":
+        log.info("early stopping at step %d; best was step %d", event["step"], event["best_step"])
+
+
+def finish(ctx: RunContext, train_seconds: float) -> TrainResult:
+    """The selected model, final: best checkpoint reloaded, decision parameters tuned on dev, dev metrics,
+    calibration, then the model directory, results and dev outputs written and the run marked completed."""
+    rt, run, task, state, examples = ctx.rt, ctx.run, ctx.task, ctx.state, ctx.data.dev_examples
+    model = rt.unwrap(ctx.model)
+    if state.best_step is not None:
+        best = run.checkpoints / f"step-{state.best_step:08d}"
+        if best.is_dir():
+            ckpt.load_weights(model, best)
+    outputs = dev_outputs(ctx, ctx.model)
+    decisions = task.tune(outputs, examples)  # step 1: thresholds the run does not fix
+    metrics = task.metrics(outputs, examples)
+    calibration = task.calibrate(model, outputs, examples)  # step 2, every process: their models stay equal
+    if calibration:
+        log.info("calibrated on dev: temperature %.3f, expected calibration error %.4f -> %.4f",
+                 calibration["temperature"], calibration["ece_before"], calibration["ece_after"])
+    if rt.is_main:
+        run.write_json("labels.json", task.state())
+        _save_model(run, model, ctx.tokenizer)
+        results = {"dev": metrics, "primary_metric": task.primary_metric, "best_step": state.best_step,
+                   "steps": state.step, "stopped_early": state.stopped_early,
+                   "train_seconds": round(train_seconds, 2), **({"tuned": decisions} if decisions else {}),
+                   **({"calibration": calibration} if calibration else {})}
+        predictions = task.postprocess(outputs, examples) if task.saves_dev_predictions else None
+        run.write_dev_outputs(outputs, [task.example_record(ex) for ex in examples], predictions)
+        run.write_json("results.json", results)
+        run.set_status("completed", step=state.step)
+    rt.wait()
+    log.info("finished: dev %s (best step %s); model in %s", {k: round(v, 4) for k, v in metrics.items()},
+             state.best_step, run.model_dir)
+    return TrainResult(run.path, metrics, state.best_step, state.step, train_seconds, main_process=rt.is_main)
+
+
+def _save_model(run: RunDir, model: torch.nn.Module, tokenizer: Any) -> None:
+    """RUN/model, written under a temporary name and renamed: a LoRA model saves its adapter and head."""
+    tmp = run.path / ".tmp-model"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with quiet_transformers():
+        model.save_pretrained(tmp)
+        if hasattr(model, "get_base_model"):
+            model.get_base_model().config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    normal_permissions(tmp)
+    shutil.rmtree(run.model_dir, ignore_errors=True)
+    tmp.rename(run.model_dir)
