@@ -9,97 +9,73 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from bertkit.errors import BertkitError, ConfigError, DataError
 
-# flag -> (dotted config key, type, help). Types are checked again by the config itself.
-_TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--task", "task.name", str, "task plug-in (classification)"),
-    ("--problem", "task.problem", str, "auto | single_label | multi_label | regression"),
-    ("--class-weights", "task.class_weights", str, "none | auto (inverse class frequency)"),
-    ("--threshold", "task.threshold", float, "fixed multi-label threshold (default: tuned on dev)"),
-    ("--tag-scheme", "task.tag_scheme", str, "ner: auto | iob1 | iob2 | iobes | bilou"),
-    ("--invalid-tags", "task.invalid_tags", str, "ner: repair (I-X opening an entity -> B-X) | reject"),
-    ("--stride", "task.stride", int, "ner: tokens shared by consecutive windows of a long input"),
-    ("--context-sentences", "task.context_sentences", int, "ner: neighbouring sentences as context"),
-    ("--train", "data.train", str, "training file (CSV/TSV/JSONL/Parquet/CoNLL, .gz allowed)"),
-    ("--dev", "data.dev", str, "dev file (default: a stratified split of --train)"),
-    ("--format", "data.format", str, "csv | tsv | jsonl | parquet (default: by extension)"),
-    ("--encoding", "data.encoding", str, "text encoding of the data files (default utf-8)"),
-    ("--text-column", "data.text_column", str, "column with the text"),
-    ("--text-pair-column", "data.text_pair_column", str, "column with the second text of a pair"),
-    ("--label-column", "data.label_column", str, "column with the label"),
-    ("--label-delimiter", "data.label_delimiter", str, "split labels on this string (multi-label)"),
-    ("--tokens-column", "data.tokens_column", str, "ner, JSONL: field with the token list"),
-    ("--tags-column", "data.tags_column", str, "ner, JSONL: field with the tag list"),
-    ("--entities-column", "data.entities_column", str, "ner, JSONL with text: field with the spans"),
-    ("--token-index", "data.token_index", int, "ner, CoNLL: column of the token"),
-    ("--tag-index", "data.tag_index", int, "ner, CoNLL: column of the tag"),
-    ("--dev-fraction", "data.dev_fraction", float, "share of train split off as dev when no --dev"),
-    ("--max-length", "data.max_length", int, "maximum tokens per input"),
-    ("--out", "out", str, "run directory to create"),
-    ("--model", "model.name", str, "local model dir, hub id, or 'embedded' (default)"),
-    ("--init", "model.init", str, "pretrained (default) | random"),
-    ("--epochs", "train.epochs", float, "passes over the training data"),
-    ("--max-steps", "train.max_steps", int, "stop after N optimiser steps"),
-    ("--lr", "train.lr", float, "peak learning rate"),
-    ("--batch-size", "train.batch_size", int, "examples per step and device"),
-    ("--grad-accum", "train.grad_accum", int, "micro-batches per optimiser step"),
-    ("--weight-decay", "train.weight_decay", float, "AdamW weight decay"),
-    ("--warmup-ratio", "train.warmup_ratio", float, "share of steps warming up"),
-    ("--scheduler", "train.scheduler", str, "linear | cosine | constant"),
-    ("--max-grad-norm", "train.max_grad_norm", float, "gradient clipping norm (0: off)"),
-    ("--eval-every", "train.eval_every", int, "evaluate every N steps (default: each epoch)"),
-    ("--save-every", "train.save_every", int, "checkpoint every N steps (default: at evaluations)"),
-    ("--patience", "train.early_stopping_patience", int, "early stopping patience in evaluations"),
-    ("--keep-checkpoints", "train.keep_checkpoints", int, "recent checkpoints to keep"),
-    ("--seed", "train.seed", int, "random seed"),
-    ("--precision", "train.precision", str, "auto | bf16 | fp16 | fp32"),
-    ("--pack-length", "train.pack_length", int, "packing: tokens per packed row (default 64)"),
-    ("--batch-tokens", "train.batch_tokens", int, "token-budget batches: at most N tokens per batch"),
-    ("--init-from", "model.init_from", str, "start from an earlier run (or model dir): encoder, and head if "
-     "task and labels match"),
-    ("--num-layers", "model.num_layers", int, "keep N evenly spaced encoder layers (a smaller student)"),
-    ("--lora-r", "model.lora_r", int, "LoRA rank (0: full fine-tuning)"),
-    ("--lora-alpha", "model.lora_alpha", float, "LoRA alpha (default 2 x rank)"),
-    ("--lora-dropout", "model.lora_dropout", float, "dropout of the LoRA branch"),
-    ("--lora-targets", "model.lora_targets", str, "comma-separated modules LoRA adapts (default: auto)"),
-    ("--freeze-layers", "train.freeze_layers", int, "keep the embeddings and the lowest N layers fixed"),
-    ("--unfreeze-every", "train.unfreeze_every", int, "gradual unfreezing: one more layer, top down, every N steps"),
-    ("--layer-lr-decay", "train.layer_lr_decay", float, "layer-wise learning-rate decay factor (e.g. 0.9)"),
-    ("--distill-from", "train.distill_from", str, "teacher run: train on its soft targets plus the labels"),
-    ("--distill-alpha", "train.distill_alpha", float, "weight of the soft-target loss (default 0.5)"),
-    ("--distill-temperature", "train.distill_temperature", float, "distillation temperature (default 2)"),
-    ("--mlm-probability", "task.mlm_probability", float, "mlm: share of tokens masked (default 0.15)"),
-]
-_SWITCHES = [  # (flag, key, value, help)
-    ("--no-length-grouping", "train.length_grouping", False, "batch in random order instead of grouping lengths"),
-    ("--label-all-subwords", "task.label_all_subwords", True, "ner: train on every subword, not only the first"),
-    ("--strict-entities", "task.strict", True, "ner: score entities in seqeval's strict mode"),
-    ("--freeze-embeddings", "train.freeze_embeddings", True, "keep the word embeddings fixed"),
-    ("--packing", "train.packing", True, "classification: several short inputs per row (less padding)"),
-    ("--compile", "train.compile", True, "run the model through torch.compile"),
-    ("--whole-word-masking", "task.whole_word_masking", True, "mlm: mask all subwords of a chosen word"),
-    ("--resume", "resume", True, "continue the run in --out from its last checkpoint"),
-    ("--allow-pickle", "model.allow_pickle", True, "load pickled weights (pytorch_model.bin) of a model without "
-     "safetensors; unpickling can run code, so only for sources you trust"),
-    ("--tensorboard", "train.tensorboard", True, "log the curves for TensorBoard (RUN/tensorboard)"),
-    ("--mlflow", "train.mlflow", True, "log settings and curves to MLflow ($MLFLOW_TRACKING_URI or RUN/mlruns)"),
-    ("--stream", "data.stream", True, "read the training file in chunks and train from memory-mapped features "
-     "(files larger than memory; needs --dev)"),
-]
+_SECTIONS = (("task", "task"), ("data", "data"), ("model", "model"), ("train", "training"))
 
 
-# Flags that mean nothing to masked-LM pre-training, left out of `bertkit pretrain --help`.
-_NOT_FOR_PRETRAIN = {"task.problem", "task.class_weights", "task.threshold", "task.tag_scheme", "task.invalid_tags",
-                     "task.stride", "task.context_sentences", "data.text_pair_column", "data.label_column",
-                     "data.label_delimiter", "data.tokens_column", "data.tags_column", "data.entities_column",
-                     "data.token_index", "data.tag_index", "train.distill_from", "train.distill_alpha",
-                     "train.distill_temperature", "task.label_all_subwords", "task.strict", "train.packing",
-                     "train.pack_length"}
+def config_flags() -> list[tuple[str, str, Any]]:
+    """(flag, dotted config key, dataclass field) of every setting of a run, generated from the config's
+    fields: the flag is the field's name (`train.batch_size` -> `--batch-size`) unless its metadata names
+    another; a boolean field is a switch (`--packing`; `--no-length-grouping` for one that is on by default)."""
+    import dataclasses
+
+    from bertkit.config import RunConfig
+
+    rows = []
+    for f in dataclasses.fields(RunConfig):
+        if f.name in dict(_SECTIONS):
+            for g in dataclasses.fields(_section_type(f.name)):
+                rows.append((g.metadata.get("flag") or "--" + g.name.replace("_", "-"), f"{f.name}.{g.name}", g))
+        else:
+            rows.append((f.metadata.get("flag") or "--" + f.name.replace("_", "-"), f.name, f))
+    return rows
+
+
+def _section_type(name: str) -> type:
+    import typing
+
+    from bertkit.config import RunConfig
+
+    return typing.get_type_hints(RunConfig)[name]
+
+
+def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
+    """The settings of a run as flags, one group per config section. `bertkit pretrain` leaves out the
+    settings of other tasks and takes several --train files."""
+    import typing
+
+    groups = {name: p.add_argument_group(f"{title} settings ({name}.*)") for name, title in _SECTIONS}
+    for flag, key, f in config_flags():
+        tasks = f.metadata.get("tasks")
+        if command == "pretrain" and tasks is not None and "mlm" not in tasks:
+            continue
+        group = groups.get(key.split(".")[0], p)
+        help_text = f.metadata.get("help", "") + (f" ({', '.join(tasks)})" if tasks else "")
+        if key == "data.train" and command == "pretrain":
+            group.add_argument(flag, dest=key, nargs="+", default=None, metavar="FILE",
+                               help="text files, folders or glob patterns")
+        elif f.type in (bool, "bool"):
+            group.add_argument(flag, dest=key, action="store_const", const=not f.default, default=None,
+                               help=help_text)
+        else:
+            hint = typing.get_type_hints(_owner(key))[f.name]
+            choices = [a for a in typing.get_args(hint) if isinstance(a, str)]
+            if not choices:  # Optional[Literal[...]]
+                choices = [a for arg in typing.get_args(hint) for a in typing.get_args(arg) if isinstance(a, str)]
+            metavar = "{" + ",".join(choices) + "}" if choices else key.split(".")[-1].upper()
+            group.add_argument(flag, dest=key, default=None, metavar=metavar, help=help_text)
+
+
+def _owner(key: str) -> type:
+    from bertkit.config import RunConfig
+
+    return _section_type(key.split(".")[0]) if "." in key else RunConfig
 
 
 def _train_parser(sub, name: str = "train") -> None:
@@ -110,20 +86,10 @@ def _train_parser(sub, name: str = "train") -> None:
                            "for any task (--init-from). Settings: defaults < CONFIG.yaml < flags.")
     else:
         p = sub.add_parser("train", help="fine-tune a model and write a run directory",
-                           description="Fine-tune a model. Settings: defaults < CONFIG.yaml < flags.")
+                           description="Fine-tune a model. Settings: defaults < CONFIG.yaml < flags; every "
+                           "setting of the run config has a flag, and --set KEY=VALUE sets any of them.")
     p.add_argument("config", nargs="?", help="YAML run config (sections task, data, model, train)")
-    for flag, key, typ, help_text in _TRAIN_FLAGS:
-        if name == "pretrain" and key in _NOT_FOR_PRETRAIN:
-            continue
-        if name == "pretrain" and flag == "--train":
-            p.add_argument(flag, dest=key, nargs="+", default=None, metavar="FILE",
-                           help="text files, folders or glob patterns")
-            continue
-        p.add_argument(flag, dest=key, type=typ, default=None, help=help_text)
-    for flag, key, value, help_text in _SWITCHES:
-        if name == "pretrain" and key in _NOT_FOR_PRETRAIN:
-            continue
-        p.add_argument(flag, dest=key, action="store_const", const=value, default=None, help=help_text)
+    _add_config_flags(p, name)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.log_every=50")
     p.add_argument("--quiet", action="store_true", help="no progress bar and only warnings")
@@ -254,8 +220,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from bertkit.config import RunConfig, load_config
 
     cfg = load_config(args.config) if args.config else RunConfig()
-    overrides = {key: getattr(args, key, None) for _, key, _, _ in _TRAIN_FLAGS}
-    overrides.update({key: getattr(args, key, None) for _, key, _, _ in _SWITCHES})
+    overrides = {key: getattr(args, key, None) for _, key, _ in config_flags()}
     if args.command == "pretrain":
         if overrides["task.name"] not in (None, "mlm"):
             raise BertkitError(f"bertkit pretrain trains the mlm task; --task {overrides['task.name']} belongs to "
@@ -466,6 +431,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+_KEY = re.compile(r"(?<![\w.=-])((?:task|data|model|train)\.[a-z_]+|(?<=set )(?:out|resume))\b(?!=)")
+
+
+def with_flags(message: str) -> str:
+    """An error of the layers below, which name config keys (`train.lr`), as the command line says it: the
+    key's flag beside it (`--lr (train.lr)`). A key written as `--set key=value` stays as it is."""
+    flags = {key: flag for flag, key, _ in config_flags()}
+
+    def flag_of(match: re.Match) -> str:
+        key = match.group(1)
+        return f"{flags[key]} ({key})" if key in flags and key not in ("out", "resume") else \
+            flags.get(key, key)
+
+    return _KEY.sub(flag_of, message)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(getattr(args, "quiet", False))
@@ -477,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except BertkitError as exc:
-        print(f"bertkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"bertkit {args.command}: error: {with_flags(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bertkit {args.command}: interrupted", file=sys.stderr)

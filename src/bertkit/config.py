@@ -21,11 +21,14 @@ __all__ = ["DataConfig", "ModelConfig", "TaskConfig", "TrainConfig", "RunConfig"
 EMBEDDED_MODEL = "embedded"
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with help text kept in its metadata (shown by the CLI and in errors)."""
+def _f(default: Any, help: str, *, flag: str | None = None, tasks: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with its metadata: the help text, the command-line flag when it is not the field's
+    name with dashes, and the tasks it means something to (None: every task). The command line is
+    generated from these (`bertkit.cli`), so a setting is declared once."""
+    metadata = {"help": help, "flag": flag, "tasks": tasks}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -36,14 +39,18 @@ class DataConfig:
         None, "file format; by extension if unset (.conll/.txt/.iob read as CoNLL by the ner task)")
     encoding: str = _f("utf-8", "text encoding of CSV/TSV/JSONL files (a BOM is always accepted)")
     text_column: str = _f("text", "column holding the text")
-    text_pair_column: str | None = _f(None, "column holding the second text of a pair (MRPC/RTE style)")
-    label_column: str = _f("label", "column holding the label (a list or delimited string for multi-label)")
-    label_delimiter: str | None = _f(None, "split the label column on this string (multi-label)")
-    tokens_column: str = _f("tokens", "ner, JSONL: field with the list of tokens")
-    tags_column: str = _f("tags", "ner, JSONL: field with the list of tags")
-    entities_column: str = _f("entities", "ner, JSONL with raw text: field with [{start, end, label}] spans")
-    token_index: int = _f(0, "ner, CoNLL: column of the token")
-    tag_index: int = _f(-1, "ner, CoNLL: column of the tag (-1: the last)")
+    text_pair_column: str | None = _f(None, "column holding the second text of a pair (MRPC/RTE style)",
+        tasks=("classification",))
+    label_column: str = _f("label", "column holding the label (a list or delimited string for multi-label)",
+        tasks=("classification",))
+    label_delimiter: str | None = _f(None, "split the label column on this string (multi-label)",
+        tasks=("classification",))
+    tokens_column: str = _f("tokens", "ner, JSONL: field with the list of tokens", tasks=("ner",))
+    tags_column: str = _f("tags", "ner, JSONL: field with the list of tags", tasks=("ner",))
+    entities_column: str = _f("entities", "ner, JSONL with raw text: field with [{start, end, label}] spans",
+        tasks=("ner",))
+    token_index: int = _f(0, "ner, CoNLL: column of the token", tasks=("ner",))
+    tag_index: int = _f(-1, "ner, CoNLL: column of the tag (-1: the last)", tasks=("ner",))
     dev_fraction: float = _f(0.1, "fraction of train split off as dev when no dev file is given")
     max_length: int | None = _f(None, "maximum tokens per input or window (default: 128, 384 for qa)")
     stream: bool = _f(False, "read the training file in chunks into memory-mapped features on disk, for files "
@@ -61,8 +68,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = _f(EMBEDDED_MODEL, "local model directory, hub id, or 'embedded' (bundled MiniLM-L6)")
-    init: Literal["pretrained", "random"] = _f("pretrained", "start from pretrained weights or random ones")
+    name: str = _f(EMBEDDED_MODEL, "local model directory, hub id, or 'embedded' (bundled MiniLM-L6)", flag="--model")
+    init: Literal["pretrained", "random"] = _f("pretrained", "start from pretrained weights or random ones",
+        flag="--init")
     init_from: str | None = _f(None, "an earlier run directory or model directory to start from: its encoder, "
                                "and its head when task and labels match (re-ordered by name)")
     num_layers: int | None = _f(None, "keep this many encoder layers, evenly spaced (every other one for half): "
@@ -86,28 +94,32 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = _f("classification", "task plug-in name")
+    name: str = _f("classification", "task plug-in name", flag="--task")
     problem: Literal["auto", "single_label", "multi_label", "regression"] = _f(
         "auto", "classification variant; auto: lists -> multi_label, fractional numbers -> regression"
-    )
-    class_weights: Literal["none", "auto"] = _f("none", "'auto' weights classes by inverse frequency")
-    threshold: float | None = _f(None, "multi-label decision threshold; tuned on dev when unset")
-    tag_scheme: Literal["auto", "iob1", "iob2", "iobes", "bilou"] = _f("auto", "ner: tag scheme of the input")
+    , tasks=("classification",))
+    class_weights: Literal["none", "auto"] = _f("none", "'auto' weights classes by inverse frequency",
+        tasks=("classification",))
+    threshold: float | None = _f(None, "multi-label decision threshold; tuned on dev when unset",
+        tasks=("classification",))
+    tag_scheme: Literal["auto", "iob1", "iob2", "iobes", "bilou"] = _f("auto", "ner: tag scheme of the input",
+        tasks=("ner",))
     invalid_tags: Literal["repair", "reject"] = _f("repair", "ner: an I-X that opens an entity is made B-X, "
-                                                   "or rejected with file:line")
-    label_all_subwords: bool = _f(False, "ner: train on every subword, not only the first of each word")
-    stride: int = _f(32, "ner: tokens shared by consecutive windows over a long input")
-    context_sentences: int = _f(0, "ner: neighbouring sentences of the same document fed as context")
-    strict: bool = _f(False, "ner: seqeval strict mode (entities must start with B-)")
-    doc_stride: int = _f(128, "qa: context tokens shared by consecutive windows")
-    n_best: int = _f(20, "qa: start/end candidates kept per window")
-    max_answer_length: int = _f(30, "qa: longest answer in tokens")
+                                                   "or rejected with file:line", tasks=("ner",))
+    label_all_subwords: bool = _f(False, "ner: train on every subword, not only the first of each word", tasks=("ner",))
+    stride: int = _f(32, "ner: tokens shared by consecutive windows over a long input", tasks=("ner",))
+    context_sentences: int = _f(0, "ner: neighbouring sentences of the same document fed as context", tasks=("ner",))
+    strict: bool = _f(False, "ner: seqeval strict mode (entities must start with B-)",
+        flag="--strict-entities", tasks=("ner",))
+    doc_stride: int = _f(128, "qa: context tokens shared by consecutive windows", tasks=("qa",))
+    n_best: int = _f(20, "qa: start/end candidates kept per window", tasks=("qa",))
+    max_answer_length: int = _f(30, "qa: longest answer in tokens", tasks=("qa",))
     answer_mismatch: Literal["fix", "reject"] = _f("fix", "qa: an answer whose text is not at answer_start is "
-                                                   "searched for in the context, or rejected")
+                                                   "searched for in the context, or rejected", tasks=("qa",))
     null_threshold: float | None = _f(None, "qa (SQuAD v2): answer only if best span beats no-answer by "
-                                      "this much; tuned on dev when unset")
-    mlm_probability: float = _f(0.15, "mlm: share of tokens (or words) masked")
-    whole_word_masking: bool = _f(False, "mlm: mask every subword of a chosen word together")
+                                      "this much; tuned on dev when unset", tasks=("qa",))
+    mlm_probability: float = _f(0.15, "mlm: share of tokens (or words) masked", tasks=("mlm",))
+    whole_word_masking: bool = _f(False, "mlm: mask every subword of a chosen word together", tasks=("mlm",))
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mlm_probability < 1.0:
@@ -130,14 +142,17 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "clip gradients to this global norm (0 disables)")
     eval_every: int | None = _f(None, "evaluate every N steps; each epoch when unset")
     save_every: int | None = _f(None, "checkpoint every N steps; at each evaluation when unset")
-    early_stopping_patience: int | None = _f(None, "stop after N evaluations without improvement")
+    early_stopping_patience: int | None = _f(None, "stop after N evaluations without improvement", flag="--patience")
     keep_checkpoints: int = _f(2, "how many recent checkpoints to keep")
     seed: int = _f(42, "seed of data order, splits, initialisation and dropout")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = _f("auto", "auto: bf16 where supported, else fp32")
-    length_grouping: bool = _f(True, "batch inputs of similar length together (less padding)")
+    length_grouping: bool = _f(True, "batch inputs of similar length together (less padding)",
+        flag="--no-length-grouping")
     packing: bool = _f(False, "classification: pack several short inputs into each row (block-diagonal "
-                       "attention, per-example positions); same results, less padding and overhead")
-    pack_length: int = _f(64, "packing: tokens per packed row (a longer input gets a row of its own)")
+                       "attention, per-example positions); same results, less padding and overhead",
+                           tasks=("classification",))
+    pack_length: int = _f(64, "packing: tokens per packed row (a longer input gets a row of its own)",
+        tasks=("classification",))
     batch_tokens: int | None = _f(None, "token-budget batching: cut batches by tokens (padded, or real tokens "
                                   "with packing) instead of batch_size examples")
     compile: bool = _f(False, "run the model through torch.compile (slow first steps; pays off on long runs)")
@@ -152,9 +167,12 @@ class TrainConfig:
                                     "more encoder layer, top down, every N steps (embeddings last)")
     layer_lr_decay: float = _f(1.0, "layer-wise learning-rate decay: each layer below the top trains at this "
                                "factor of the one above (1.0: off; 0.8-0.95 is typical)")
-    distill_from: str | None = _f(None, "teacher run directory: train on its soft targets plus the labels")
-    distill_alpha: float = _f(0.5, "distillation: weight of the soft-target loss (1 - alpha: the labels)")
-    distill_temperature: float = _f(2.0, "distillation: softmax temperature of teacher and student")
+    distill_from: str | None = _f(None, "teacher run directory: train on its soft targets plus the labels",
+        tasks=("classification",))
+    distill_alpha: float = _f(0.5, "distillation: weight of the soft-target loss (1 - alpha: the labels)",
+        tasks=("classification",))
+    distill_temperature: float = _f(2.0, "distillation: softmax temperature of teacher and student",
+        tasks=("classification",))
     log_every: int = _f(10, "log training loss every N steps")
 
     def __post_init__(self) -> None:
@@ -299,7 +317,7 @@ def _coerce(value: Any, hint: Any, *, key: str, source: str) -> Any:
         raise ConfigError(errors[-1] if errors else f"{source}: {key} may not be empty")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{source}: {key}={value!r} is not valid; choose one of {', '.join(map(str, args))}")
+            raise ConfigError(f"{source}: {key} {value!r} is not valid; choose one of {', '.join(map(str, args))}")
         return value
     if hint is bool:
         if isinstance(value, bool):

@@ -128,7 +128,8 @@ class RunDir:
     def require(self, *, model: bool = False) -> RunDir:
         """Check this is a run directory (with a final model when `model`), or explain what is wrong."""
         if not self.path.is_dir():
-            raise CheckpointError(f"{self.path}: no such run directory; pass the --out folder of a training run")
+            raise CheckpointError(f"{self.path}: no such run directory; pass the run directory (the out folder of a "
+                                  "training run)")
         if not self.exists():
             raise CheckpointError(f"{self.path}: not a bertkit run directory (no config.yaml)")
         if model and not (self.model_dir / "config.json").is_file():

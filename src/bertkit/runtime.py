@@ -65,7 +65,7 @@ class Runtime:
         use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
         self.precision = resolve_precision(precision, "cpu" if use_cpu else "cuda")
         if self.precision == "fp16" and use_cpu:
-            log.warning("fp16 is not supported on CPU; using fp32 (pass --precision bf16 for mixed precision)")
+            log.warning("fp16 is not supported on CPU; using fp32 (set train.precision to bf16 for mixed precision)")
             self.precision = "fp32"
         # Accelerate keeps precision in a process-wide singleton; a new run in the same process (tests,
         # notebooks, pipelines) may choose another precision, so start it afresh.
@@ -78,8 +78,8 @@ class Runtime:
             raise ConfigError(
                 f"the Accelerate config asks for {engine}, which bertkit does not run yet: its checkpoints, best-model "
                 "selection and final model assume every process holds the whole model. Launch plain data "
-                "parallelism instead (torchrun, or accelerate launch --multi_gpu), with --lora-r or a smaller "
-                "--batch-size and --grad-accum when memory is short"
+                "parallelism instead (torchrun, or accelerate launch --multi_gpu), with model.lora_r or a smaller "
+                "train.batch_size and a larger train.grad_accum when memory is short"
             )
 
     @property

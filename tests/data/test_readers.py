@@ -26,7 +26,7 @@ def test_csv_tsv_jsonl_parquet_and_gzip_give_the_same_rows(tmp_path):
 def test_format_flag_overrides_extension(tmp_path):
     p = tmp_path / "data.txt"
     p.write_text("text\tlabel\nhello\tx\n", encoding="utf-8")
-    with pytest.raises(DataError, match="--format"):
+    with pytest.raises(DataError, match="data.format"):
         read_table(p)
     assert read_table(p, "tsv").rows == [{"text": "hello", "label": "x"}]
     assert detect_format("x.jsonl.gz") == "jsonl"
@@ -45,7 +45,7 @@ def test_bom_is_accepted_and_tsv_keeps_quotes_as_text(tmp_path):
     [
         (b"", "empty"),
         (b"text,label\n", "no data rows"),
-        (b"text,label\nok,1\nbad\xff\xfe,0\n", r":3: bytes that are not valid utf-8.*--encoding"),
+        (b"text,label\nok,1\nbad\xff\xfe,0\n", r":3: bytes that are not valid utf-8.*data.encoding"),
         (b"text,label\nok,1\na,b,c\n", r":3: 3 fields where the header has 2"),
         (b"text,label\nok,1\nnul\x00,1\n", r":3: NUL byte"),
     ],

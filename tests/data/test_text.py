@@ -38,5 +38,5 @@ def test_bad_text_inputs_name_the_file_and_line(tmp_path):
     with pytest.raises(DataError, match="no column 'text'.*body"):
         _read(tmp_path / "t.jsonl")
     (tmp_path / "latin.txt").write_bytes("caf\xe9\n".encode("latin-1"))
-    with pytest.raises(DataError, match="latin.txt:1.*--encoding"):
+    with pytest.raises(DataError, match="latin.txt:1.*data.encoding"):
         _read(tmp_path / "latin.txt")

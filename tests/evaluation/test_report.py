@@ -71,7 +71,7 @@ def test_diagnosis_reads_overfitting_a_growing_gap_and_under_training():
     kinds = {f.kind: f for f in diagnose(overfit, "accuracy", True, 30)}
     assert {"overfitting", "growing_gap"} <= set(kinds)
     assert "step 30 (0.8800)" in kinds["overfitting"].what
-    assert "--early-stopping-patience" in kinds["overfitting"].advice
+    assert "--patience 2" in kinds["overfitting"].advice
     rising = _curve([0.70, 0.78, 0.84], [0.6, 0.5, 0.42], [0.65, 0.5, 0.4])
     assert [f.kind for f in diagnose(rising, "accuracy", True, 30)] == ["still_improving"]
     flat = _curve([0.5, 0.5, 0.5, 0.5], [0.69] * 4, [0.693, 0.692, 0.693, 0.692])

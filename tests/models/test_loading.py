@@ -41,7 +41,7 @@ def test_unreachable_hub_id_gives_one_clear_line(monkeypatch):
     with pytest.raises(ModelLoadError) as info:
         load_tokenizer("no-such-org/no-such-model-xyz")
     message = str(info.value)
-    assert "no-such-org/no-such-model-xyz" in message and "--model" in message and "\n" not in message
+    assert "no-such-org/no-such-model-xyz" in message and "model.name" in message and "\n" not in message
 
 
 def test_missing_local_directory_and_non_model_directory(tmp_path):
@@ -95,7 +95,7 @@ def test_pickled_weights_are_refused_unless_allowed(tiny_model_dir, tmp_path):
     weights = load_file(str(folder / "model.safetensors"))
     (folder / "model.safetensors").unlink()
     torch.save(weights, folder / "pytorch_model.bin")
-    with pytest.raises(ModelLoadError, match=r"pickle files only \(pytorch_model.bin\).*--allow-pickle"):
+    with pytest.raises(ModelLoadError, match=r"pickle files only \(pytorch_model.bin\).*model.allow_pickle"):
         build_model(str(folder), _task())
     model, _ = build_model(str(folder), _task(), allow_pickle=True)
     emb = model.get_input_embeddings().weight

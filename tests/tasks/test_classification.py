@@ -29,7 +29,7 @@ def test_label_map_sorted_numerically_and_kept_in_state():
 
 def test_missing_column_lists_the_columns_found():
     task = _task()
-    with pytest.raises(DataError, match=r"no column 'label'; columns found: text, sentiment; pass --label-column"):
+    with pytest.raises(DataError, match=r"no column 'label'; columns found: text, sentiment; set data.label_column"):
         task.read_examples(_table([{"text": "a", "sentiment": "x"}]), DataConfig())
 
 

@@ -57,7 +57,7 @@ def test_out_of_memory_names_the_batch_and_the_fix(tmp_path, toy_files, tiny_mod
 
     monkeypatch.setattr(ClassificationTask, "forward", exhausted)
     train_file, dev_file = toy_files
-    with pytest.raises(TrainingError, match=r"out of memory on a batch of 16 x \d+ tokens; lower --batch-size"):
+    with pytest.raises(TrainingError, match=r"out of memory on a batch of 16 x \d+ tokens; lower train.batch_size"):
         train(tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "run"), progress=False)
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "interrupted" and "--resume" in status["hint"]

@@ -46,7 +46,7 @@ def test_a_missing_tracker_package_is_named_before_training(tmp_path, toy_files,
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     cfg = tiny_config(tiny_model_dir, *toy_files, tmp_path / "run", **{"train.mlflow": True})
-    with pytest.raises(ConfigError, match=r"--mlflow needs the mlflow package; pip install 'bertkit\[track\]'"):
+    with pytest.raises(ConfigError, match=r"train.mlflow needs the mlflow package; pip install 'bertkit\[track\]'"):
         train(cfg, progress=False)
     assert not (tmp_path / "run").exists()
 
@@ -79,6 +79,6 @@ def test_a_bad_mlflow_uri_is_one_clear_error(tmp_path, toy_files, tiny_model_dir
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://nowhere")
     cfg = tiny_config(tiny_model_dir, *toy_files, tmp_path / "run", **{"train.max_steps": 2, "train.mlflow": True})
-    with pytest.raises(ConfigError, match="--mlflow: cannot start an MLflow run .*check MLFLOW_TRACKING_URI"):
+    with pytest.raises(ConfigError, match="train.mlflow: cannot start an MLflow run .*check MLFLOW_TRACKING_URI"):
         train(cfg, progress=False)
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "interrupted"

@@ -59,7 +59,7 @@ def read_conll(path: str | Path, *, token_index: int = 0, tag_index: int = -1, e
                          (tag_index if tag_index >= 0 else -tag_index - 1) if with_tags else 0) + 1
             if width < needed or (with_tags and width < 2):
                 raise DataError(f"{p}:{n}: {width} column(s), but the token and tag columns need {max(needed, 2)}; "
-                                "check --format, --token-index and --tag-index")
+                                "check data.format, data.token_index and data.tag_index")
         elif len(columns) != width:
             raise DataError(f"{p}:{n}: {len(columns)} columns where earlier lines have {width}; "
                             "a token with a space, or a missing tag?")

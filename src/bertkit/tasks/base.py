@@ -75,7 +75,7 @@ class Task(ABC):
         (`data.stream`). The default streams a table; tasks whose files must be read whole (CoNLL, SQuAD
         JSON) refuse."""
         if type(self).read_file is not Task.read_file:
-            raise ConfigError(f"--stream: the {self.name} task reads its data files whole; drop --stream")
+            raise ConfigError(f"data.stream: the {self.name} task reads its data files whole; drop data.stream")
         for table in iter_table(path, data_cfg.format, data_cfg.encoding, chunk_rows):
             yield self.read_examples(table, data_cfg)
 
@@ -131,11 +131,11 @@ class Task(ABC):
                        ) -> dict[str, torch.Tensor]:
         """A training batch with several examples per row (`train.packing`); tasks that support packing
         implement it with `bertkit.data.packing` and handle the packed layout in `forward`."""
-        raise ConfigError(f"train.packing: the {self.name} task does not pack inputs; drop --packing")
+        raise ConfigError(f"train.packing: the {self.name} task does not pack inputs; drop train.packing")
 
     def check_packing(self, model: torch.nn.Module) -> None:
         """Raise ConfigError when `model` cannot run this task's packed batches."""
-        raise ConfigError(f"train.packing: the {self.name} task does not pack inputs; drop --packing")
+        raise ConfigError(f"train.packing: the {self.name} task does not pack inputs; drop train.packing")
 
     #: With LoRA, whether the head trains in full beside the adapters (not when it is tied to the frozen
     #: word embeddings, as a masked-LM decoder is).

@@ -53,7 +53,7 @@ def _delimiter_hint(columns: list[str]) -> str:
         for sep in (";", "|", "\t"):
             if sep in columns[0]:
                 return (f", or fix the delimiter: the header looks separated by {sep!r}; write the file with commas "
-                        "(CSV) or tabs (--format tsv)")
+                        "(CSV) or tabs (data.format tsv)")
     return ""
 
 
@@ -160,11 +160,11 @@ class ClassificationTask(Task):
             wanted.append(data_cfg.label_column)
         for column in filter(None, wanted):
             if column not in table.columns:
-                flag = {data_cfg.text_column: "--text-column", data_cfg.label_column: "--label-column"}.get(
-                    column, "--text-pair-column")
+                key = {data_cfg.text_column: "data.text_column", data_cfg.label_column: "data.label_column"}.get(
+                    column, "data.text_pair_column")
                 raise DataError(
                     f"{table.path}: no column '{column}'; columns found: {', '.join(table.columns)}; "
-                    f"pass {flag} with one of them{_delimiter_hint(table.columns)}"
+                    f"set {key} to one of them{_delimiter_hint(table.columns)}"
                 )
         examples = []
         for i, row in enumerate(table.rows):
@@ -223,7 +223,7 @@ class ClassificationTask(Task):
         if stats.distinct_overflow:
             raise DataError(
                 f"{stats.first_where.rsplit(':', 1)[0]}: more than {_LabelStats.MAX_DISTINCT:,} different labels; "
-                "if the label is a number to predict, pass --problem regression"
+                "if the label is a number to predict, set task.problem to regression"
             )
         names: Counter[str] = Counter()
         for key, count in stats.counts.items():
@@ -326,7 +326,7 @@ class ClassificationTask(Task):
     def check_packing(self, model: torch.nn.Module) -> None:
         if not is_bert_classifier(model):
             raise ConfigError(f"train.packing: packed rows need a BERT-style classifier (pooler on [CLS], absolute "
-                              f"positions from 0); {type(model).__name__} is not; drop --packing")
+                              f"positions from 0); {type(model).__name__} is not; drop train.packing")
 
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if supports_first_token_path(model):  # skips the last layer's work on tokens nobody reads

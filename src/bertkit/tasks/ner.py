@@ -39,7 +39,7 @@ def _format(path: str, given: str | None) -> str:
         return "jsonl"
     if name.endswith(_CONLL_EXTENSIONS):
         return "conll"
-    raise DataError(f"{path}: cannot tell the format from the extension; pass --format conll or --format jsonl")
+    raise DataError(f"{path}: cannot tell the format from the extension; set data.format to conll or jsonl")
 
 
 @register_task("ner")
@@ -75,8 +75,8 @@ class NerTask(Task):
         raw_text = data_cfg.tokens_column not in table.columns
         if raw_text and data_cfg.text_column not in table.columns:
             raise DataError(f"{table.path}: neither a '{data_cfg.tokens_column}' nor a '{data_cfg.text_column}' "
-                            f"field; fields found: {', '.join(table.columns)}; pass --tokens-column or "
-                            "--text-column")
+                            f"field; fields found: {', '.join(table.columns)}; set data.tokens_column or "
+                            "data.text_column")
         examples = []
         for i, row in enumerate(table.rows):
             where = table.where(i)

@@ -63,7 +63,7 @@ def to_bio(tags: Sequence[str], scheme: str, *, repair: bool = True, where: str 
                     raise DataError(
                         f"{where}: tag {i + 1} '{tag}' continues an entity that never started (after "
                         f"'{tags[i - 1] if i else 'the sentence start'}'); fix the tags, give the right "
-                        "--tag-scheme, or drop --reject-invalid-tags to repair it as B-"
+                        "task.tag_scheme, or set task.invalid_tags to repair to make it B-"
                     )
                 out.append(f"B-{kind}")
             else:

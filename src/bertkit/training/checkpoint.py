@@ -168,7 +168,7 @@ def restore_latest(ckpt_root: Path, model: torch.nn.Module, optimizer, scheduler
         except CheckpointError as exc:
             log.warning("%s; trying the checkpoint before it", exc)
     if found:
-        raise CheckpointError(f"{ckpt_root}: no checkpoint reads back whole; start a new run with --out")
+        raise CheckpointError(f"{ckpt_root}: no checkpoint reads back whole; start a new run (set out to a new folder)")
     return None
 
 

@@ -64,8 +64,8 @@ def _out_of_memory_hint(batch: dict[str, Any], cfg: TrainConfig) -> Iterator[Non
             raise
         rows, length = batch["input_ids"].shape[:2]
         raise TrainingError(
-            f"out of memory on a batch of {rows} x {length} tokens; lower --batch-size (now {cfg.batch_size}) "
-            "and raise --grad-accum to keep the effective batch, or lower --max-length, or set --batch-tokens"
+            f"out of memory on a batch of {rows} x {length} tokens; lower train.batch_size (now {cfg.batch_size}) and "
+            "raise train.grad_accum to keep the effective batch, or lower data.max_length, or set train.batch_tokens"
         ) from None
 
 
@@ -119,8 +119,8 @@ def train_loop(
                 state.window_tokens += int(batch["attention_mask"].sum())
             if not math.isfinite(step_loss):
                 raise TrainingError(
-                    f"the loss became {step_loss} at step {state.step + 1}; lower --lr, keep "
-                    "train.max_grad_norm at 1.0, or try --precision fp32"
+                    f"the loss became {step_loss} at step {state.step + 1}; lower train.lr, keep "
+                    "train.max_grad_norm at 1.0, or set train.precision to fp32"
                 )
             grad_norm = rt.clip(model, cfg.max_grad_norm)
             optimizer.step()

@@ -108,7 +108,7 @@ def open_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
         return saved, run
     if run.path.exists() and any(run.path.iterdir()):
         raise ConfigError(f"{run.path}: the run directory exists and is not empty; set resume to continue it, or "
-                          "choose a new out")
+                          "set out to a new folder")
     if not config.data.train:
         raise ConfigError("no training data given; set data.train")
     run.path.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ def check_available(config: RunConfig) -> None:
     wanted = [("tensorboard", config.train.tensorboard), ("mlflow", config.train.mlflow)]
     for package, on in wanted:
         if on and importlib.util.find_spec(package) is None:
-            raise ConfigError(f"--{package} needs the {package} package; {_EXTRA}")
+            raise ConfigError(f"train.{package} needs the {package} package; {_EXTRA}")
 
 
 class Trackers:
@@ -50,7 +50,7 @@ class Trackers:
                 self.mlflow = _start_mlflow(config, run)
             except Exception as exc:  # noqa: BLE001 - MLflow raises its own types for bad URIs and stores
                 first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                raise ConfigError(f"--mlflow: cannot start an MLflow run ({first}); check MLFLOW_TRACKING_URI, or "
+                raise ConfigError(f"train.mlflow: cannot start an MLflow run ({first}); check MLFLOW_TRACKING_URI, or "
                                   "unset it to log to RUN/mlruns") from None
 
     def log(self, event: dict[str, Any]) -> None:
