@@ -17,6 +17,7 @@ import torch
 from bertkit.config import DataConfig, TaskConfig
 from bertkit.data.readers import Table, iter_table, read_table
 from bertkit.errors import ConfigError
+from bertkit.report_html import DevData
 
 __all__ = ["Task", "register_task", "get_task", "TASKS"]
 
@@ -232,6 +233,11 @@ class Task(ABC):
     def tune(self, outputs: Any, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Fit decision parameters on dev outputs (e.g. a threshold); returns what changed."""
         return {}
+
+    def report_view(self, dev: DevData) -> str | None:
+        """The run report's view of the final model on dev (HTML made with `bertkit.report_html`), from what the
+        run saved; None when the saved files do not allow one. Default: no view."""
+        return None
 
     def calibrate(self, model: torch.nn.Module, outputs: Any, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Make the final model's confidences honest on dev (classification: temperature scaling folded into

@@ -108,3 +108,16 @@ def spearman(refs, preds) -> float:
 def mse(refs, preds) -> float:
     x, y = np.asarray(refs, dtype=np.float64), np.asarray(preds, dtype=np.float64)
     return float(((x - y) ** 2).mean()) if x.size else 0.0
+
+
+def per_class_scores(gold: np.ndarray, pred: np.ndarray, n: int) -> list[tuple[float, float, float, int]]:
+    """(precision, recall, F1, support) of each class; 0 where a ratio is undefined (as scikit-learn's
+    zero_division=0)."""
+    out = []
+    for c in range(n):
+        tp = int(((pred == c) & (gold == c)).sum())
+        predicted, support = int((pred == c).sum()), int((gold == c).sum())
+        p = tp / predicted if predicted else 0.0
+        r = tp / support if support else 0.0
+        out.append((p, r, 2 * p * r / (p + r) if p + r else 0.0, support))
+    return out

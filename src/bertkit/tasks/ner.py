@@ -20,6 +20,7 @@ from bertkit.data.batching import pad_batch
 from bertkit.data.conll import read_conll
 from bertkit.data.readers import Table, read_table
 from bertkit.errors import DataError
+from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
 from bertkit.tasks.tagging import bio_labels, detect_scheme, entity_scores, get_entities, split_tag, to_bio
 
@@ -322,6 +323,11 @@ class NerTask(Task):
         return scores
 
     primary_metric = "f1"
+
+    def report_view(self, dev: DevData) -> str | None:
+        from bertkit.tasks.ner_view import ner_view
+
+        return ner_view(dev)
 
     # --- persistence ----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from bertkit.config import DataConfig
 from bertkit.data.batching import pad_batch
 from bertkit.data.squad import read_squad
 from bertkit.errors import DataError
+from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
 from bertkit.tasks.squad import best_null_threshold, f1, squad_scores
 
@@ -211,6 +212,11 @@ class QaTask(Task):
             has.append(bool(golds))
         self.null_threshold = best_null_threshold(margins, f1s, has)
         return {"null_threshold": self.null_threshold}
+
+    def report_view(self, dev: DevData) -> str | None:
+        from bertkit.tasks.qa_view import qa_view
+
+        return qa_view(dev)
 
     # --- persistence ----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bertkit.config import RunConfig
 from bertkit.errors import ConfigError
@@ -39,14 +38,14 @@ def attach_teacher_logits(features: list[dict[str, Any]], logits: np.ndarray) ->
 
 class DistillationTask:
     """The student's task, with `collate_train` and `loss` extended by the teacher's soft targets:
-    loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * task loss
-    (for multi-label, binary cross-entropy against sigmoid(teacher / T); for regression, MSE to the teacher)."""
+    loss = alpha * soft + (1 - alpha) * task loss, where the task's `soft_loss` is T^2 * KL(softmax(teacher / T)
+    || softmax(student / T)) for single-label, binary cross-entropy against sigmoid(teacher / T) for
+    multi-label, and MSE to the teacher for regression."""
 
     def __init__(self, task: Task, *, alpha: float, temperature: float) -> None:
-        if task.name != "classification":
+        if not hasattr(task, "soft_loss"):
             raise ConfigError(f"train.distill_from: distillation supports the classification task, not {task.name}")
         self.task, self.alpha, self.temperature = task, alpha, temperature
-        self.problem = task.state()["problem"]
         self.target_keys = (*task.target_keys, "teacher_logits")
 
     def __getattr__(self, name: str) -> Any:
@@ -69,14 +68,7 @@ class DistillationTask:
 
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hard = self.task.loss(logits, batch)
-        teacher, t = batch["teacher_logits"].to(logits.dtype), self.temperature
-        if self.problem == "regression":
-            soft = F.mse_loss(logits, teacher)
-        elif self.problem == "multi_label":
-            soft = F.binary_cross_entropy_with_logits(logits / t, torch.sigmoid(teacher / t)) * t * t
-        else:  # (B, L): KL between the softened distributions, scaled so gradients match the hard loss
-            soft = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
-                            reduction="batchmean") * t * t
+        soft = self.task.soft_loss(logits, batch["teacher_logits"].to(logits.dtype), self.temperature)
         return self.alpha * soft + (1.0 - self.alpha) * hard
 
 

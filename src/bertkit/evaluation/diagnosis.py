@@ -1,0 +1,79 @@
+"""The diagnosis of the run report: the learning curves read in plain words, with what to try."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Finding", "diagnose"]
+
+
+@dataclass
+class Finding:
+    """One diagnosis: what the curves show and what to try."""
+
+    kind: str  # overfitting | growing_gap | still_improving | stuck | healthy
+    what: str
+    advice: str
+
+
+def diagnose(records: list[dict[str, Any]], metric: str, greater_is_better: bool, best_step: int | None
+             ) -> list[Finding]:
+    """Read the learning curves like a person would: did the dev metric fall after its best, did the gap
+    between training and dev loss grow, was the model still improving, did the loss move at all?"""
+    evals = [r for r in records if r.get("kind") == "eval" and f"dev_{metric}" in r]
+    trains = [r for r in records if r.get("kind") == "train"]
+    findings: list[Finding] = []
+    sign = 1.0 if greater_is_better else -1.0
+    if len(trains) >= 4:
+        first, last = trains[0]["loss"], np.mean([r["loss"] for r in trains[-max(1, len(trains) // 5):]])
+        if first > 0 and last > 0.95 * first:
+            findings.append(Finding(
+                "stuck", f"The training loss barely moved ({first:.4f} at first, {last:.4f} at the end).",
+                "Raise --lr (or lower it if the loss jumped about), check that the labels match the texts, and "
+                "look at the learning-rate plot for a warm-up that never ended."))
+    if len(evals) >= 2:
+        values = [r[f"dev_{metric}"] for r in evals]
+        best_i = int(np.argmax([sign * v for v in values]))
+        best, final = values[best_i], values[-1]
+        drop = sign * (best - final)
+        scale = max(abs(best), 1e-9) if not greater_is_better else 1.0
+        if best_i < len(values) - 1 and drop / scale > 0.005:
+            findings.append(Finding(
+                "overfitting",
+                f"The dev {metric} was best at step {evals[best_i]['step']} ({best:.4f}) and fell to {final:.4f} "
+                f"by step {evals[-1]['step']}: past its best, the model fits the training set at the expense of "
+                f"new data. The final model is the step-{best_step} checkpoint.",
+                "Stop sooner (--patience 2, fewer --epochs), regularise (--weight-decay 0.05, "
+                "--freeze-embeddings, LoRA with --lora-r 8), lower --lr, or add training data."))
+        elif best_i == len(values) - 1 and len(values) >= 3 and sign * (values[-1] - values[-2]) > 0.002 * (
+                1.0 if greater_is_better else max(abs(values[-2]), 1e-9)):
+            findings.append(Finding(
+                "still_improving",
+                f"The dev {metric} was still improving at the last evaluation ({values[-2]:.4f} -> {values[-1]:.4f}).",
+                "Train longer (--epochs or --max-steps); the learning-rate schedule ended before the model did."))
+        losses = [(r["step"], r["dev_loss"]) for r in evals if "dev_loss" in r]
+        if len(losses) >= 3 and trains:
+            low_i = int(np.argmin([v for _, v in losses]))
+            gaps = [dev - _train_loss_at(trains, step) for step, dev in losses]
+            if low_i < len(losses) - 1 and losses[-1][1] > losses[low_i][1] * 1.05 and gaps[-1] > gaps[low_i] + 0.05:
+                findings.append(Finding(
+                    "growing_gap",
+                    f"The dev loss was lowest at step {losses[low_i][0]} ({losses[low_i][1]:.4f}) and rose to "
+                    f"{losses[-1][1]:.4f} while the training loss kept falling: the gap between them grew from "
+                    f"{gaps[low_i]:.3f} to {gaps[-1]:.3f}. The model grows more confident on training examples "
+                    "than on new ones.",
+                    "The same remedies as for overfitting; a dev metric that still holds up while the dev loss "
+                    "rises means over-confident probabilities, which the calibration below corrects."))
+    if not findings:
+        findings.append(Finding("healthy", "No sign of overfitting or under-training: the dev curves level off "
+                                "together with the training loss.", "Nothing to change."))
+    return findings
+
+
+def _train_loss_at(trains: list[dict[str, Any]], step: int) -> float:
+    """The training loss logged nearest to `step` (its window ends at or before it when possible)."""
+    before = [r for r in trains if r["step"] <= step]
+    return (before[-1] if before else trains[0])["loss"]

@@ -1,0 +1,414 @@
+"""The three variants of sequence classification, one small strategy each.
+
+They share data, tokenisation and the model head (`ClassificationTask`); they differ in how labels become
+targets, the loss (and the soft-target loss of distillation), the decision rule, the metrics, what can be
+tuned or calibrated on dev, and the report's view of the dev set. `PROBLEMS` maps `task.problem` to them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bertkit.errors import DataError
+from bertkit.report_html import COLOURS, DevData, html_table, new_figure, plot_block, short_text, to_svg
+from bertkit.tasks import metrics as M
+from bertkit.tasks.calibration import expected_calibration_error, fit_temperature, reliability, softmax
+
+__all__ = ["Problem", "SingleLabel", "MultiLabel", "Regression", "PROBLEMS", "LabelStats", "label_name"]
+
+
+def label_name(value: Any) -> str:
+    """Label names are strings; JSON numbers 1 and 1.0 both name the label "1"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def sorted_names(names: set[str]) -> list[str]:
+    try:
+        return sorted(names, key=int)  # "2" before "10" for numeric labels
+    except ValueError:
+        return sorted(names)
+
+
+def as_float(value: Any, where: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise DataError(f"{where}: regression target {value!r} is not a finite number; fix or remove the row")
+    return number
+
+
+class LabelStats:
+    """What fitting needs of the training labels, gathered one example at a time, so that a streamed
+    training file is never held in memory: label counts, the first row of each kind, and whether every
+    label reads as a number (regression when some are fractional)."""
+
+    MAX_DISTINCT = 100_000
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.first_where = ""
+        self.pairs = False
+        self.any_list = False
+        self.all_numbers = True
+        self.any_fraction = False
+        self.bad_number: tuple[Any, str] | None = None  # the first label that is not a finite number
+        self.counts: Counter[tuple[bool, tuple[str, ...], str]] = Counter()
+        self.distinct_overflow = False
+
+    def add(self, ex: dict[str, Any]) -> None:
+        if self.n == 0:
+            self.first_where, self.pairs = ex["where"], "text_pair" in ex
+        self.n += 1
+        label = ex["label"]
+        is_list = isinstance(label, list)
+        self.any_list = self.any_list or is_list
+        try:
+            number = float(label)
+        except (TypeError, ValueError):
+            number = math.nan
+            self.all_numbers = False
+        if math.isfinite(number):
+            self.any_fraction = self.any_fraction or not number.is_integer()
+        elif self.bad_number is None:
+            self.bad_number = (label, ex["where"])
+        if self.distinct_overflow:
+            return
+        key = (is_list, tuple(label_name(v) for v in label) if is_list else (), label_name(label))
+        self.counts[key] += 1
+        if len(self.counts) > self.MAX_DISTINCT:
+            self.distinct_overflow, self.counts = True, Counter()
+
+    @property
+    def file(self) -> str:
+        return self.first_where.rsplit(":", 1)[0]
+
+    def problem(self) -> str:
+        """The problem the labels imply (`task.problem` auto)."""
+        if self.any_list:
+            return "multi_label"
+        return "regression" if self.all_numbers and self.any_fraction else "single_label"
+
+
+class Problem:
+    """One classification variant. `task` arguments are the fitted `ClassificationTask` (labels, threshold)."""
+
+    name: ClassVar[str]
+    hf_problem_type: ClassVar[str]  # the model config's problem_type
+    primary_metric: ClassVar[str]
+    target_dtype: ClassVar[torch.dtype] = torch.float
+    stratified: ClassVar[bool] = False  # whether a dev split keeps the label proportions
+
+    def fit(self, stats: LabelStats, class_weights: str) -> tuple[list[str], list[float] | None]:
+        """(label names, class weights or None) from the training labels."""
+        if stats.distinct_overflow:
+            raise DataError(f"{stats.file}: more than {LabelStats.MAX_DISTINCT:,} different labels; if the label "
+                            "is a number to predict, set task.problem to regression")
+        names: Counter[str] = Counter()
+        for (is_list, members, single), count in stats.counts.items():
+            for name in self._fit_names(is_list, members, single):
+                names[name] += count
+        labels = sorted_names(set(names))
+        weights = self._class_weights(stats.n, [names[c] for c in labels]) if class_weights == "auto" else None
+        return labels, weights
+
+    def _fit_names(self, is_list: bool, members: tuple[str, ...], single: str) -> tuple[str, ...]:
+        return (single,)
+
+    def _class_weights(self, n: int, counts: list[int]) -> list[float]:
+        raise NotImplementedError
+
+    def names(self, label: Any) -> list[str]:
+        """The label names a raw label holds."""
+        return [label_name(label)]
+
+    def check(self, label: Any, where: str) -> None:
+        """Raise DataError when a raw label cannot be a target of this problem."""
+
+    def encode(self, label: Any, index: dict[str, int]) -> Any:
+        """A raw label as the model's target; `index` maps label names to output positions."""
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def soft_loss(self, logits: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.Tensor:
+        """The distillation loss against a teacher's logits at temperature `t`."""
+        raise NotImplementedError
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(logits)
+
+    def postprocess(self, task: Any, logits: np.ndarray) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def metrics(self, task: Any, logits: np.ndarray, examples: list[dict[str, Any]]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def tune(self, task: Any, logits: np.ndarray, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Decision parameters fitted on dev (none by default)."""
+        return {}
+
+    def calibrate(self, task: Any, layer: torch.nn.Linear | None, logits: np.ndarray,
+                  examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Confidence calibration folded into the output layer (none by default)."""
+        return {}
+
+    def report_view(self, task: Any, d: DevData, logits: np.ndarray) -> str:
+        raise NotImplementedError
+
+
+class SingleLabel(Problem):
+    """One class per text (binary or multi-class): softmax, cross-entropy, argmax."""
+
+    name, hf_problem_type, primary_metric = "single_label", "single_label_classification", "accuracy"
+    target_dtype = torch.long
+    stratified = True
+
+    def fit(self, stats: LabelStats, class_weights: str) -> tuple[list[str], list[float] | None]:
+        labels, weights = super().fit(stats, class_weights)
+        if len(labels) < 2:
+            raise DataError(f"{stats.file}: training data has only the label {labels[0]!r}; a classifier needs at "
+                            "least two")
+        return labels, weights
+
+    def _class_weights(self, n: int, counts: list[int]) -> list[float]:
+        return [n / (len(counts) * c) for c in counts]  # inverse frequency, mean 1 (scikit-learn's "balanced")
+
+    def encode(self, label: Any, index: dict[str, int]) -> int:
+        return index[label_name(label)]
+
+    def loss(self, logits, targets, weights):
+        return F.cross_entropy(logits, targets, weight=weights)
+
+    def soft_loss(self, logits, teacher, t):  # KL of the softened distributions, scaled as the hard loss
+        return F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
+                        reduction="batchmean") * t * t
+
+    def postprocess(self, task, logits):
+        out = []
+        for row in self.probabilities(logits):
+            best = int(row.argmax())
+            out.append({"label": task.labels[best], "score": float(row[best]),
+                        "probabilities": {n: round(float(p), 6) for n, p in zip(task.labels, row)}})
+        return out
+
+    def metrics(self, task, logits, examples):
+        refs = np.array([self.encode(ex["label"], task.label_index) for ex in examples])
+        preds = logits.argmax(-1)
+        scores = {"accuracy": M.accuracy(refs, preds), "f1": M.f1_macro(refs, preds), "mcc": M.mcc(refs, preds)}
+        if len(task.labels) == 2:  # GLUE's F1 for MRPC/QQP: of the second label ("1", "positive"...)
+            scores["f1_binary"] = M.f1_binary(refs, preds, positive=1)
+        return scores
+
+    @torch.no_grad()
+    def calibrate(self, task, layer, logits, examples):
+        """Temperature scaling: T fitted on the dev logits (NLL), then folded into the output layer (weight and
+        bias divided by T), so that the saved model, bertkit and plain transformers all give the calibrated
+        probabilities; the predicted class never changes."""
+        if layer is None or not examples:
+            return {}
+        refs = np.array([self.encode(ex["label"], task.label_index) for ex in examples])
+        temperature = fit_temperature(logits, refs)
+        layer.weight.div_(temperature)
+        if layer.bias is not None:
+            layer.bias.div_(temperature)
+        return {"temperature": temperature, "ece_before": expected_calibration_error(softmax(logits), refs),
+                "ece_after": expected_calibration_error(softmax(logits, temperature), refs), "bins": 15}
+
+    def report_view(self, task, d, logits):
+        labels = task.labels
+        gold = np.array([self.encode(ex["label"], task.label_index) for ex in d.examples])
+        calibration = d.results.get("calibration") or {}
+        temperature = float(calibration.get("temperature", 1.0))
+        probs = softmax(logits, temperature)
+        pred = probs.argmax(1)
+        matrix = np.zeros((len(labels), len(labels)), dtype=int)
+        np.add.at(matrix, (gold, pred), 1)
+        scores = M.per_class_scores(gold, pred, len(labels))
+        before, after = reliability(softmax(logits), gold), reliability(probs, gold)
+        loss = -np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-12, 1))
+        worst = np.argsort(-loss)[: d.top]
+        return "".join([
+            plot_block(_confusion(matrix, labels)),
+            "<h3>Per class</h3>" + html_table(["class", "precision", "recall", "F1", "support"],
+                                              [[name, *s] for name, s in zip(labels, scores)]),
+            "<h3>Calibration</h3>" + plot_block(_reliability_plot(before, after)) + (
+                f"<p>Expected calibration error (15 equal-width bins) on dev: <b>{before.ece:.4f}</b> before and "
+                f"<b>{after.ece:.4f}</b> after temperature scaling with T = {temperature:.3f}, fitted on dev and "
+                "folded into the saved model's output layer (the predicted class never changes, only the "
+                "confidence).</p>" if calibration else "<p>No temperature was fitted for this run.</p>"),
+            "<h3>Highest-loss dev examples</h3>" + html_table(
+                ["where", "text", "gold", "predicted", "p(gold)", "loss"],
+                [[d.examples[i]["where"], short_text(d.examples[i]), labels[gold[i]], labels[pred[i]],
+                  float(probs[i, gold[i]]), float(loss[i])] for i in worst])])
+
+
+class MultiLabel(Problem):
+    """Any number of labels per text: a sigmoid per label, binary cross-entropy, a threshold tuned on dev."""
+
+    name, hf_problem_type, primary_metric = "multi_label", "multi_label_classification", "f1_micro"
+
+    def _fit_names(self, is_list, members, single):
+        return members if is_list else (single,)
+
+    def _class_weights(self, n: int, counts: list[int]) -> list[float]:
+        return [(n - c) / max(c, 1) for c in counts]  # BCE pos_weight: negatives per positive of each label
+
+    def names(self, label: Any) -> list[str]:
+        return list(label) if isinstance(label, list) else [label_name(label)]
+
+    def encode(self, label: Any, index: dict[str, int]) -> list[float]:
+        hot = [0.0] * len(index)
+        for name in self.names(label):
+            hot[index[name]] = 1.0
+        return hot
+
+    def loss(self, logits, targets, weights):
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weights)
+
+    def soft_loss(self, logits, teacher, t):
+        return F.binary_cross_entropy_with_logits(logits / t, torch.sigmoid(teacher / t)) * t * t
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+    def postprocess(self, task, logits):
+        out = []
+        for row in self.probabilities(logits):
+            table = {name: round(float(p), 6) for name, p in zip(task.labels, row)}
+            chosen = [{"label": n, "score": table[n]} for n, p in zip(task.labels, row) if p >= task.threshold]
+            out.append({"labels": chosen, "probabilities": table})
+        return out
+
+    def _gold(self, task, examples) -> np.ndarray:
+        return np.array([self.encode(ex["label"], task.label_index) for ex in examples]) > 0.5
+
+    def metrics(self, task, logits, examples):
+        refs, preds = self._gold(task, examples), self.probabilities(logits) >= task.threshold
+        return {**M.multilabel_f1(refs, preds), "subset_accuracy": float((refs == preds).all(1).mean())}
+
+    def tune(self, task, logits, examples):
+        if task.cfg.threshold is not None:
+            return {}
+        refs, probs = self._gold(task, examples), self.probabilities(logits)
+        grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+        scores = [M.multilabel_f1(refs, probs >= t)["f1_micro"] for t in grid]
+        task.threshold = float(grid[int(np.argmax(scores))])
+        return {"threshold": task.threshold}
+
+    def report_view(self, task, d, logits):
+        labels, gold = task.labels, self._gold(task, d.examples)
+        probs = self.probabilities(logits)
+        pred = probs >= task.threshold
+        rows = [[name, *M.per_class_scores(gold[:, c].astype(int), pred[:, c].astype(int), 2)[1]]
+                for c, name in enumerate(labels)]
+        bce = -(gold * np.log(np.clip(probs, 1e-12, 1)) + ~gold * np.log(np.clip(1 - probs, 1e-12, 1))).mean(1)
+        worst = np.argsort(-bce)[: d.top]
+        return (f"<h3>Per label (threshold {task.threshold})</h3>"
+                + html_table(["label", "precision", "recall", "F1", "support"], rows)
+                + "<h3>Highest-loss dev examples</h3>" + html_table(
+                    ["where", "text", "gold", "predicted", "loss"],
+                    [[d.examples[i]["where"], short_text(d.examples[i]),
+                      ", ".join(labels[c] for c in np.flatnonzero(gold[i])),
+                      ", ".join(labels[c] for c in np.flatnonzero(pred[i])), float(bce[i])] for i in worst]))
+
+
+class Regression(Problem):
+    """A number per text: one output, mean squared error."""
+
+    name, hf_problem_type, primary_metric = "regression", "regression", "pearson"
+
+    def fit(self, stats: LabelStats, class_weights: str) -> tuple[list[str], list[float] | None]:
+        if stats.bad_number is not None:
+            as_float(*stats.bad_number)  # raises, naming the row
+        return ["value"], None
+
+    def check(self, label: Any, where: str) -> None:
+        as_float(label, where)
+
+    def encode(self, label: Any, index: dict[str, int]) -> float:
+        return float(label)
+
+    def loss(self, logits, targets, weights):
+        return F.mse_loss(logits.squeeze(-1), targets)
+
+    def soft_loss(self, logits, teacher, t):
+        return F.mse_loss(logits, teacher)
+
+    def postprocess(self, task, logits):
+        return [{"value": float(v)} for v in logits[:, 0]]
+
+    def metrics(self, task, logits, examples):
+        refs = np.array([float(ex["label"]) for ex in examples])
+        preds = logits[:, 0].astype(np.float64)
+        return {"pearson": M.pearson(refs, preds), "spearman": M.spearman(refs, preds), "mse": M.mse(refs, preds)}
+
+    def report_view(self, task, d, logits):
+        gold = np.array([float(ex["label"]) for ex in d.examples])
+        pred = logits[:, 0].astype(np.float64)
+        worst = np.argsort(-(pred - gold) ** 2)[: d.top]
+        return plot_block(_scatter(gold, pred)) + "<h3>Largest errors on dev</h3>" + html_table(
+            ["where", "text", "gold", "predicted", "squared error"],
+            [[d.examples[i]["where"], short_text(d.examples[i]), float(gold[i]), float(pred[i]),
+              float((pred[i] - gold[i]) ** 2)] for i in worst])
+
+
+PROBLEMS: dict[str, Problem] = {p.name: p for p in (SingleLabel(), MultiLabel(), Regression())}
+
+
+# --- plots of the views -----------------------------------------------------------------------------------
+def _confusion(matrix: np.ndarray, labels: list[str]) -> str:
+    size = min(2.2 + 0.45 * len(labels), 9)
+    fig, ax = new_figure(size, size)
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    top = matrix.max() or 1
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
+                    color="white" if matrix[i, j] > top / 2 else "black")
+    ax.set_title("Confusion matrix (dev)")
+    return to_svg(fig)
+
+
+def _reliability_plot(before, after) -> str:
+    fig, ax = new_figure(4.6, 4.2)
+    centres = (before.edges[:-1] + before.edges[1:]) / 2
+    width = before.edges[1] - before.edges[0]
+    ax.plot([0, 1], [0, 1], color="#888", linewidth=1, label="perfect calibration")
+    for bins, colour, name, shift in ((before, "#bbb", "before", -width / 4),
+                                      (after, COLOURS["train"], "after", width / 4)):
+        filled = bins.count > 0
+        ax.bar(centres[filled] + shift, bins.accuracy[filled], width=width / 2, color=colour,
+               label=f"{name} (ECE {bins.ece:.4f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability (dev), temperature scaling")
+    ax.legend(frameon=False, loc="upper left")
+    return to_svg(fig)
+
+
+def _scatter(gold: np.ndarray, pred: np.ndarray) -> str:
+    fig, ax = new_figure(4.4, 4.2)
+    ax.scatter(gold, pred, s=6, alpha=0.5, color=COLOURS["train"])
+    low, high = float(min(gold.min(), pred.min())), float(max(gold.max(), pred.max()))
+    ax.plot([low, high], [low, high], color="#888", linewidth=1)
+    ax.set_xlabel("gold")
+    ax.set_ylabel("predicted")
+    ax.set_title("Predictions against gold (dev)")
+    return to_svg(fig)
