@@ -141,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("run_dirs", nargs="+")
     q.add_argument("--report", help="HTML file with the comparison and the learning curves overlaid")
     q.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    _model_commands(sub)
+    return parser
 
+
+def _model_commands(sub) -> None:
+    """The commands that use a trained model: export, serve, evaluate, predict."""
     p = sub.add_parser("export", help="write a run's final model as a Hugging Face model directory or ONNX")
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="directory to create")
@@ -186,7 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="JSONL file for the predictions of --input (default: stdout)")
     _column_flags(p)
     _quantize_flag(p)
-    return parser
 
 
 def _quantize_flag(p: argparse.ArgumentParser) -> None:

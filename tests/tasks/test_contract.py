@@ -64,3 +64,46 @@ def test_task_contract(name, tiny_model_dir, tmp_path):
     assert task.primary_metric in scores
     restored = get_task(TaskConfig(name=name), task.state())
     assert restored.postprocess(outputs, examples) == predictions
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_task_hooks(name, tiny_model_dir, tmp_path):
+    """The optional hooks (each with a default) keep their promises for every task: what a run saves of its
+    dev examples, the report's view of them, feature lengths for batching, ONNX sample inputs, input size."""
+    from bertkit.report_html import DevData
+    from bertkit.run_dir import RunDir
+    from bertkit.tasks.base import Task
+
+    filename, content, data_cfg = SAMPLES[name]
+    path = tmp_path / filename
+    path.write_text(content, encoding="utf-8")
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    task = get_task(TaskConfig(name=name))
+    examples = task.read_file(str(path), data_cfg, tokenizer)
+    task.fit(examples)
+    features = task.preprocess(examples, tokenizer, data_cfg)
+
+    records = [task.example_record(ex) for ex in examples]
+    assert all(set(r) <= set(task.example_keys) and "where" in r for r in records)
+    json.dumps(records)  # saved as JSON lines
+    lengths = task.feature_lengths(features)
+    assert len(lengths) == len(features) and all(n >= len(f["input_ids"]) > 0 for n, f in zip(lengths, features))
+    sample, axes = task.export_inputs(tokenizer)
+    assert "input_ids" in sample and 0 in axes
+    assert len({t.shape[0] for t in sample.values()}) == 1
+    assert task.input_chars("twelve chars") == 12
+
+    model, _ = build_model(str(tiny_model_dir), task)
+    outputs = predict_outputs(model, task, features, Runtime("fp32", cpu=True), tokenizer.pad_token_id,
+                              len(examples))
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    predictions = task.postprocess(outputs, examples) if task.saves_dev_predictions else None
+    run.write_dev_outputs(outputs, records, predictions)
+    saved_examples, arrays, saved_predictions = run.read_dev_outputs()
+    assert saved_examples == json.loads(json.dumps(records))
+    view = task.report_view(DevData(task, {}, saved_examples, arrays, saved_predictions, 5))
+    if type(task).report_view is Task.report_view:
+        assert view is None
+    else:
+        assert isinstance(view, str) and "<table" in view

@@ -65,9 +65,8 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, quantize: str | None = 
         model = model.merge_and_unload()
     model = model.float().eval()
     tokenizer = load_tokenizer(str(run.model_dir))
-    sample = tokenizer(["a short example", "and a second, longer example to pad the first"], padding=True,
-                       return_tensors="pt")
-    inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in sample]
+    sample, axes = task.export_inputs(tokenizer)
+    inputs = list(sample)
     outputs = task.output_names
     check = check_data or config.data.dev
     if check_data and not Path(check_data).is_file():
@@ -76,7 +75,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, quantize: str | None = 
 
     with staged_output(out) as tmp:
         tmp.mkdir()
-        _write_graph(model, [sample[k] for k in inputs], inputs, outputs, tmp / "model.fp32.onnx")
+        _write_graph(model, [sample[k] for k in inputs], inputs, axes, outputs, tmp / "model.fp32.onnx")
         model_file = "model.onnx"
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -109,15 +108,17 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, quantize: str | None = 
     return Path(out), manifest
 
 
-def _write_graph(model: torch.nn.Module, sample: list[torch.Tensor], inputs: list[str], outputs: tuple[str, ...],
-                 path: Path) -> None:
+def _write_graph(model: torch.nn.Module, sample: list[torch.Tensor], inputs: list[str], axes: dict[int, str],
+                 outputs: tuple[str, ...], path: Path) -> None:
     from torch.export import Dim
 
-    batch, sequence = Dim("batch", min=1, max=4096), Dim("sequence", min=2, max=model.config.max_position_embeddings)
+    limits = {"batch": (1, 4096), "sequence": (2, model.config.max_position_embeddings)}
+    dims = {i: Dim(name, min=limits.get(name, (1, 4096))[0], max=limits.get(name, (1, 4096))[1])
+            for i, name in axes.items()}
     with warnings.catch_warnings(), quiet_transformers(), torch.no_grad(), _export_errors(type(model).__name__):
         warnings.simplefilter("ignore")
         torch.onnx.export(_Graph(model, outputs), tuple(sample), str(path), input_names=inputs,
-                          output_names=list(outputs), dynamic_shapes={k: {0: batch, 1: sequence} for k in inputs},
+                          output_names=list(outputs), dynamic_shapes={k: dims for k in inputs},
                           opset_version=18, dynamo=True, external_data=False, verbose=False)
 
 

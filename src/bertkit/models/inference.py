@@ -28,9 +28,9 @@ def predict_outputs(model: torch.nn.Module, task: Task, features: Sequence[dict[
     loss_sum, loss_rows = 0.0, 0
     was_training = model.training
     model.eval()
-    lengths = [len(f["input_ids"]) for f in features]
+    lengths = [len(f["input_ids"]) for f in features]  # per-token outputs are trimmed to these
     per_feature: list[Any] = [None] * len(features)
-    for idx in eval_batches(lengths, batch_size, max_tokens=max_tokens):
+    for idx in eval_batches(task.feature_lengths(features), batch_size, max_tokens=max_tokens):
         batch = rt.to_device(task.collate([features[i] for i in idx], pad_id))
         with rt.autocast():
             raw = task.forward(model, batch)

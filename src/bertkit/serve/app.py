@@ -83,26 +83,15 @@ def _require_server_stack() -> None:
 def create_app(settings: ServeSettings):
     """The FastAPI application for `settings.path` (a run directory or an ONNX export folder)."""
     _require_server_stack()
-    from fastapi import Depends, FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from pydantic import BaseModel, Field
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
-    from bertkit.evaluation.predictor import Predictor
-    from bertkit.serve.batcher import Batcher
-
-    class PredictRequest(BaseModel):
-        inputs: list[str | list[str] | dict[str, Any]] = Field(
-            min_length=1, description="strings (classification, NER on raw text), {text, text_pair} (pairs), "
-                                      "{question, context} (QA); NER also takes lists of tokens")
-
-    class PredictResponse(BaseModel):
-        predictions: list[Any]
+    from fastapi import FastAPI
 
     served: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from bertkit.evaluation.predictor import Predictor
+        from bertkit.serve.batcher import Batcher
+
         predictor = await asyncio.to_thread(Predictor.from_path, settings.path)
         batcher = Batcher(predictor.predict_examples, enabled=settings.batching,
                           max_items=settings.max_batch_items, max_wait=settings.max_wait_ms / 1000)
@@ -113,6 +102,15 @@ def create_app(settings: ServeSettings):
         await batcher.stop()  # requests already queued are answered before the process ends
 
     app = FastAPI(title="bertkit", version="1", lifespan=lifespan)
+    _add_guard(app, settings)
+    _add_error_handlers(app)
+    _add_routes(app, settings, served)
+    return app
+
+
+def _add_guard(app: Any, settings: ServeSettings) -> None:
+    """Bodies without a length or over the limit are refused before they are read; every answer is logged."""
+    from fastapi import Request
 
     @app.middleware("http")
     async def guard_and_log(request: Request, call_next):
@@ -134,6 +132,17 @@ def create_app(settings: ServeSettings):
                                 "client": request.client.host if request.client else None}))
         return response
 
+
+class _Unauthorized(Exception):
+    pass
+
+
+def _add_error_handlers(app: Any) -> None:
+    """Every error is JSON `{"error": {"code", "message", ...}}`."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
         fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
@@ -152,22 +161,45 @@ def create_app(settings: ServeSettings):
         log.exception("%s %s failed", request.method, request.url.path)
         return _error(500, "internal", f"{type(exc).__name__}: {exc}")
 
-    def require_key(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {settings.api_key}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise _Unauthorized()
-
-    class _Unauthorized(Exception):
-        pass
-
     @app.exception_handler(_Unauthorized)
     async def unauthorized(request: Request, exc: _Unauthorized):
         response = _error(401, "unauthorized", "missing or wrong API key; send 'Authorization: Bearer KEY'")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
+
+
+def _over_limits(task: Any, inputs: list[Any], settings: ServeSettings):
+    """The 413 answer for a request over the item or text-length limits (lengths as the task measures its
+    inputs), else None."""
+    if len(inputs) > settings.max_items:
+        return _error(413, "too_many_inputs", f"{len(inputs)} inputs; the limit is {settings.max_items} "
+                      "per request (--max-items)", limit="max_items", max=settings.max_items)
+    for i, item in enumerate(inputs):
+        longest = task.input_chars(item)
+        if longest > settings.max_chars:
+            return _error(413, "text_too_long", f"input {i}: {longest} characters; the limit is "
+                          f"{settings.max_chars} (--max-chars)", limit="max_chars", max=settings.max_chars, input=i)
+    return None
+
+
+def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> None:
+    from fastapi import Depends, Request
+    from pydantic import BaseModel, Field
+
+    class PredictRequest(BaseModel):
+        inputs: list[str | list[str] | dict[str, Any]] = Field(
+            min_length=1, description="strings (classification, NER on raw text), {text, text_pair} (pairs), "
+                                      "{question, context} (QA); NER also takes lists of tokens")
+
+    class PredictResponse(BaseModel):
+        predictions: list[Any]
+
+    def require_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
+            raise _Unauthorized()
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -183,29 +215,15 @@ def create_app(settings: ServeSettings):
 
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(require_key)])
     async def predict(body: PredictRequest):
-        if len(body.inputs) > settings.max_items:
-            return _error(413, "too_many_inputs", f"{len(body.inputs)} inputs; the limit is {settings.max_items} "
-                          "per request (--max-items)", limit="max_items", max=settings.max_items)
-        for i, item in enumerate(body.inputs):
-            if isinstance(item, dict):
-                texts = list(item.values())  # text, text_pair, question, context... whatever the task reads
-            else:
-                texts = [item] if isinstance(item, str) else item  # a string, or NER's list of tokens
-            longest = max((len(t) for t in texts if isinstance(t, str)), default=0)
-            if isinstance(item, list):
-                longest = max(longest, sum(len(t) + 1 for t in item))
-            if longest > settings.max_chars:
-                return _error(413, "text_too_long", f"input {i}: {longest} characters; the limit is "
-                              f"{settings.max_chars} (--max-chars)", limit="max_chars", max=settings.max_chars,
-                              input=i)
         predictor = served["predictor"]
+        refused = _over_limits(predictor.task, body.inputs, settings)
+        if refused is not None:
+            return refused
         try:
             examples = predictor.task.make_examples(body.inputs, predictor.tokenizer)
         except (DataError, TypeError, KeyError) as exc:
             return _error(422, "invalid_input", str(exc).strip("'\""))
         return {"predictions": await served["batcher"].submit(examples)}
-
-    return app
 
 
 def app_from_env():

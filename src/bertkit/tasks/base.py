@@ -84,6 +84,18 @@ class Task(ABC):
         """Examples from raw API inputs (strings, pairs...), for prediction."""
         raise NotImplementedError(f"task {self.name} takes no raw inputs")
 
+    def input_chars(self, item: Any) -> int:
+        """How long one raw input is, in characters, for the HTTP server's --max-chars limit: its longest text
+        field (a string, each value of a dict), or a token list joined by spaces."""
+        if isinstance(item, str):
+            return len(item)
+        if isinstance(item, dict):
+            return max((len(v) for v in item.values() if isinstance(v, str)), default=0)
+        if isinstance(item, list):
+            return max(sum(len(t) + 1 for t in item if isinstance(t, str)),
+                       max((len(t) for t in item if isinstance(t, str)), default=0))
+        return 0
+
     @abstractmethod
     def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True) -> list[dict[str, Any]]:
         """Check the rows of a file and return examples; raise DataError naming file:line on bad rows.
@@ -173,6 +185,22 @@ class Task(ABC):
         return logits
 
     default_max_length: ClassVar[int] = 128
+
+    def feature_lengths(self, features: Sequence[dict[str, Any]]) -> Sequence[int]:
+        """The size of each feature in tokens, which batching sorts and budgets by: the length of its
+        `input_ids` (a streamed store keeps them in its index). A task whose features hold several
+        sequences (one per answer choice, say) counts all of their tokens here."""
+        from bertkit.data.feature_store import feature_lengths  # pyarrow: only when features are batched
+
+        return feature_lengths(features)
+
+    def export_inputs(self, tokenizer: Any) -> tuple[dict[str, torch.Tensor], dict[int, str]]:
+        """A sample batch of model inputs for the ONNX exporter and the names of its dynamic axes
+        ({0: "batch", 1: "sequence"}); a task whose inputs have another shape says so here."""
+        sample = tokenizer(["a short example", "and a second, longer example to pad the first"], padding=True,
+                           return_tensors="pt")
+        names = ("input_ids", "attention_mask", "token_type_ids")
+        return {k: sample[k] for k in names if k in sample}, {0: "batch", 1: "sequence"}
 
     def max_length(self, data_cfg: DataConfig) -> int:
         return data_cfg.max_length or self.default_max_length

@@ -19,7 +19,6 @@ import torch
 
 from bertkit.config import TrainConfig
 from bertkit.data.batching import epoch_batches
-from bertkit.data.feature_store import feature_lengths
 from bertkit.errors import TrainingError
 from bertkit.run_dir import eval_record
 from bertkit.runtime import Runtime
@@ -94,7 +93,7 @@ def train_loop(
     """Train until `total_steps` or early stopping, yielding progress events.
 
     `before_step(step)` runs before each optimiser step (gradual unfreezing sets what trains there)."""
-    lengths = feature_lengths(features)
+    lengths = task.feature_lengths(features)
     sign = 1.0 if task.greater_is_better else -1.0
     window_start = time.perf_counter()
     model.train()

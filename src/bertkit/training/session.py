@@ -153,8 +153,6 @@ def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tok
     """Model (with LoRA and frozen parts as configured), optimiser and schedule, prepared for the runtime."""
     from transformers import set_seed
 
-    from bertkit.data.feature_store import feature_lengths
-
     set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
     mc, tc = config.model, config.train
     model, report = build_model(init.model, task, init=mc.init, parent=init.head_state, num_layers=mc.num_layers,
@@ -169,7 +167,7 @@ def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tok
         task.check_packing(model)
     if rt.device.type == "cpu":
         use_fast_dropout(model)  # CPU dropout's per-element generator is a tenth of a step on short inputs
-    lengths = feature_lengths(data.train_features)
+    lengths = task.feature_lengths(data.train_features)
     total_steps = count_steps(tc, len(plan_epoch(lengths, tc, 0, rt.num_processes, rt.process_index)))
     scheduler = build_scheduler(optimizer, tc, total_steps)
     if tc.compile:
