@@ -107,57 +107,16 @@ def load_search(path: str | Path) -> tuple[RunConfig, SearchSpace]:
 
 def tune(config_path: str | Path, out: str | Path, *, trials: int, baseline: bool = False) -> TuneResult:
     """Run the search until `trials` trials have finished (completed or pruned) in the study at `out`."""
-    import optuna
     from optuna.trial import TrialState
 
     base, space = load_search(config_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # Without search.metric each trial is scored on its task's primary metric, known once the labels are
-    # fitted (classification with problem auto); every task's primary metric has the task's direction.
-    greater = higher_is_better(space.metric) if space.metric else get_task(base.task).greater_is_better
-    direction = "maximize" if greater else "minimize"
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if space.pruner == "median" \
-        else optuna.pruners.NopPruner()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported once, by bertkit
-    study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{(out / 'tune.db').resolve()}",
-                                direction=direction, load_if_exists=True, pruner=pruner)
-    # Seeded by the trials so far: a resumed search goes on with new points instead of repeating the first ones.
-    study.sampler = optuna.samplers.TPESampler(seed=space.seed + len(study.trials))
-    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # killed with the search
-        study._storage.set_trial_state_values(stale._trial_id, TrialState.FAIL)
-        log.info("trial %d was interrupted; marked failed", stale.number)
-
-    def objective(trial: Any) -> float:
-        values = space.suggest(trial)
-        run_dir = out / "trials" / f"trial-{trial.number:04d}"
-        cfg = base.with_overrides({**values, "out": str(run_dir), "resume": False}, source="search")
-        trial.set_user_attr("run_dir", str(run_dir))
-        events = train_events(cfg, progress=False)
-        metric = space.metric
-        for event in events:
-            if event["kind"] == "eval":
-                if metric is None:
-                    metric = get_task(cfg.task, RunDir(run_dir).read_json("labels.json")).primary_metric
-                    trial.set_user_attr("metric", metric)
-                scores = dev_metrics(event)
-                if metric not in scores:
-                    events.close()
-                    raise ConfigError(f"search.metric '{metric}' is not a dev metric of this task; choose one of "
-                                      f"{', '.join(k for k in scores if k != 'loss')}")
-                trial.report(scores[metric], event["step"])
-                if trial.should_prune():
-                    events.close()
-                    RunDir(run_dir).set_status("pruned", step=event["step"])
-                    raise optuna.TrialPruned()
-            elif event["kind"] == "finished":
-                return float(event["result"].metrics[metric])
-        raise RuntimeError("training ended without a result")
-
+    study = _open_study(base, space, out)
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     remaining = trials - len(study.get_trials(deepcopy=False, states=done))
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, catch=())
+        study.optimize(lambda trial: _run_trial(trial, base, space, out), n_trials=remaining, catch=())
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise ConfigError(f"{out}: no trial completed; widen the search or set search.pruner: none")
@@ -175,6 +134,58 @@ def tune(config_path: str | Path, out: str | Path, *, trials: int, baseline: boo
     if baseline:
         result.baseline = _baseline(base, out, metric)
     return result
+
+
+def _open_study(base: RunConfig, space: SearchSpace, out: Path) -> Any:
+    """The Optuna study kept in OUT/tune.db (created, or resumed with its interrupted trials marked failed)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    # Without search.metric each trial is scored on its task's primary metric, known once the labels are
+    # fitted (classification with problem auto); every task's primary metric has the task's direction.
+    greater = higher_is_better(space.metric) if space.metric else get_task(base.task).greater_is_better
+    direction = "maximize" if greater else "minimize"
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if space.pruner == "median" \
+        else optuna.pruners.NopPruner()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported once, by bertkit
+    study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{(out / 'tune.db').resolve()}",
+                                direction=direction, load_if_exists=True, pruner=pruner)
+    # Seeded by the trials so far: a resumed search goes on with new points instead of repeating the first ones.
+    study.sampler = optuna.samplers.TPESampler(seed=space.seed + len(study.trials))
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # killed with the search
+        study._storage.set_trial_state_values(stale._trial_id, TrialState.FAIL)
+        log.info("trial %d was interrupted; marked failed", stale.number)
+    return study
+
+
+def _run_trial(trial: Any, base: RunConfig, space: SearchSpace, out: Path) -> float:
+    """One trial: a run directory trained with the trial's settings, its dev evaluations reported for pruning."""
+    import optuna
+
+    values = space.suggest(trial)
+    run_dir = out / "trials" / f"trial-{trial.number:04d}"
+    cfg = base.with_overrides({**values, "out": str(run_dir), "resume": False}, source="search")
+    trial.set_user_attr("run_dir", str(run_dir))
+    events = train_events(cfg, progress=False)
+    metric = space.metric
+    for event in events:
+        if event["kind"] == "eval":
+            if metric is None:
+                metric = get_task(cfg.task, RunDir(run_dir).read_json("labels.json")).primary_metric
+                trial.set_user_attr("metric", metric)
+            scores = dev_metrics(event)
+            if metric not in scores:
+                events.close()
+                raise ConfigError(f"search.metric '{metric}' is not a dev metric of this task; choose one of "
+                                  f"{', '.join(k for k in scores if k != 'loss')}")
+            trial.report(scores[metric], event["step"])
+            if trial.should_prune():
+                events.close()
+                RunDir(run_dir).set_status("pruned", step=event["step"])
+                raise optuna.TrialPruned()
+        elif event["kind"] == "finished":
+            return float(event["result"].metrics[metric])
+    raise RuntimeError("training ended without a result")
 
 
 def _baseline(base: RunConfig, out: Path, metric: str) -> float:
