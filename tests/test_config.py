@@ -27,6 +27,9 @@ def test_unknown_keys_name_the_key_and_list_valid_ones(tmp_path):
     ("train.precision", "fp8", "choose one of auto, bf16, fp16, fp32"),
     ("train.batch_size", 0, "at least 1"),
     ("data.dev_fraction", 1.5, "dev_fraction"),
+    ("task.doc_stride", -5, "task.doc_stride must be >= 0"),
+    ("task.n_best", 0, "task.n_best must be at least 1"),
+    ("task.max_answer_length", 0, "task.max_answer_length must be at least 1"),
 ])
 def test_wrong_values_are_rejected(key, value, pattern):
     with pytest.raises(ConfigError, match=pattern):

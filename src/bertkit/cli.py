@@ -435,7 +435,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-_KEY = re.compile(r"(?<![\w.=-])((?:task|data|model|train)\.[a-z_]+|(?<=set )(?:out|resume))\b(?!=)")
+# A config key in a message: not part of a path or file name, not the KEY of `--set KEY=VALUE`.
+_KEY = re.compile(r"(?<![\w./\\=-])((?:task|data|model|train)\.[a-z_]+|(?<=set )(?:out|resume))\b(?![=/\\])")
 
 
 def with_flags(message: str) -> str:
@@ -445,8 +446,9 @@ def with_flags(message: str) -> str:
 
     def flag_of(match: re.Match) -> str:
         key = match.group(1)
-        return f"{flags[key]} ({key})" if key in flags and key not in ("out", "resume") else \
-            flags.get(key, key)
+        if key not in flags:
+            return key  # a word that only looks like a key ("data.csv")
+        return flags[key] if "." not in key else f"{flags[key]} ({key})"
 
     return _KEY.sub(flag_of, message)
 

@@ -127,6 +127,11 @@ class TaskConfig:
         if self.stride < 0 or self.context_sentences < 0:
             raise ConfigError(f"task.stride and task.context_sentences must be >= 0, got {self.stride}, "
                               f"{self.context_sentences}")
+        if self.doc_stride < 0:
+            raise ConfigError(f"task.doc_stride must be >= 0, got {self.doc_stride}")
+        for key in ("n_best", "max_answer_length"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"task.{key} must be at least 1, got {getattr(self, key)}")
 
 
 @dataclass

@@ -112,7 +112,7 @@ def _write_graph(model: torch.nn.Module, sample: list[torch.Tensor], inputs: lis
                  outputs: tuple[str, ...], path: Path) -> None:
     from torch.export import Dim
 
-    limits = {"batch": (1, 4096), "sequence": (2, model.config.max_position_embeddings)}
+    limits = {"sequence": (2, model.config.max_position_embeddings)}  # any other axis: 1 to 4096
     dims = {i: Dim(name, min=limits.get(name, (1, 4096))[0], max=limits.get(name, (1, 4096))[1])
             for i, name in axes.items()}
     with warnings.catch_warnings(), quiet_transformers(), torch.no_grad(), _export_errors(type(model).__name__):

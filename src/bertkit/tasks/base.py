@@ -92,8 +92,7 @@ class Task(ABC):
         if isinstance(item, dict):
             return max((len(v) for v in item.values() if isinstance(v, str)), default=0)
         if isinstance(item, list):
-            return max(sum(len(t) + 1 for t in item if isinstance(t, str)),
-                       max((len(t) for t in item if isinstance(t, str)), default=0))
+            return sum(len(t) + 1 for t in item if isinstance(t, str))
         return 0
 
     @abstractmethod

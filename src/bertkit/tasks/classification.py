@@ -138,10 +138,7 @@ class ClassificationTask(Task):
         self.fit_chunks([train])
 
     def fit_chunks(self, chunks: Iterable[Sequence[dict[str, Any]]]) -> None:
-        stats = LabelStats()
-        for chunk in chunks:
-            for ex in chunk:
-                stats.add(ex)
+        stats = LabelStats.of(chunks)
         if stats.n == 0:
             raise DataError("no training examples to fit the labels on")
         self.pairs = stats.pairs
@@ -157,7 +154,7 @@ class ClassificationTask(Task):
             for name in kind.names(ex["label"]):
                 if name not in known:
                     unseen.setdefault(name, ex["where"])
-        if unseen and self.problem != "regression":
+        if unseen:
             first = next(iter(unseen.values()))
             raise DataError(
                 f"{source}: labels that training never saw: {', '.join(map(repr, sorted(unseen)))} "
@@ -168,10 +165,7 @@ class ClassificationTask(Task):
     def stratify_keys(self, examples: Sequence[dict[str, Any]]) -> list[Any]:
         problem = self.problem
         if problem == "auto":  # what fitting would decide, without fitting
-            stats = LabelStats()
-            for ex in examples:
-                stats.add(ex)
-            problem = stats.problem()
+            problem = LabelStats.of([examples]).problem()
         if not PROBLEMS[problem].stratified:
             return [None] * len(examples)
         return [label_name(ex["label"]) for ex in examples]

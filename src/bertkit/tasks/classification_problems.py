@@ -88,6 +88,15 @@ class LabelStats:
         if len(self.counts) > self.MAX_DISTINCT:
             self.distinct_overflow, self.counts = True, Counter()
 
+    @classmethod
+    def of(cls, examples: Any) -> LabelStats:
+        """The statistics of examples that arrive in chunks (an iterable of sequences)."""
+        stats = cls()
+        for chunk in examples:
+            for ex in chunk:
+                stats.add(ex)
+        return stats
+
     @property
     def file(self) -> str:
         return self.first_where.rsplit(":", 1)[0]
@@ -335,6 +344,9 @@ class Regression(Problem):
 
     def check(self, label: Any, where: str) -> None:
         as_float(label, where)
+
+    def names(self, label: Any) -> list[str]:
+        return []  # a number, not a member of a label set
 
     def encode(self, label: Any, index: dict[str, int]) -> float:
         return float(label)

@@ -22,6 +22,7 @@ from bertkit.data.readers import Table, read_table
 from bertkit.errors import DataError
 from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
+from bertkit.tasks.ner_view import ner_view
 from bertkit.tasks.tagging import bio_labels, detect_scheme, entity_scores, get_entities, split_tag, to_bio
 
 __all__ = ["NerTask"]
@@ -325,8 +326,6 @@ class NerTask(Task):
     primary_metric = "f1"
 
     def report_view(self, dev: DevData) -> str | None:
-        from bertkit.tasks.ner_view import ner_view
-
         return ner_view(dev)
 
     # --- persistence ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from bertkit.data.squad import read_squad
 from bertkit.errors import DataError
 from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
+from bertkit.tasks.qa_view import qa_view
 from bertkit.tasks.squad import best_null_threshold, f1, squad_scores
 
 __all__ = ["QaTask"]
@@ -214,8 +215,6 @@ class QaTask(Task):
         return {"null_threshold": self.null_threshold}
 
     def report_view(self, dev: DevData) -> str | None:
-        from bertkit.tasks.qa_view import qa_view
-
         return qa_view(dev)
 
     # --- persistence ----------------------------------------------------------------------------------
