@@ -2,9 +2,9 @@
 
     python benchmarks/tokenise_cache.py [--data ../shared/data/sst2/train.tsv.gz --column sentence]
 
-Uses the same function training uses (`bertkit.api._features`), in a fresh temporary cache folder. Prints one
-JSON object: examples, seconds to read the file, to tokenise and store (first run), to load (second run)
-and to tokenise with the cache off.
+Uses the same function training uses (`bertkit.training.run_data.task_features`), in a fresh temporary
+cache folder. Prints one JSON object: examples, seconds to read the file, to tokenise and store (first run),
+to load (second run) and to tokenise with the cache off.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["BERTKIT_CACHE"] = tempfile.mkdtemp(prefix="bertkit-bench-cache-")
 
-    from bertkit.api import _features
     from bertkit.config import RunConfig
     from bertkit.models.init_source import resolve_init
     from bertkit.models.loading import load_tokenizer
     from bertkit.tasks.base import get_task
+    from bertkit.training.run_data import task_features
 
     cfg = RunConfig().with_overrides({"data.text_column": args.column})
     tokenizer = load_tokenizer(resolve_init(cfg).model)
@@ -42,11 +42,11 @@ def main() -> int:
     task.fit(examples)
     for name in ("tokenise_and_store_s", "from_cache_s"):
         start = time.perf_counter()
-        _features(task, examples, tokenizer, cfg)
+        task_features(task, examples, tokenizer, cfg)
         out[name] = round(time.perf_counter() - start, 2)
     os.environ["BERTKIT_CACHE"] = "off"
     start = time.perf_counter()
-    _features(task, examples, tokenizer, cfg)
+    task_features(task, examples, tokenizer, cfg)
     out["cache_off_s"] = round(time.perf_counter() - start, 2)
     print(json.dumps(out))
     return 0

@@ -17,7 +17,7 @@ from typing import Any
 from bertkit.config import RunConfig
 from bertkit.evaluation.diagnosis import diagnose
 from bertkit.report_html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
-from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.run_dir import RunDir, atomic_write_text, dev_metrics
 from bertkit.tasks.base import Task, get_task
 from bertkit.tasks.metrics import higher_is_better
 
@@ -137,7 +137,7 @@ def _dev_section(run: RunDir, config: RunConfig, state: dict[str, Any], results:
 def _guess_metric(records: list[dict[str, Any]]) -> str:
     for r in records:
         if r.get("kind") == "eval":
-            names = [k[4:] for k in r if k.startswith("dev_") and k != "dev_loss"]
+            names = [k for k in dev_metrics(r) if k != "loss"]
             if names:
                 return names[0]
     return "loss"

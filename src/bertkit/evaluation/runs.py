@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import flatten
-from bertkit.evaluation.report import PAGE_STYLE, html_table, new_figure, plot_block, to_svg
+from bertkit.evaluation.report import PAGE_STYLE
+from bertkit.report_html import html_table, new_figure, plot_block, to_svg
 from bertkit.run_dir import RunDir, atomic_write_text
 
 __all__ = ["find_runs", "summarise", "compare", "render_comparison", "write_comparison"]

@@ -18,7 +18,7 @@ from bertkit.models.loading import max_positions
 from bertkit.run_dir import RunDir, atomic_write_text
 from bertkit.tasks.base import Task
 
-__all__ = ["RunData", "load_run_data", "fit_max_length", "STREAM_FOLDER"]
+__all__ = ["RunData", "load_run_data", "task_features", "fit_max_length", "STREAM_FOLDER"]
 
 log = logging.getLogger("bertkit")
 STREAM_FOLDER = "stream-features"  # streamed features of a run, when the tokenisation cache is off
@@ -43,8 +43,8 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir) ->
         train_examples = None
     else:
         train_examples, dev_examples, fingerprints = _read_data(config, task, tokenizer)
-        train_features = _features(task, train_examples, tokenizer, config)
-    dev_features = _features(task, dev_examples, tokenizer, config)
+        train_features = task_features(task, train_examples, tokenizer, config)
+    dev_features = task_features(task, dev_examples, tokenizer, config)
     return RunData(train_features, dev_examples, dev_features, fingerprints, train_examples)
 
 
@@ -75,7 +75,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return fingerprint(type(tokenizer).__name__, backend)
 
 
-def _features(task: Task, examples: list[dict], tokenizer: Any, config: RunConfig) -> list[dict]:
+def task_features(task: Task, examples: list[dict], tokenizer: Any, config: RunConfig) -> list[dict]:
     """The task's features of `examples`, from the tokenisation cache when the same examples were tokenised
     the same way before (see `bertkit.data.cache`)."""
     key = {"examples": fingerprint(examples), "tokenizer": tokenizer_fingerprint(tokenizer),

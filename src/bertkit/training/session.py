@@ -31,7 +31,7 @@ from bertkit.models.fast_dropout import use_fast_dropout
 from bertkit.models.inference import predict_outputs
 from bertkit.models.init_source import InitSource, resolve_init
 from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers
-from bertkit.run_dir import RunDir, normal_permissions
+from bertkit.run_dir import RunDir, dev_metrics, normal_permissions
 from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task, get_task
 from bertkit.training import checkpoint as ckpt
@@ -302,7 +302,7 @@ def _record(ctx: RunContext, event: dict[str, Any], bar) -> None:
         if rt.is_main:
             run.append_metrics(event)
     elif kind == "eval":
-        metrics = {k[4:]: v for k, v in event.items() if k.startswith("dev_")}
+        metrics = dev_metrics(event)
         log.info("step %d dev %s%s", event["step"], metrics, " (best)" if event["is_best"] else "")
         if rt.is_main:
             run.append_metrics(event)
