@@ -18,7 +18,7 @@ from bertkit.config import RunConfig
 from bertkit.evaluation.diagnosis import diagnose
 from bertkit.report_html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
 from bertkit.run_dir import RunDir, atomic_write_text, dev_metrics
-from bertkit.tasks.base import Task, get_task
+from bertkit.tasks.base import get_task
 from bertkit.tasks.metrics import higher_is_better
 
 __all__ = ["write_report", "render_report", "REPORT_FILE"]
@@ -121,7 +121,7 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
 def _dev_section(run: RunDir, config: RunConfig, state: dict[str, Any], results: dict[str, Any], top: int) -> str:
     """The task's view of the final model on dev, from the files the run saved."""
     task = get_task(config.task, state)
-    if type(task).report_view is Task.report_view:  # a task without a view of its dev set
+    if not task.has_report_view():
         return ""
     saved = run.read_dev_outputs()
     body = None

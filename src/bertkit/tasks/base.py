@@ -155,9 +155,6 @@ class Task(ABC):
 
     #: The keys of an example that a run saves of its dev set (`dev_examples.jsonl`, read by the report).
     example_keys: ClassVar[tuple[str, ...]] = ("where",)
-    #: Whether a run saves its dev predictions (`dev_predictions.jsonl`) for the report.
-    saves_dev_predictions: ClassVar[bool] = True
-
     def example_record(self, example: dict[str, Any]) -> dict[str, Any]:
         """What a run saves of one dev example."""
         return {k: example[k] for k in self.example_keys if k in example}
@@ -265,6 +262,11 @@ class Task(ABC):
         """The run report's view of the final model on dev (HTML made with `bertkit.report_html`), from what the
         run saved; None when the saved files do not allow one. Default: no view."""
         return None
+
+    @classmethod
+    def has_report_view(cls) -> bool:
+        """Whether the task has a view of its dev set (then a run also saves its dev predictions for it)."""
+        return cls.report_view is not Task.report_view
 
     def calibrate(self, model: torch.nn.Module, outputs: Any, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Make the final model's confidences honest on dev (classification: temperature scaling folded into

@@ -60,7 +60,6 @@ class MlmTask(Task):
     pipeline_tag = "fill-mask"
     intended_use = "Predicts masked words; meant as a starting point for fine-tuning on a downstream task."
     example_keys = ("where", "text")
-    saves_dev_predictions = False
     primary_metric = "perplexity"
     greater_is_better = False
     lora_trains_head = False  # its decoder is tied to the word embeddings, which LoRA keeps frozen

@@ -342,7 +342,7 @@ def finish(ctx: RunContext, train_seconds: float) -> TrainResult:
                    "steps": state.step, "stopped_early": state.stopped_early,
                    "train_seconds": round(train_seconds, 2), **({"tuned": decisions} if decisions else {}),
                    **({"calibration": calibration} if calibration else {})}
-        predictions = task.postprocess(outputs, examples) if task.saves_dev_predictions else None
+        predictions = task.postprocess(outputs, examples) if task.has_report_view() else None
         run.write_dev_outputs(outputs, [task.example_record(ex) for ex in examples], predictions)
         run.write_json("results.json", results)
         run.set_status("completed", step=state.step)
