@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bertkit.cli import build_parser, config_flags, main, with_flags
-from bertkit.config import RunConfig
+from bertkit.config import RunConfig, task_config, task_configs
+from bertkit.errors import ConfigError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "bertkit"
 # Flags of other programs that bertkit's messages quote (accelerate launch, uvicorn).
@@ -46,11 +47,13 @@ def test_every_flag_named_anywhere_in_the_package_exists():
 
 
 def test_every_config_setting_has_exactly_one_train_flag():
-    keys = [key for _, key, _ in config_flags()]
-    expected = ["out", "resume"] + [f"{s}.{f.name}" for s in ("task", "data", "model", "train")
+    keys = [row.key for row in config_flags()]
+    expected = ["out", "resume"] + [f"{s}.{f.name}" for s in ("data", "model", "train")
                                     for f in dataclasses.fields(getattr(RunConfig(), s))]
+    expected += sorted({f"task.{f.name}" for cls in task_configs().values() for f in dataclasses.fields(cls)})
     assert sorted(keys) == sorted(expected)
-    flags = [flag for flag, _, _ in config_flags()]
+    assert {"task.stride", "task.doc_stride", "task.problem", "task.mlm_probability"} <= set(keys)
+    flags = [row.flag for row in config_flags()]
     assert len(flags) == len(set(flags))
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     assert set(flags) <= _all_flags(train)
@@ -58,12 +61,33 @@ def test_every_config_setting_has_exactly_one_train_flag():
 
 def test_flags_set_the_fields_they_are_generated_from():
     args = build_parser().parse_args(["train", "--patience", "3", "--no-length-grouping", "--strict-entities",
-                                      "--model", "m", "--doc-stride", "64", "--log-every", "5"])
-    overrides = {key: getattr(args, key) for _, key, _ in config_flags() if getattr(args, key) is not None}
+                                      "--model", "m", "--task", "ner", "--stride", "64", "--log-every", "5"])
+    overrides = {row.key: getattr(args, row.key) for row in config_flags() if getattr(args, row.key) is not None}
     cfg = RunConfig().with_overrides(overrides)
     assert cfg.train.early_stopping_patience == 3 and cfg.train.length_grouping is False
-    assert cfg.task.strict is True and cfg.model.name == "m" and cfg.task.doc_stride == 64
+    assert cfg.task.strict is True and cfg.model.name == "m" and cfg.task.stride == 64
     assert cfg.train.log_every == 5
+
+
+def test_a_setting_of_another_task_is_refused_with_its_flag(tmp_path, capsys):
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\na,x\nb,y\n", encoding="utf-8")
+    code = main(["train", "--train", str(data), "--out", str(tmp_path / "run"), "--doc-stride", "64"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--doc-stride (task.doc_stride) is a setting of the qa task, not of classification" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_task_options_live_with_their_task_and_old_configs_still_load():
+    from bertkit.tasks.ner import NerConfig
+    from bertkit.tasks.qa import QaConfig
+
+    assert task_configs()["ner"] is NerConfig and task_configs()["qa"] is QaConfig
+    # A config written when the task section held every task's options (at their defaults) still loads.
+    old = {"task": {"name": "qa", "problem": "auto", "stride": 32, "mlm_probability": 0.15, "doc_stride": 64}}
+    cfg = RunConfig.from_dict(old)
+    assert isinstance(cfg.task, QaConfig) and cfg.task.doc_stride == 64 and not hasattr(cfg.task, "stride")
+    assert "task.n_best must be at least 1" in str(pytest.raises(ConfigError, task_config, "qa", n_best=0).value)
 
 
 def test_pretrain_leaves_out_the_settings_of_other_tasks():
@@ -71,6 +95,12 @@ def test_pretrain_leaves_out_the_settings_of_other_tasks():
     flags = _all_flags(pretrain)
     assert {"--mlm-probability", "--whole-word-masking", "--lr"} <= flags
     assert not {"--problem", "--tag-scheme", "--doc-stride", "--packing", "--distill-from"} & flags
+
+
+def test_task_flags_name_their_tasks_in_the_help():
+    rows = {row.key: row for row in config_flags()}
+    assert rows["task.stride"].tasks == ("ner",) and rows["task.problem"].tasks == ("classification",)
+    assert rows["task.name"].tasks is None
 
 
 def test_messages_of_lower_layers_show_the_matching_flag():

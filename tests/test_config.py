@@ -32,8 +32,9 @@ def test_unknown_keys_name_the_key_and_list_valid_ones(tmp_path):
     ("task.max_answer_length", 0, "task.max_answer_length must be at least 1"),
 ])
 def test_wrong_values_are_rejected(key, value, pattern):
+    task = {"task.name": "qa"} if key.startswith("task.") else {}
     with pytest.raises(ConfigError, match=pattern):
-        RunConfig().with_overrides({key: value})
+        RunConfig().with_overrides({**task, key: value})
 
 
 def test_round_trip_through_dict():

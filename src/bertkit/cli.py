@@ -12,37 +12,52 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bertkit.errors import BertkitError, ConfigError, DataError
 
 _SECTIONS = (("task", "task"), ("data", "data"), ("model", "model"), ("train", "training"))
 
 
-def config_flags() -> list[tuple[str, str, Any]]:
-    """(flag, dotted config key, dataclass field) of every setting of a run, generated from the config's
-    fields: the flag is the field's name (`train.batch_size` -> `--batch-size`) unless its metadata names
-    another; a boolean field is a switch (`--packing`; `--no-length-grouping` for one that is on by default)."""
+class Flag(NamedTuple):
+    flag: str  # --batch-size
+    key: str  # train.batch_size
+    field: Any  # the dataclass field: default, help and flag metadata
+    hint: Any  # its type
+    tasks: tuple[str, ...] | None  # the tasks it means something to (None: every task)
+
+
+def config_flags() -> list[Flag]:
+    """Every setting of a run as a flag, generated from the config's fields: the flag is the field's name
+    (`train.batch_size` -> `--batch-size`) unless its metadata names another; a boolean field is a switch
+    (`--packing`; `--no-length-grouping` for one that is on by default). The task section holds the options of
+    every task, each declared by its task (`Task.config_class`); a key two tasks share is one flag."""
     import dataclasses
-
-    from bertkit.config import RunConfig
-
-    rows = []
-    for f in dataclasses.fields(RunConfig):
-        if f.name in dict(_SECTIONS):
-            for g in dataclasses.fields(_section_type(f.name)):
-                rows.append((g.metadata.get("flag") or "--" + g.name.replace("_", "-"), f"{f.name}.{g.name}", g))
-        else:
-            rows.append((f.metadata.get("flag") or "--" + f.name.replace("_", "-"), f.name, f))
-    return rows
-
-
-def _section_type(name: str) -> type:
     import typing
 
-    from bertkit.config import RunConfig
+    from bertkit.config import RunConfig, task_configs
 
-    return typing.get_type_hints(RunConfig)[name]
+    def flag(f) -> str:
+        return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+    rows: dict[str, Flag] = {}
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "task":
+            for task, cls in task_configs().items():
+                own = typing.get_type_hints(cls)
+                for g in dataclasses.fields(cls):
+                    key = f"task.{g.name}"
+                    tasks = None if g.name == "name" else (*(rows[key].tasks if key in rows else ()), task)
+                    rows[key] = Flag(flag(g), key, rows[key].field if key in rows else g, own[g.name], tasks)
+        elif dataclasses.is_dataclass(hints[f.name]):
+            own = typing.get_type_hints(hints[f.name])
+            for g in dataclasses.fields(hints[f.name]):
+                key = f"{f.name}.{g.name}"
+                rows[key] = Flag(flag(g), key, g, own[g.name], g.metadata.get("tasks"))
+        else:
+            rows[f.name] = Flag(flag(f), f.name, f, hints[f.name], None)
+    return list(rows.values())
 
 
 def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
@@ -51,8 +66,7 @@ def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
     import typing
 
     groups = {name: p.add_argument_group(f"{title} settings ({name}.*)") for name, title in _SECTIONS}
-    for flag, key, f in config_flags():
-        tasks = f.metadata.get("tasks")
+    for flag, key, f, hint, tasks in config_flags():
         if command == "pretrain" and tasks is not None and "mlm" not in tasks:
             continue
         group = groups.get(key.split(".")[0], p)
@@ -60,11 +74,10 @@ def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
         if key == "data.train" and command == "pretrain":
             group.add_argument(flag, dest=key, nargs="+", default=None, metavar="FILE",
                                help="text files, folders or glob patterns")
-        elif f.type in (bool, "bool"):
+        elif hint is bool:
             group.add_argument(flag, dest=key, action="store_const", const=not f.default, default=None,
                                help=help_text)
         else:
-            hint = typing.get_type_hints(_owner(key))[f.name]
             choices = [a for a in typing.get_args(hint) if isinstance(a, str)]
             if not choices:  # Optional[Literal[...]]
                 choices = [a for arg in typing.get_args(hint) for a in typing.get_args(arg) if isinstance(a, str)]
@@ -72,13 +85,7 @@ def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
             group.add_argument(flag, dest=key, default=None, metavar=metavar, help=help_text)
 
 
-def _owner(key: str) -> type:
-    from bertkit.config import RunConfig
-
-    return _section_type(key.split(".")[0]) if "." in key else RunConfig
-
-
-def _train_parser(sub, name: str = "train") -> None:
+def _train_parser(sub, name: str = "train", run_flags: bool = True) -> None:
     if name == "pretrain":
         p = sub.add_parser("pretrain", help="continue masked-language-model pre-training on unlabelled text",
                            description="Continue pre-training (MLM) on in-domain text: plain text (one document "
@@ -89,7 +96,8 @@ def _train_parser(sub, name: str = "train") -> None:
                            description="Fine-tune a model. Settings: defaults < CONFIG.yaml < flags; every "
                            "setting of the run config has a flag, and --set KEY=VALUE sets any of them.")
     p.add_argument("config", nargs="?", help="YAML run config (sections task, data, model, train)")
-    _add_config_flags(p, name)
+    if run_flags:  # the flags come from the task plug-ins (torch); `bertkit --help` does without them
+        _add_config_flags(p, name)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.log_every=50")
     p.add_argument("--quiet", action="store_true", help="no progress bar and only warnings")
@@ -101,14 +109,14 @@ def _column_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-pair-column", default=None, help="second text column (default: as in training)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(run_flags: bool = True) -> argparse.ArgumentParser:
     from bertkit import __version__
 
     parser = argparse.ArgumentParser(prog="bertkit", description="Fine-tune BERT-family encoders and use them.")
     parser.add_argument("--version", action="version", version=f"bertkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub)
-    _train_parser(sub, "pretrain")
+    _train_parser(sub, run_flags=run_flags)
+    _train_parser(sub, "pretrain", run_flags=run_flags)
 
     p = sub.add_parser("pipeline", help="run a multi-stage transfer pipeline (stages: in a YAML file)")
     p.add_argument("config", help="YAML file with out, defaults and stages")
@@ -224,7 +232,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from bertkit.config import RunConfig, load_config
 
     cfg = load_config(args.config) if args.config else RunConfig()
-    overrides = {key: getattr(args, key, None) for _, key, _ in config_flags()}
+    overrides = {row.key: getattr(args, row.key, None) for row in config_flags()}
     if args.command == "pretrain":
         if overrides["task.name"] not in (None, "mlm"):
             raise BertkitError(f"bertkit pretrain trains the mlm task; --task {overrides['task.name']} belongs to "
@@ -442,7 +450,7 @@ _KEY = re.compile(r"(?<![\w./\\=-])((?:task|data|model|train)\.[a-z_]+|(?<=set )
 def with_flags(message: str) -> str:
     """An error of the layers below, which name config keys (`train.lr`), as the command line says it: the
     key's flag beside it (`--lr (train.lr)`). A key written as `--set key=value` stays as it is."""
-    flags = {key: flag for flag, key, _ in config_flags()}
+    flags = {row.key: row.flag for row in config_flags()}
 
     def flag_of(match: re.Match) -> str:
         key = match.group(1)
@@ -454,7 +462,8 @@ def with_flags(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    args = build_parser(run_flags=bool(words) and words[0] in ("train", "pretrain")).parse_args(argv)
     _configure_logging(getattr(args, "quiet", False))
     commands = {"train": _cmd_train, "pretrain": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
                 "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "report": _cmd_report, "runs": _cmd_runs,

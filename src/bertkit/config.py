@@ -16,12 +16,12 @@ from typing import Any, Literal
 from bertkit.errors import ConfigError
 
 __all__ = ["DataConfig", "ModelConfig", "TaskConfig", "TrainConfig", "RunConfig", "load_config",
-           "resolve_relative_paths"]
+           "resolve_relative_paths", "option", "register_task_config", "task_config", "task_configs"]
 
 EMBEDDED_MODEL = "embedded"
 
 
-def _f(default: Any, help: str, *, flag: str | None = None, tasks: tuple[str, ...] | None = None) -> Any:
+def option(default: Any, help: str, *, flag: str | None = None, tasks: tuple[str, ...] | None = None) -> Any:
     """A dataclass field with its metadata: the help text, the command-line flag when it is not the field's
     name with dashes, and the tasks it means something to (None: every task). The command line is
     generated from these (`bertkit.cli`), so a setting is declared once."""
@@ -29,6 +29,9 @@ def _f(default: Any, help: str, *, flag: str | None = None, tasks: tuple[str, ..
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+_f = option
 
 
 @dataclass
@@ -94,44 +97,40 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = _f("classification", "task plug-in name", flag="--task")
-    problem: Literal["auto", "single_label", "multi_label", "regression"] = _f(
-        "auto", "classification variant; auto: lists -> multi_label, fractional numbers -> regression"
-    , tasks=("classification",))
-    class_weights: Literal["none", "auto"] = _f("none", "'auto' weights classes by inverse frequency",
-        tasks=("classification",))
-    threshold: float | None = _f(None, "multi-label decision threshold; tuned on dev when unset",
-        tasks=("classification",))
-    tag_scheme: Literal["auto", "iob1", "iob2", "iobes", "bilou"] = _f("auto", "ner: tag scheme of the input",
-        tasks=("ner",))
-    invalid_tags: Literal["repair", "reject"] = _f("repair", "ner: an I-X that opens an entity is made B-X, "
-                                                   "or rejected with file:line", tasks=("ner",))
-    label_all_subwords: bool = _f(False, "ner: train on every subword, not only the first of each word", tasks=("ner",))
-    stride: int = _f(32, "ner: tokens shared by consecutive windows over a long input", tasks=("ner",))
-    context_sentences: int = _f(0, "ner: neighbouring sentences of the same document fed as context", tasks=("ner",))
-    strict: bool = _f(False, "ner: seqeval strict mode (entities must start with B-)",
-        flag="--strict-entities", tasks=("ner",))
-    doc_stride: int = _f(128, "qa: context tokens shared by consecutive windows", tasks=("qa",))
-    n_best: int = _f(20, "qa: start/end candidates kept per window", tasks=("qa",))
-    max_answer_length: int = _f(30, "qa: longest answer in tokens", tasks=("qa",))
-    answer_mismatch: Literal["fix", "reject"] = _f("fix", "qa: an answer whose text is not at answer_start is "
-                                                   "searched for in the context, or rejected", tasks=("qa",))
-    null_threshold: float | None = _f(None, "qa (SQuAD v2): answer only if best span beats no-answer by "
-                                      "this much; tuned on dev when unset", tasks=("qa",))
-    mlm_probability: float = _f(0.15, "mlm: share of tokens (or words) masked", tasks=("mlm",))
-    whole_word_masking: bool = _f(False, "mlm: mask every subword of a chosen word together", tasks=("mlm",))
+    """The `task` section: the task's name, and the options of that task, which each task declares in a
+    subclass next to its code (`NerConfig` in `bertkit.tasks.ner`, as PEFT keeps one config class per
+    method) and registers with `register_task_config`. A run's config holds the subclass of its task."""
 
-    def __post_init__(self) -> None:
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise ConfigError(f"task.mlm_probability must be in (0, 1), got {self.mlm_probability}")
-        if self.stride < 0 or self.context_sentences < 0:
-            raise ConfigError(f"task.stride and task.context_sentences must be >= 0, got {self.stride}, "
-                              f"{self.context_sentences}")
-        if self.doc_stride < 0:
-            raise ConfigError(f"task.doc_stride must be >= 0, got {self.doc_stride}")
-        for key in ("n_best", "max_answer_length"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"task.{key} must be at least 1, got {getattr(self, key)}")
+    name: str = _f("classification", "task plug-in name", flag="--task")
+
+
+#: Task name -> its config class, filled as the task plug-ins are imported.
+TASK_CONFIGS: dict[str, type[TaskConfig]] = {}
+#: The package whose import registers the built-in tasks (and the entry-point group of third-party ones).
+TASK_PLUGINS = "bertkit.tasks"
+
+
+def register_task_config(name: str, cls: type[TaskConfig]) -> None:
+    TASK_CONFIGS[name] = cls
+
+
+def task_configs() -> dict[str, type[TaskConfig]]:
+    """Every task's config class. The task plug-ins are found by name, as plug-ins are: importing the
+    `bertkit.tasks` package registers the built-in tasks, and modules named in the `bertkit.tasks` entry-point
+    group add others. The config layer never imports a task module itself."""
+    if not TASK_CONFIGS:
+        import importlib
+        from importlib.metadata import entry_points
+
+        importlib.import_module(TASK_PLUGINS)
+        for ep in entry_points(group=TASK_PLUGINS):
+            ep.load()
+    return TASK_CONFIGS
+
+
+def task_config(name: str = "classification", **options: Any) -> TaskConfig:
+    """The config of task `name` with `options` set, checked as a config file's task section is."""
+    return _build_task({"name": name, **options}, prefix="task.", source="task options")
 
 
 @dataclass
@@ -210,7 +209,7 @@ class TrainConfig:
 class RunConfig:
     out: str | None = _f(None, "run directory to create (or resume)")
     resume: bool = _f(False, "continue the run in `out` from its last checkpoint")
-    task: TaskConfig = field(default_factory=TaskConfig)
+    task: TaskConfig = field(default_factory=lambda: task_config())
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -235,7 +234,9 @@ class RunConfig:
                 if not isinstance(node.get(part), dict):
                     raise ConfigError(f"{source}: unknown section '{part}' in '{dotted}'")
                 node = node[part]
-            if leaf not in node:
+            known = set(node) | ({f.name for c in task_configs().values() for f in dataclasses.fields(c)}
+                                 if parents == ["task"] else set())
+            if leaf not in known:
                 raise ConfigError(f"{source}: unknown key '{dotted}'; valid: {', '.join(sorted(node))}")
             node[leaf] = value
         return RunConfig.from_dict(raw, source=source)
@@ -298,11 +299,43 @@ def _build(cls: type, raw: Any, *, prefix: str, source: str) -> Any:
     kwargs = {}
     for name, value in raw.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if hint is TaskConfig:
+            kwargs[name] = _build_task(value, prefix=f"{prefix}{name}.", source=source)
+        elif dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, prefix=f"{prefix}{name}.", source=source)
         else:
             kwargs[name] = _coerce(value, hint, key=prefix + name, source=source)
     return cls(**kwargs)
+
+
+def _build_task(raw: Any, *, prefix: str, source: str) -> TaskConfig:
+    """The task section as its task's config class. A key of another task's options is dropped when it holds
+    that option's default (a config written for every task, or by an earlier version, which saved them all)
+    and refused otherwise: a setting that would be ignored is a mistake worth saying."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: section '{prefix.rstrip('.')}' must be a mapping")
+    name = _coerce(raw.get("name", "classification"), str, key=f"{prefix}name", source=source)
+    configs = task_configs()
+    if name not in configs:
+        raise ConfigError(f"{source}: unknown task '{name}' ({prefix}name); available: {', '.join(sorted(configs))}")
+    cls = configs[name]
+    own = {f.name for f in dataclasses.fields(cls)}
+    kept = {}
+    for key, value in raw.items():
+        owners = [(task, f) for task, other in configs.items() for f in dataclasses.fields(other)
+                  if f.name == key and key not in own]
+        if key in own or not owners:
+            kept[key] = value  # an unknown key is reported by _build, with the valid ones
+        elif any(not _is_default(value, f) for _, f in owners):
+            tasks = " and ".join(sorted({task for task, _ in owners}))
+            raise ConfigError(f"{source}: {prefix}{key} is a setting of the {tasks} task, not of {name}; "
+                              f"drop it or set {prefix}name")
+    return _build(cls, {**kept, "name": name}, prefix=prefix, source=source)
+
+
+def _is_default(value: Any, f: dataclasses.Field) -> bool:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    return value == default or (value is None and default is None)
 
 
 def _coerce(value: Any, hint: Any, *, key: str, source: str) -> Any:

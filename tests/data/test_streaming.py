@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bertkit.config import DataConfig, TaskConfig
+from bertkit.config import DataConfig, task_config
 from bertkit.data.feature_store import FeatureStore, FeatureWriter
 from bertkit.data.readers import iter_table, read_table
 from bertkit.data.text import iter_documents, read_documents
@@ -94,14 +94,14 @@ def test_feature_store_round_trip_lengths_and_atomic_write(tmp_path):
 ])
 def test_fitting_in_chunks_equals_fitting_at_once(labels, overrides):
     examples = [{"where": f"f.csv:{i + 2}", "text": "t", "label": v} for i, v in enumerate(labels)]
-    whole, chunked = (get_task(TaskConfig(name="classification", **overrides)) for _ in range(2))
+    whole, chunked = (get_task(task_config("classification", **overrides)) for _ in range(2))
     whole.fit(examples)
     chunked.fit_chunks(examples[i:i + 3] for i in range(0, len(examples), 3))
     assert chunked.state() == whole.state()
 
 
 def test_chunked_fitting_names_the_row_of_a_bad_regression_target():
-    task = get_task(TaskConfig(name="classification", problem="regression"))
+    task = get_task(task_config("classification", problem="regression"))
     chunks = [[{"where": "f.csv:2", "text": "t", "label": "1.5"}], [{"where": "f.csv:3", "text": "t", "label": "nan"}]]
     with pytest.raises(DataError, match=r"f.csv:3: regression target 'nan'"):
         task.fit_chunks(chunks)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
-from bertkit.config import DataConfig, TaskConfig
+from bertkit.config import DataConfig, TaskConfig, task_config
 from bertkit.data.readers import Table
 from bertkit.errors import DataError
 from bertkit.tasks import get_task
@@ -14,7 +14,7 @@ def _table(rows, path="f.csv"):
 
 
 def _task(**kw):
-    return get_task(TaskConfig(**kw))
+    return get_task(task_config(**kw))
 
 
 def test_label_map_sorted_numerically_and_kept_in_state():

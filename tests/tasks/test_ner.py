@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from bertkit.config import DataConfig, TaskConfig
+from bertkit.config import DataConfig, task_config
 from bertkit.errors import DataError
 from bertkit.models.loading import load_tokenizer
 from bertkit.tasks import get_task
@@ -19,7 +19,7 @@ def tokenizer(tiny_model_dir):
 
 
 def _ner(**kw):
-    return get_task(TaskConfig(name="ner", **kw))
+    return get_task(task_config("ner", **kw))
 
 
 def test_conll_reader_documents_columns_and_gzip(tmp_path, tokenizer):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bertkit.config import DataConfig, TaskConfig
+from bertkit.config import DataConfig, task_config
 from bertkit.errors import DataError
 from bertkit.models.loading import load_tokenizer
 from bertkit.tasks import get_task
@@ -20,7 +20,7 @@ def tokenizer(tiny_model_dir):
 
 
 def _qa(**kw):
-    return get_task(TaskConfig(name="qa", **kw))
+    return get_task(task_config("qa", **kw))
 
 
 def test_squad_json_fixture_reads_with_answers_in_place(tokenizer):

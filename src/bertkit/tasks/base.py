@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bertkit.config import DataConfig, TaskConfig
+from bertkit.config import DataConfig, TaskConfig, register_task_config, task_config
 from bertkit.data.readers import Table, iter_table, read_table
 from bertkit.errors import ConfigError
 from bertkit.report_html import DevData
@@ -30,16 +30,21 @@ def register_task(name: str):
     def deco(cls: type[Task]) -> type[Task]:
         cls.name = name
         TASKS[name] = cls
+        register_task_config(name, cls.config_class)
         return cls
 
     return deco
 
 
 def get_task(cfg: TaskConfig, state: dict[str, Any] | None = None) -> Task:
-    """Instantiate the task named in `cfg`, restoring its fitted `state` (labels etc.) when given."""
+    """Instantiate the task named in `cfg`, restoring its fitted `state` (labels etc.) when given. A bare
+    `TaskConfig` gets the task's option defaults."""
     if cfg.name not in TASKS:
         raise ConfigError(f"unknown task '{cfg.name}'; available: {', '.join(sorted(TASKS))}")
-    task = TASKS[cfg.name](cfg)
+    cls = TASKS[cfg.name]
+    if not isinstance(cfg, cls.config_class):
+        cfg = task_config(cfg.name, **{k: v for k, v in vars(cfg).items() if k != "name"})
+    task = cls(cfg)
     if state is not None:
         task.load_state(state)
     return task
@@ -49,6 +54,9 @@ class Task(ABC):
     """One kind of supervised problem. Subclasses keep their fitted state (e.g. labels) in `state()`."""
 
     name: ClassVar[str]
+    #: Its options: a `TaskConfig` subclass declared beside the task (the `task` section of a run config;
+    #: each field's metadata makes its command-line flag).
+    config_class: ClassVar[type[TaskConfig]] = TaskConfig
     #: The `transformers` auto class whose head this task trains.
     auto_model_class: ClassVar[str]
     #: The Hugging Face pipeline tag of its models (model cards).

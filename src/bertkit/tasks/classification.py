@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from bertkit.config import DataConfig
+from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
 from bertkit.data.packing import pack_batch
 from bertkit.data.readers import Table
@@ -29,7 +30,16 @@ from bertkit.tasks.encoder import (
     supports_first_token_path,
 )
 
-__all__ = ["ClassificationTask"]
+__all__ = ["ClassificationTask", "ClassificationConfig"]
+
+
+@dataclass
+class ClassificationConfig(TaskConfig):
+    problem: Literal["auto", "single_label", "multi_label", "regression"] = option(
+        "auto", "classification variant; auto: lists -> multi_label, fractional numbers -> regression")
+    class_weights: Literal["none", "auto"] = option("none", "'auto' weights classes by inverse frequency")
+    threshold: float | None = option(None, "multi-label decision threshold; tuned on dev when unset")
+
 
 def _output_layer(model: torch.nn.Module, n_labels: int) -> torch.nn.Linear | None:
     """The linear layer whose outputs are the logits (the trained copy when LoRA wraps the head), or None
@@ -59,6 +69,7 @@ def _is_missing(value: Any) -> bool:
 
 @register_task("classification")
 class ClassificationTask(Task):
+    config_class = ClassificationConfig
     auto_model_class = "AutoModelForSequenceClassification"
     pipeline_tag = "text-classification"
     intended_use = "Labels a text (or a pair of texts) with the classes it was trained on."

@@ -9,19 +9,20 @@ comparable across evaluations. With whole-word masking every subword of a chosen
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bertkit.config import DataConfig
+from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
 from bertkit.data.text import iter_documents, read_documents, table_documents
-from bertkit.errors import DataError
+from bertkit.errors import ConfigError, DataError
 from bertkit.tasks.base import Task, register_task
 
-__all__ = ["MlmTask", "mask_tokens"]
+__all__ = ["MlmTask", "MlmConfig", "mask_tokens"]
 
 IGNORE = -100
 
@@ -54,8 +55,19 @@ def mask_tokens(input_ids: list[int], word_ids: list[int], *, probability: float
     return ids, labels
 
 
+@dataclass
+class MlmConfig(TaskConfig):
+    mlm_probability: float = option(0.15, "share of tokens (or words) masked")
+    whole_word_masking: bool = option(False, "mask every subword of a chosen word together")
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ConfigError(f"task.mlm_probability must be in (0, 1), got {self.mlm_probability}")
+
+
 @register_task("mlm")
 class MlmTask(Task):
+    config_class = MlmConfig
     auto_model_class = "AutoModelForMaskedLM"
     pipeline_tag = "fill-mask"
     intended_use = "Predicts masked words; meant as a starting point for fine-tuning on a downstream task."

@@ -9,23 +9,41 @@ both sides, so no word is ever dropped.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bertkit.config import DataConfig
+from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
 from bertkit.data.conll import read_conll
 from bertkit.data.readers import Table, read_table
-from bertkit.errors import DataError
+from bertkit.errors import ConfigError, DataError
 from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
 from bertkit.tasks.ner_view import ner_view
 from bertkit.tasks.tagging import bio_labels, detect_scheme, entity_scores, get_entities, split_tag, to_bio
 
-__all__ = ["NerTask"]
+__all__ = ["NerTask", "NerConfig"]
+
+
+@dataclass
+class NerConfig(TaskConfig):
+    tag_scheme: Literal["auto", "iob1", "iob2", "iobes", "bilou"] = option("auto", "tag scheme of the input")
+    invalid_tags: Literal["repair", "reject"] = option("repair", "an I-X that opens an entity is made B-X, or "
+                                                       "rejected with file:line")
+    label_all_subwords: bool = option(False, "train on every subword, not only the first of each word")
+    stride: int = option(32, "tokens shared by consecutive windows over a long input")
+    context_sentences: int = option(0, "neighbouring sentences of the same document fed as context")
+    strict: bool = option(False, "seqeval strict mode (entities must start with B-)", flag="--strict-entities")
+
+    def __post_init__(self) -> None:
+        if self.stride < 0 or self.context_sentences < 0:
+            raise ConfigError(f"task.stride and task.context_sentences must be >= 0, got {self.stride}, "
+                              f"{self.context_sentences}")
+
 
 IGNORE = -100  # label of positions the loss skips (special tokens, context, non-first subwords)
 _CONLL_EXTENSIONS = (".conll", ".conllu", ".txt", ".iob", ".bio", ".iob2")
@@ -46,6 +64,7 @@ def _format(path: str, given: str | None) -> str:
 
 @register_task("ner")
 class NerTask(Task):
+    config_class = NerConfig
     auto_model_class = "AutoModelForTokenClassification"
     pipeline_tag = "token-classification"
     intended_use = "Finds entity spans of the trained types in text."

@@ -10,28 +10,48 @@ logits; the spans of all windows of a question then compete for its answer.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bertkit.config import DataConfig
+from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
 from bertkit.data.squad import read_squad
-from bertkit.errors import DataError
+from bertkit.errors import ConfigError, DataError
 from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
 from bertkit.tasks.qa_view import qa_view
 from bertkit.tasks.squad import best_null_threshold, f1, squad_scores
 
-__all__ = ["QaTask"]
+__all__ = ["QaTask", "QaConfig"]
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class QaConfig(TaskConfig):
+    doc_stride: int = option(128, "context tokens shared by consecutive windows")
+    n_best: int = option(20, "start/end candidates kept per window")
+    max_answer_length: int = option(30, "longest answer in tokens")
+    answer_mismatch: Literal["fix", "reject"] = option("fix", "an answer whose text is not at answer_start is "
+                                                       "searched for in the context, or rejected")
+    null_threshold: float | None = option(None, "SQuAD v2: answer only if the best span beats no-answer by this "
+                                          "much; tuned on dev when unset")
+
+    def __post_init__(self) -> None:
+        if self.doc_stride < 0:
+            raise ConfigError(f"task.doc_stride must be >= 0, got {self.doc_stride}")
+        for key in ("n_best", "max_answer_length"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"task.{key} must be at least 1, got {getattr(self, key)}")
+
+
 @register_task("qa")
 class QaTask(Task):
+    config_class = QaConfig
     auto_model_class = "AutoModelForQuestionAnswering"
     pipeline_tag = "question-answering"
     intended_use = "Extracts the answer span to a question from a given context passage."
