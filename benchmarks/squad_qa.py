@@ -116,14 +116,15 @@ def run_hf(args, train: Path, heldout: Path) -> dict:
     )
 
     from bertkit.config import DataConfig, TaskConfig
+    from bertkit.data.task_files import read_examples
     from bertkit.models.loading import embedded_model_dir
     from bertkit.runtime import cpu_has_bf16
     from bertkit.tasks import get_task
     from bertkit.tasks.squad import squad_scores
 
     task = get_task(TaskConfig(name="qa"))  # only its reader: the same records for both systems
-    train_records = task.read_file(str(train), DataConfig(), None)
-    eval_records = task.read_file(str(heldout), DataConfig(), None)
+    train_records = read_examples(task, train, DataConfig(), None)
+    eval_records = read_examples(task, heldout, DataConfig(), None)
     model_dir = str(embedded_model_dir())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir)

@@ -28,6 +28,7 @@ def main() -> int:
     os.environ["BERTKIT_CACHE"] = tempfile.mkdtemp(prefix="bertkit-bench-cache-")
 
     from bertkit.config import RunConfig
+    from bertkit.data.task_files import read_examples
     from bertkit.models.init_source import resolve_init
     from bertkit.models.loading import load_tokenizer
     from bertkit.tasks.base import get_task
@@ -37,7 +38,7 @@ def main() -> int:
     tokenizer = load_tokenizer(resolve_init(cfg).model)
     task = get_task(cfg.task)
     start = time.perf_counter()
-    examples = task.read_file(args.data, cfg.data, tokenizer)
+    examples = read_examples(task, args.data, cfg.data, tokenizer)
     out = {"examples": len(examples), "read_s": round(time.perf_counter() - start, 2)}
     task.fit(examples)
     for name in ("tokenise_and_store_s", "from_cache_s"):

@@ -81,3 +81,20 @@ def test_serving_exporting_and_predicting_load_no_training_module(statement):
 def test_import_bertkit_loads_nothing_until_a_name_is_used():
     assert _loaded_after("import bertkit") == ["bertkit"]
     assert "bertkit.errors" in _loaded_after("import bertkit; bertkit.ConfigError")
+
+
+def test_tasks_open_no_files():
+    """Reading files is the data layer's job (bertkit.data.task_files): a task names the kind of file it reads
+    and receives its rows."""
+    readers = {"read_table", "iter_table", "read_conll", "read_squad", "read_documents", "iter_documents",
+               "read_text", "read_bytes", "open", "text_lines"}
+    found = []
+    for path in sorted((SRC / "tasks").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name in readers:
+                    found.append(f"{path.name}:{node.lineno} calls {name}")
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bertkit.data"):
+                found += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names if a.name in readers]
+    assert not found, found

@@ -77,3 +77,27 @@ def test_latin1_with_encoding_flag(tmp_path):
     with pytest.raises(DataError):
         read_table(p)
     assert read_table(p, encoding="latin-1").rows[0]["text"] == "sister\xf0city"
+
+
+def test_every_kind_of_task_file_names_where_its_rows_came_from(tmp_path):
+    from bertkit.config import DataConfig
+    from bertkit.data.task_files import iter_rows
+
+    conll = tmp_path / "a.conll"
+    conll.write_text("-DOCSTART- O\n\nJohn B-PER\nlives O\n\nParis B-LOC\n", encoding="utf-8")
+    (table,) = iter_rows(conll, "conll", DataConfig())
+    assert [table.where(i) for i in range(len(table.rows))] == [f"{conll}:3", f"{conll}:6"]
+    assert table.rows[1] == {"tokens": ["Paris"], "tags": ["B-LOC"], "doc": 1}
+    (no_tags,) = iter_rows(conll, "conll", DataConfig(), with_labels=False)
+    assert "tags" not in no_tags.rows[0]
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("one\n\ntwo\nthree\n", encoding="utf-8")
+    chunks = list(iter_rows(text, "documents", DataConfig(), chunk_rows=2))
+    assert [[c.where(i) for i in range(len(c.rows))] for c in chunks] == [[f"{text}:1", f"{text}:3"], [f"{text}:4"]]
+
+    squad = tmp_path / "q.jsonl"
+    squad.write_text('{"id": "a", "question": "q?", "context": "c", "answers": {"text": [], "answer_start": []}}\n',
+                     encoding="utf-8")
+    (questions,) = iter_rows(squad, "squad", DataConfig())
+    assert questions.where(0) == f"{squad}:1" and questions.rows[0]["id"] == "a" and "where" not in questions.rows[0]

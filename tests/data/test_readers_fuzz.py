@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from bertkit.data.conll import read_conll
 from bertkit.data.readers import read_table
 from bertkit.data.squad import read_squad
+from bertkit.data.task_files import read_examples
 from bertkit.errors import BertkitError
 
 # Bytes biased towards the characters that break parsers: delimiters, quotes, newlines, NUL, BOM, latin-1.
@@ -65,7 +66,7 @@ def test_classification_rows(suffix, content):
     task = get_task(TaskConfig())
 
     def read(path):
-        examples = task.read_file(str(path), DataConfig(), None)
+        examples = read_examples(task, str(path), DataConfig(), None)
         if examples:
             task.fit(examples)
             task.check_examples(examples, str(path))
@@ -101,7 +102,7 @@ def test_classification_structured_rows(rows, header_csv):
     task = get_task(TaskConfig())
 
     def read(p):
-        examples = task.read_file(str(p), DataConfig(), None)
+        examples = read_examples(task, str(p), DataConfig(), None)
         task.fit(examples)
         task.check_examples(examples, str(p))
         assert all(isinstance(ex["text"], str) and ex["text"].strip() for ex in examples)

@@ -134,7 +134,7 @@ def test_a_streamed_run_trains_as_the_same_run_from_memory(tmp_path, tiny_model_
 
     entries = sorted((cache.cache_root() / "features").glob("stream-*"))
     assert [e.suffix for e in entries] == [".arrow", ".json"]
-    monkeypatch.setattr("bertkit.tasks.base.Task.iter_file", lambda *a, **k: pytest.fail("tokenised again"))
+    monkeypatch.setattr("bertkit.training.run_data.iter_examples", lambda *a, **k: pytest.fail("tokenised again"))
     again = train(tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "again", **{
         "data.stream": True, "data.stream_chunk_rows": 37}), progress=False)
     assert again.metrics == memory.metrics

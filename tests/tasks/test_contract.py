@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bertkit.config import DataConfig, TaskConfig
+from bertkit.data.task_files import read_examples
 from bertkit.models.inference import predict_outputs
 from bertkit.models.loading import build_model, load_tokenizer
 from bertkit.runtime import Runtime
@@ -41,7 +42,7 @@ def test_task_contract(name, tiny_model_dir, tmp_path):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     task = get_task(TaskConfig(name=name))
     assert task.pipeline_tag and task.intended_use and task.output_names  # model cards, ONNX export
-    examples = task.read_file(str(path), data_cfg, tokenizer)
+    examples = read_examples(task, str(path), data_cfg, tokenizer)
     assert examples and all("where" in ex for ex in examples)
     task.fit(examples)
     task.check_examples(examples, "sample")
@@ -78,7 +79,7 @@ def test_task_hooks(name, tiny_model_dir, tmp_path):
     path.write_text(content, encoding="utf-8")
     tokenizer = load_tokenizer(str(tiny_model_dir))
     task = get_task(TaskConfig(name=name))
-    examples = task.read_file(str(path), data_cfg, tokenizer)
+    examples = read_examples(task, str(path), data_cfg, tokenizer)
     task.fit(examples)
     features = task.preprocess(examples, tokenizer, data_cfg)
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bertkit.config import DataConfig, TaskConfig
+from bertkit.data.task_files import read_examples
 from bertkit.models.loading import load_tokenizer
 from bertkit.tasks import get_task
 from bertkit.tasks.mlm import IGNORE, mask_tokens
@@ -61,7 +62,7 @@ def mlm(tiny_model_dir, tmp_path):
     task = get_task(TaskConfig(name="mlm"))
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the movie was good\n\n" + " ".join(["the plot was dull"] * 40) + "\n", encoding="utf-8")
-    examples = task.read_file(str(corpus), DataConfig(max_length=32), tokenizer)
+    examples = read_examples(task, str(corpus), DataConfig(max_length=32), tokenizer)
     task.fit(examples)
     return task, tokenizer, examples
 

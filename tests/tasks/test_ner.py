@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bertkit.config import DataConfig, task_config
+from bertkit.data.task_files import read_examples
 from bertkit.errors import DataError
 from bertkit.models.loading import load_tokenizer
 from bertkit.tasks import get_task
@@ -27,23 +28,23 @@ def test_conll_reader_documents_columns_and_gzip(tmp_path, tokenizer):
             "-DOCSTART- -X- O\n\nmary NNP B-PER\n")
     with gzip.open(tmp_path / "a.conll.gz", "wt") as fh:
         fh.write(text)
-    examples = _ner().read_file(str(tmp_path / "a.conll.gz"), DataConfig(), tokenizer)
+    examples = read_examples(_ner(), str(tmp_path / "a.conll.gz"), DataConfig(), tokenizer)
     assert [ex["tokens"] for ex in examples] == [["john", "visited"], ["paris"], ["mary"]]
     assert [ex["doc"] for ex in examples] == [1, 1, 2]
     assert examples[1]["where"].endswith("a.conll.gz:7")
-    pos = _ner().read_file(str(tmp_path / "a.conll.gz"), DataConfig(tag_index=1), tokenizer, with_labels=False)
+    pos = read_examples(_ner(), str(tmp_path / "a.conll.gz"), DataConfig(tag_index=1), tokenizer, with_labels=False)
     assert "tags" not in pos[0]
 
 
 def test_conll_ragged_line_and_unseen_tag(tmp_path, tokenizer):
     (tmp_path / "bad.conll").write_text("john NNP B-PER\nvisited O\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"bad.conll:2: 2 columns where earlier lines have 3"):
-        _ner().read_file(str(tmp_path / "bad.conll"), DataConfig(), tokenizer)
+        read_examples(_ner(), str(tmp_path / "bad.conll"), DataConfig(), tokenizer)
     task = _ner()
     (tmp_path / "train.conll").write_text("john B-PER\nparis B-LOC\n", encoding="utf-8")
     (tmp_path / "dev.conll").write_text("john B-PER\n\nacme B-ORG\n", encoding="utf-8")
-    task.fit(task.read_file(str(tmp_path / "train.conll"), DataConfig(), tokenizer))
-    dev = task.read_file(str(tmp_path / "dev.conll"), DataConfig(), tokenizer)
+    task.fit(read_examples(task, str(tmp_path / "train.conll"), DataConfig(), tokenizer))
+    dev = read_examples(task, str(tmp_path / "dev.conll"), DataConfig(), tokenizer)
     with pytest.raises(DataError, match=r"tags that training never saw: B-ORG \(first at .*dev.conll:3\)"):
         task.check_examples(dev, "dev.conll")
 
@@ -51,18 +52,18 @@ def test_conll_ragged_line_and_unseen_tag(tmp_path, tokenizer):
 def test_invalid_tags_rejected_with_file_line(tmp_path, tokenizer):
     (tmp_path / "t.conll").write_text("john B-PER\n\nthe O\nparis I-LOC\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"t.conll:3: tag 2 'I-LOC'"):
-        _ner(invalid_tags="reject", tag_scheme="iob2").read_file(str(tmp_path / "t.conll"), DataConfig(), tokenizer)
-    repaired = _ner(tag_scheme="iob2").read_file(str(tmp_path / "t.conll"), DataConfig(), tokenizer)
+        read_examples(_ner(invalid_tags="reject", tag_scheme="iob2"), tmp_path / "t.conll", DataConfig(), tokenizer)
+    repaired = read_examples(_ner(tag_scheme="iob2"), str(tmp_path / "t.conll"), DataConfig(), tokenizer)
     assert repaired[1]["tags"] == ["O", "B-LOC"]
 
 
 def test_jsonl_tokens_and_tags_errors(tmp_path, tokenizer):
     f = write_jsonl(tmp_path / "a.jsonl", [{"tokens": ["john", "left"], "tags": ["B-PER"]}])
     with pytest.raises(DataError, match=r"a.jsonl:1: 2 tokens but 1 tags"):
-        _ner().read_file(str(f), DataConfig(), tokenizer)
+        read_examples(_ner(), str(f), DataConfig(), tokenizer)
     f = write_jsonl(tmp_path / "b.jsonl", [{"tokens": [], "tags": []}])
     with pytest.raises(DataError, match=r"b.jsonl:1: empty sentence"):
-        _ner().read_file(str(f), DataConfig(), tokenizer)
+        read_examples(_ner(), str(f), DataConfig(), tokenizer)
 
 
 def test_raw_text_spans_become_word_tags_with_offsets(tmp_path, tokenizer):
@@ -72,7 +73,7 @@ def test_raw_text_spans_become_word_tags_with_offsets(tmp_path, tokenizer):
             {"text": "张三去了北京", "entities": [{"start": 0, "end": 2, "label": "PER"},
                                           {"start": 4, "end": 6, "label": "LOC"}]},
             {"text": "東京に行った", "entities": [{"start": 0, "end": 2, "label": "LOC"}]}]
-    examples = _ner().read_file(str(write_jsonl(tmp_path / "raw.jsonl", rows)), DataConfig(), tokenizer)
+    examples = read_examples(_ner(), str(write_jsonl(tmp_path / "raw.jsonl", rows)), DataConfig(), tokenizer)
     ex = examples[0]
     assert ex["tokens"] == ["john", "smith", "visited", "café", ",", "paris"]
     assert [text[s:e] for s, e in ex["spans"]] == ex["tokens"]
@@ -93,7 +94,7 @@ def test_bad_spans(tmp_path, tokenizer, entities, pattern):
     rows = [{"text": "ok", "entities": []}, {"text": "john smith", "entities": entities}]
     f = write_jsonl(tmp_path / "s.jsonl", rows)
     with pytest.raises(DataError, match=rf"s.jsonl:2: .*{pattern}"):
-        _ner().read_file(str(f), DataConfig(), tokenizer)
+        read_examples(_ner(), str(f), DataConfig(), tokenizer)
 
 
 def test_first_subword_alignment_and_all_subwords_option(tokenizer):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bertkit.config import DataConfig, task_config
+from bertkit.data.task_files import read_examples
 from bertkit.errors import DataError
 from bertkit.models.loading import load_tokenizer
 from bertkit.tasks import get_task
@@ -24,7 +25,7 @@ def _qa(**kw):
 
 
 def test_squad_json_fixture_reads_with_answers_in_place(tokenizer):
-    examples = _qa().read_file(str(FIXTURE), DataConfig(), tokenizer)
+    examples = read_examples(_qa(), str(FIXTURE), DataConfig(), tokenizer)
     assert len(examples) == 65
     for ex in examples:
         for a in ex["answers"]:
@@ -37,18 +38,18 @@ def test_v2_jsonl_mismatch_fix_reject_and_duplicates(tmp_path, tokenizer):
             {"id": "b", "question": "where ?", "context": "nobody knows", "answers": {"text": [], "answer_start": []}}]
     f = write_jsonl(tmp_path / "q.jsonl", rows)
     task = _qa()
-    examples = task.read_file(str(f), DataConfig(), tokenizer)
+    examples = read_examples(task, str(f), DataConfig(), tokenizer)
     assert examples[0]["answers"] == [{"text": "mary", "start": 9}]
     task.fit(examples)
     assert task.version_2
     with pytest.raises(DataError, match=r"q.jsonl:1: answer 'mary' is not at answer_start 3"):
-        _qa(answer_mismatch="reject").read_file(str(f), DataConfig(), tokenizer)
+        read_examples(_qa(answer_mismatch="reject"), str(f), DataConfig(), tokenizer)
     missing = write_jsonl(tmp_path / "m.jsonl", [{**rows[0], "answers": {"text": ["rome"], "answer_start": [0]}}])
     with pytest.raises(DataError, match="does not occur in the context"):
-        _qa().read_file(str(missing), DataConfig(), tokenizer)
+        read_examples(_qa(), str(missing), DataConfig(), tokenizer)
     dup = write_jsonl(tmp_path / "d.jsonl", [rows[1], rows[1]])
     with pytest.raises(DataError, match="duplicated question id"):
-        _qa().read_file(str(dup), DataConfig(), tokenizer)
+        read_examples(_qa(), str(dup), DataConfig(), tokenizer)
 
 
 def test_windows_label_the_answer_or_cls(tokenizer):

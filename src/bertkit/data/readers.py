@@ -36,8 +36,13 @@ class Table:
     rows: list[dict[str, Any]]
     lines: list[int]
     unit: str = "line"
+    #: Where each row came from, for readers whose rows are not lines (a SQuAD question's id, a document
+    #: of several files); `lines` is then unused.
+    wheres: list[str] | None = None
 
     def where(self, i: int) -> str:
+        if self.wheres is not None:
+            return self.wheres[i]
         return f"{self.path}:{self.lines[i]}" if self.unit == "line" else f"{self.path} row {self.lines[i]}"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import DataConfig, RunConfig
+from bertkit.data.task_files import read_examples
 from bertkit.errors import ConfigError, ModelLoadError
 from bertkit.models.inference import predict_outputs
 from bertkit.models.init_source import load_run_model
@@ -79,7 +80,7 @@ class Predictor:
 
     def read_file(self, path: str | Path, *, with_labels: bool, fmt: str | None = None, **columns: str | None):
         data_cfg = self.data_config(format=fmt, **columns)
-        examples = self.task.read_file(str(path), data_cfg, self.tokenizer, with_labels=with_labels)
+        examples = read_examples(self.task, path, data_cfg, self.tokenizer, with_labels=with_labels)
         if with_labels:
             self.task.check_examples(examples, str(path))
         return examples, data_cfg

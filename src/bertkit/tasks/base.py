@@ -1,21 +1,22 @@
 """The task plug-in interface and registry.
 
 A task turns data rows into model features, names the model head, computes its loss, turns model outputs
-into predictions and scores them. Everything here is pure (no I/O): readers hand in `Table`s, the
-training loop hands in tensors. Adding a task is one module with a `@register_task("name")` class.
+into predictions and scores them. Everything here is pure (no I/O): the readers of `bertkit.data` hand
+in `Table`s of the kind of file the task names, the training loop hands in tensors. Adding a task is one module with a
+`@register_task("name")` class and its import in `bertkit.tasks`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from bertkit.config import DataConfig, TaskConfig, register_task_config, task_config
-from bertkit.data.readers import Table, iter_table, read_table
+from bertkit.data.readers import Table
 from bertkit.errors import ConfigError
 from bertkit.report_html import DevData
 
@@ -69,24 +70,11 @@ class Task(ABC):
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
 
-    # --- data -----------------------------------------------------------------------------------------
-    def read_file(self, path: str, data_cfg: DataConfig, tokenizer: Any, with_labels: bool = True
-                  ) -> list[dict[str, Any]]:
-        """Examples of a data file. The default reads a table (CSV/TSV/JSONL/Parquet) and checks its rows;
-        tasks with their own formats (CoNLL...) override it. The tokenizer is there for tasks whose units
-        are the tokenizer's words (NER on raw text)."""
-        table = read_table(path, data_cfg.format, data_cfg.encoding)
-        return self.read_examples(table, data_cfg, with_labels=with_labels)
-
-    def iter_file(self, path: str, data_cfg: DataConfig, tokenizer: Any, chunk_rows: int
-                  ) -> Iterator[list[dict[str, Any]]]:
-        """The training examples of a file in chunks of about `chunk_rows`, read as they are needed
-        (`data.stream`). The default streams a table; tasks whose files must be read whole (CoNLL, SQuAD
-        JSON) refuse."""
-        if type(self).read_file is not Task.read_file:
-            raise ConfigError(f"data.stream: the {self.name} task reads its data files whole; drop data.stream")
-        for table in iter_table(path, data_cfg.format, data_cfg.encoding, chunk_rows):
-            yield self.read_examples(table, data_cfg)
+    # --- reading --------------------------------------------------------------------------------------
+    def file_kind(self, path: str, data_cfg: DataConfig) -> str:
+        """Which reader of `bertkit.data.task_files` reads a data file of this task: "table" (CSV, TSV, JSONL,
+        Parquet; the default), "conll", "squad" or "documents". The task never opens the file itself."""
+        return "table"
 
     def make_examples(self, inputs: Sequence[Any], tokenizer: Any) -> list[dict[str, Any]]:
         """Examples from raw API inputs (strings, pairs...), for prediction."""
@@ -104,10 +92,12 @@ class Task(ABC):
         return 0
 
     @abstractmethod
-    def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True) -> list[dict[str, Any]]:
-        """Check the rows of a file and return examples; raise DataError naming file:line on bad rows.
+    def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True, tokenizer: Any = None
+                      ) -> list[dict[str, Any]]:
+        """Check the rows a reader found and return examples; raise DataError naming file:line on bad rows.
 
-        Each example is a dict with at least `where` (file:line) and, when `with_labels`, `label`.
+        Each example is a dict with at least `where` (file:line) and, when `with_labels`, its reference. The
+        tokenizer is there for tasks whose units are the tokenizer's words (NER on raw text).
         """
 
     @abstractmethod

@@ -97,7 +97,8 @@ class ClassificationTask(Task):
         return self._index
 
     # --- data -----------------------------------------------------------------------------------------
-    def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True) -> list[dict[str, Any]]:
+    def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True, tokenizer: Any = None
+                      ) -> list[dict[str, Any]]:
         wanted = [data_cfg.text_column, data_cfg.text_pair_column]
         if with_labels:
             wanted.append(data_cfg.label_column)

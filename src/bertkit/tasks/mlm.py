@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
-from bertkit.data.text import iter_documents, read_documents, table_documents
+from bertkit.data.text import table_documents
 from bertkit.errors import ConfigError, DataError
 from bertkit.tasks.base import Task, register_task
 
@@ -83,15 +83,10 @@ class MlmTask(Task):
         self.tokenizer: Any = None  # for decoding fill-mask predictions
 
     # --- data -----------------------------------------------------------------------------------------
-    def read_file(self, path, data_cfg: DataConfig, tokenizer, with_labels: bool = True):
-        return read_documents(path, fmt=data_cfg.format, encoding=data_cfg.encoding,
-                              text_column=data_cfg.text_column)
+    def file_kind(self, path: str, data_cfg: DataConfig) -> str:
+        return "documents"
 
-    def iter_file(self, path, data_cfg: DataConfig, tokenizer, chunk_rows: int):
-        return iter_documents(path, fmt=data_cfg.format, encoding=data_cfg.encoding,
-                              text_column=data_cfg.text_column, chunk_rows=chunk_rows)
-
-    def read_examples(self, table, data_cfg: DataConfig, with_labels: bool = True):
+    def read_examples(self, table, data_cfg: DataConfig, with_labels: bool = True, tokenizer=None):
         return table_documents(table, data_cfg.text_column)
 
     def make_examples(self, inputs, tokenizer) -> list[dict[str, Any]]:

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 
 from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
-from bertkit.data.conll import read_conll
-from bertkit.data.readers import Table, read_table
+from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
 from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
@@ -76,23 +75,12 @@ class NerTask(Task):
         self.scheme: str = cfg.tag_scheme
 
     # --- data -----------------------------------------------------------------------------------------
-    def read_file(self, path, data_cfg: DataConfig, tokenizer, with_labels: bool = True):
-        if _format(str(path), data_cfg.format) == "conll":
-            sentences = read_conll(path, token_index=data_cfg.token_index, tag_index=data_cfg.tag_index,
-                                   encoding=data_cfg.encoding, with_tags=with_labels)
-            examples = [{"tokens": s.tokens, "tags": s.tags, "doc": s.doc, "where": f"{path}:{s.line}"}
-                        for s in sentences]
-            if not with_labels:
-                for ex in examples:
-                    del ex["tags"]
-        else:
-            table = read_table(path, "jsonl", data_cfg.encoding)
-            examples = self.read_examples(table, data_cfg, with_labels=with_labels, tokenizer=tokenizer)
-        if with_labels:
-            self._normalise_tags(examples, str(path))
-        return examples
+    def file_kind(self, path: str, data_cfg: DataConfig) -> str:
+        return "conll" if _format(path, data_cfg.format) == "conll" else "table"
 
     def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True, tokenizer=None):
+        """Sentences of a CoNLL file (rows of tokens and tags) or JSONL rows of tokens and tags, or of raw
+        text and entity spans; tags are brought to BIO."""
         raw_text = data_cfg.tokens_column not in table.columns
         if raw_text and data_cfg.text_column not in table.columns:
             raise DataError(f"{table.path}: neither a '{data_cfg.tokens_column}' nor a '{data_cfg.text_column}' "
@@ -110,6 +98,8 @@ class NerTask(Task):
             if tokenizer is None:
                 raise DataError(f"{table.path}: raw text needs the model's tokenizer to find its words")
             self.segment(examples, tokenizer)
+        if with_labels:
+            self._normalise_tags(examples, table.path)
         return examples
 
     @staticmethod

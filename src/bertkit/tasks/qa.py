@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
-from bertkit.data.squad import read_squad
 from bertkit.errors import ConfigError, DataError
 from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
@@ -66,8 +65,13 @@ class QaTask(Task):
         self.null_threshold = cfg.null_threshold if cfg.null_threshold is not None else 0.0
 
     # --- data -----------------------------------------------------------------------------------------
-    def read_file(self, path, data_cfg: DataConfig, tokenizer, with_labels: bool = True):
-        records = read_squad(path, data_cfg.encoding)
+    def file_kind(self, path: str, data_cfg: DataConfig) -> str:
+        return "squad"
+
+    def read_examples(self, table, data_cfg: DataConfig, with_labels: bool = True, tokenizer=None):
+        """Questions of a SQuAD file; an answer not found at its answer_start is moved to the nearest
+        occurrence of its text (or refused: task.answer_mismatch)."""
+        records = [{**row, "where": table.where(i)} for i, row in enumerate(table.rows)]
         fixed: list[str] = []
         for r in records:
             r["answers"] = [self._checked_answer(a, r) for a in r["answers"]] if with_labels else []
@@ -92,9 +96,6 @@ class QaTask(Task):
                             "offset or drop the question")
         nearest = min(found, key=lambda i: abs(i - start))
         return {"text": text, "start": nearest, "fixed": 1}
-
-    def read_examples(self, table, data_cfg, with_labels=True):
-        raise DataError(f"{table.path}: the qa task reads SQuAD JSON or JSONL question files")
 
     def make_examples(self, inputs, tokenizer) -> list[dict[str, Any]]:
         examples = []

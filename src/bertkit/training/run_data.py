@@ -13,6 +13,7 @@ from bertkit.config import RunConfig
 from bertkit.data.cache import cache_root, cached_features, data_fingerprint, fingerprint
 from bertkit.data.feature_store import FeatureStore, FeatureWriter
 from bertkit.data.splits import stratified_split
+from bertkit.data.task_files import iter_examples, read_examples
 from bertkit.errors import ConfigError
 from bertkit.models.loading import max_positions
 from bertkit.run_dir import RunDir, atomic_write_text
@@ -50,10 +51,10 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir) ->
 
 def _read_data(config: RunConfig, task: Task, tokenizer: Any) -> tuple[list[dict], list[dict], dict[str, Any]]:
     data = config.data
-    train_examples = task.read_file(data.train, data, tokenizer)
+    train_examples = read_examples(task, data.train, data, tokenizer)
     fingerprints = {"train": {**data_fingerprint(data.train), "rows": len(train_examples)}}
     if data.dev:
-        dev_examples = task.read_file(data.dev, data, tokenizer)
+        dev_examples = read_examples(task, data.dev, data, tokenizer)
         fingerprints["dev"] = {**data_fingerprint(data.dev), "rows": len(dev_examples)}
     else:
         # The split keeps the proportions of the task's stratification key (a class label), which the raw
@@ -113,7 +114,7 @@ def _streamed_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir
     if config.train.distill_from:
         raise ConfigError("data.stream cannot be combined with train.distill_from (the teacher labels every example "
                           "in memory); drop one of them")
-    dev_examples = task.read_file(data.dev, data, tokenizer)
+    dev_examples = read_examples(task, data.dev, data, tokenizer)
     source = data_fingerprint(data.train)
     key = fingerprint(source.get("sha256") or source, tokenizer_fingerprint(tokenizer), task.name,
                       config.task.__dict__, {k: v for k, v in data.__dict__.items() if k not in ("dev", "train")})
@@ -135,11 +136,11 @@ def _streamed_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir
 def _write_stream(config: RunConfig, task: Task, tokenizer: Any, store_path: Path, meta_path: Path
                   ) -> dict[str, Any]:
     data, chunk = config.data, config.data.stream_chunk_rows
-    task.fit_chunks(task.iter_file(data.train, data, tokenizer, chunk))  # pass 1: labels
+    task.fit_chunks(iter_examples(task, data.train, data, tokenizer, chunk))  # pass 1: labels
     task.use_tokenizer(tokenizer)
     examples = 0
     with FeatureWriter(store_path) as writer:  # pass 2: tokenise chunk by chunk
-        for examples_chunk in task.iter_file(data.train, data, tokenizer, chunk):
+        for examples_chunk in iter_examples(task, data.train, data, tokenizer, chunk):
             writer.write(task.preprocess(examples_chunk, tokenizer, data))
             examples += len(examples_chunk)
         writer.close()
