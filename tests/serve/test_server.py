@@ -97,6 +97,7 @@ def test_model_and_health_endpoints(classification):
     server, run = classification
     status, info = server.call("GET", "/v1/model")
     assert status == 200 and info["task"] == "classification" and info["labels"] == ["negative", "positive"]
+    assert {"type": "string", "minLength": 1} in info["input_schema"]["anyOf"] and info["input_examples"]
     assert info["dev_metrics"]["accuracy"] >= 0.9 and info["lineage"]["base_model"]
     assert server.call("GET", "/health") == (200, {"status": "ok", "model_loaded": True})
     assert server.call("GET", "/openapi.json")[1]["paths"]["/v1/predict"]

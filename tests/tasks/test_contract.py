@@ -25,6 +25,9 @@ SAMPLES = {
          "answers": {"text": ["rome"], "answer_start": [13]}}]), DataConfig()),
     "mlm": ("sample.txt", "the movie was good\n\nthe plot was dull and the acting was weak\njohn visited paris\n",
             DataConfig()),
+    "multiple_choice": ("sample.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        {"text": "which word is kind ?", "choices": ["good", "bad", "dull"], "label": 0},
+        {"text": "which word is kind ?", "choices": ["awful", "nice", "sad"], "label": "nice"}]), DataConfig()),
     "ner": ("sample.conll", "-DOCSTART- O\n\njohn B-PER\nvisited O\nparis B-LOC\n\nmary B-PER\nleft O\n",
             DataConfig()),
 }
@@ -107,3 +110,13 @@ def test_task_hooks(name, tiny_model_dir, tmp_path):
         assert view is None
     else:
         assert isinstance(view, str) and "<table" in view
+
+    # The inputs its schema documents are what prediction takes, and each has the schema's JSON type.
+    kinds = {str: "string", list: "array", dict: "object"}
+    allowed = {b["type"] for b in task.input_schema.get("anyOf", [task.input_schema])}
+    assert task.input_examples and all(kinds[type(item)] in allowed for item in task.input_examples)
+    raw = task.make_examples(list(task.input_examples), tokenizer)
+    raw_features = task.preprocess(raw, tokenizer, data_cfg, with_labels=False)
+    raw_outputs = predict_outputs(model, task, raw_features, Runtime("fp32", cpu=True), tokenizer.pad_token_id,
+                                  len(raw))
+    assert len(task.postprocess(raw_outputs, raw)) == len(raw)

@@ -209,7 +209,7 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
 
     from bertkit.models import transfer
 
-    auto = getattr(transformers, task.auto_model_class)
+    auto = task.model_class()
     if init == "random":
         config = _from_pretrained(transformers.AutoConfig.from_pretrained, name, **task.model_config())
         model = auto.from_config(config)
@@ -249,9 +249,7 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
 
 def load_trained_model(model_dir: Path, task: Task) -> torch.nn.Module:
     """A fine-tuned model saved by bertkit as a plain model directory (its head matches the task state)."""
-    import transformers
-
-    auto = getattr(transformers, task.auto_model_class)
+    auto = task.model_class()
     with quiet_transformers():
         try:
             return auto.from_pretrained(str(model_dir), local_files_only=True, use_safetensors=True)

@@ -55,7 +55,9 @@ def _model_info(predictor: Any, path: Path) -> dict[str, Any]:
     state = predictor.task.state()
     info: dict[str, Any] = {"path": str(path.resolve()), "task": predictor.task.name,
                             "problem": state.get("problem"), "labels": state.get("labels"),
-                            "precision": predictor.rt.precision, "base_model": predictor.config.model.name}
+                            "precision": predictor.rt.precision, "base_model": predictor.config.model.name,
+                            "input_schema": predictor.task.input_schema,
+                            "input_examples": list(predictor.task.input_examples)}
     manifest = read_manifest(path)
     if manifest is not None:
         info.update({"format": "onnx", "quantize": manifest.get("quantize"), "parity": manifest.get("parity")})
@@ -188,8 +190,9 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
 
     class PredictRequest(BaseModel):
         inputs: list[str | list[str] | dict[str, Any]] = Field(
-            min_length=1, description="strings (classification, NER on raw text), {text, text_pair} (pairs), "
-                                      "{question, context} (QA); NER also takes lists of tokens")
+            min_length=1, description="what the served task takes, one item per input: its JSON Schema is "
+                                      "/v1/model's input_schema (strings for classification and NER, {text, "
+                                      "text_pair} for pairs, {question, context} for QA...)")
 
     class PredictResponse(BaseModel):
         predictions: list[Any]

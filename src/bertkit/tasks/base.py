@@ -77,8 +77,13 @@ class Task(ABC):
         return "table"
 
     def make_examples(self, inputs: Sequence[Any], tokenizer: Any) -> list[dict[str, Any]]:
-        """Examples from raw API inputs (strings, pairs...), for prediction."""
+        """Examples from raw API inputs (strings, pairs...), for prediction; DataError names a bad input."""
         raise NotImplementedError(f"task {self.name} takes no raw inputs")
+
+    #: A JSON Schema of one raw input `make_examples` takes (the HTTP server publishes it at /v1/model).
+    input_schema: ClassVar[dict[str, Any]] = {"type": "string", "minLength": 1}
+    #: Inputs that fit the schema (documentation, and the contract test feeds them to `make_examples`).
+    input_examples: ClassVar[tuple[Any, ...]] = ("a short text",)
 
     def input_chars(self, item: Any) -> int:
         """How long one raw input is, in characters, for the HTTP server's --max-chars limit: its longest text
@@ -161,6 +166,15 @@ class Task(ABC):
     target_keys: ClassVar[tuple[str, ...]] = ("labels",)
 
     # --- model ----------------------------------------------------------------------------------------
+    @classmethod
+    def model_class(cls) -> Any:
+        """The model class this task trains, with `from_pretrained` and `from_config`: the `transformers` auto
+        class named by `auto_model_class` by default. A task with a head of its own (a pooling over marked
+        entities, say) returns its `PreTrainedModel` subclass here; loading, LoRA and saving take it as is."""
+        import transformers
+
+        return getattr(transformers, cls.auto_model_class)
+
     @abstractmethod
     def model_config(self) -> dict[str, Any]:
         """Keyword arguments for the model config (num_labels, id2label, problem_type...)."""

@@ -74,6 +74,14 @@ class ClassificationTask(Task):
     pipeline_tag = "text-classification"
     intended_use = "Labels a text (or a pair of texts) with the classes it was trained on."
     example_keys = ("where", "text", "text_pair", "label")
+    input_schema = {"anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "object", "required": ["text"],
+         "properties": {"text": {"type": "string"}, "text_pair": {"type": "string"}}},
+        {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2,
+         "description": "text, text_pair"},
+    ]}
+    input_examples = ("a gripping, funny film", {"text": "The cat sat.", "text_pair": "A cat was sitting."})
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

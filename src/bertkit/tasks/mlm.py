@@ -72,6 +72,8 @@ class MlmTask(Task):
     pipeline_tag = "fill-mask"
     intended_use = "Predicts masked words; meant as a starting point for fine-tuning on a downstream task."
     example_keys = ("where", "text")
+    input_schema = {"type": "string", "description": "a text with the tokenizer's mask token, e.g. [MASK]"}
+    input_examples = ("Paris is the [MASK] of France.",)
     primary_metric = "perplexity"
     greater_is_better = False
     lora_trains_head = False  # its decoder is tied to the word embeddings, which LoRA keeps frozen

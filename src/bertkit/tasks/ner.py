@@ -68,6 +68,10 @@ class NerTask(Task):
     pipeline_tag = "token-classification"
     intended_use = "Finds entity spans of the trained types in text."
     example_keys = ("where", "text", "tokens", "tags")
+    input_schema = {"anyOf": [{"type": "string", "minLength": 1, "description": "raw text"},
+                              {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+                               "description": "tokens"}]}
+    input_examples = ("John lives in Paris.", ["John", "lives", "in", "Paris", "."])
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

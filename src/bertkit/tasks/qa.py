@@ -55,6 +55,13 @@ class QaTask(Task):
     pipeline_tag = "question-answering"
     intended_use = "Extracts the answer span to a question from a given context passage."
     example_keys = ("where", "id", "question", "context", "answers")
+    input_schema = {"anyOf": [
+        {"type": "object", "required": ["question", "context"],
+         "properties": {"question": {"type": "string"}, "context": {"type": "string"}}},
+        {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2,
+         "description": "question, context"},
+    ]}
+    input_examples = ({"question": "Where does John live?", "context": "John lives in Paris."},)
     output_names = ("start_logits", "end_logits")
     default_max_length = 384
     primary_metric = "f1"

@@ -212,8 +212,8 @@ def _write_start(ctx: RunContext, init: InitSource) -> None:
         run.set_status("running", step=ctx.state.step, total_steps=ctx.total_steps)
     report = ctx.model_report
     log.info("training %s (%s) on %d examples, dev %d, %d steps, %s on %s; %s of %s parameters train", task.name,
-             task.state()["problem"], len(ctx.data.train_features), len(ctx.data.dev_features), ctx.total_steps,
-             ctx.rt.precision, ctx.rt.device, f"{report['trainable']:,}", f"{report['parameters']:,}")
+             task.state().get("problem", "-"), len(ctx.data.train_features), len(ctx.data.dev_features),
+             ctx.total_steps, ctx.rt.precision, ctx.rt.device, f"{report['trainable']:,}", f"{report['parameters']:,}")
 
 
 def _environment(rt: Runtime, config: RunConfig, fingerprints: dict[str, Any]) -> dict[str, Any]:
