@@ -18,6 +18,14 @@ from bertkit.tasks import TASKS
 __all__ = ["model_card", "write_model_card"]
 
 
+_HYPERPARAMETERS = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "weight_decay", "warmup_ratio",
+                    "scheduler", "seed", "precision", "freeze_embeddings", "packing")
+_LIMITS = ("Its quality holds only for text like its training data (language, domain, length); the dev metrics "
+           "above were measured on the dev set named here and will be lower on text unlike it. It inherits the "
+           "biases of its base model and training data. It gives no calibrated certainty: scores are softmax or "
+           "sigmoid outputs. Check it on your own labelled sample before relying on it.")
+
+
 def model_card(run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> str:
     """The card of a run as Markdown; `extra` adds export facts (format, quantisation, parity)."""
     run = RunDir(run_dir)
@@ -28,25 +36,43 @@ def model_card(run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> s
     tag = TASKS[task].pipeline_tag if task in TASKS else task
     base = lineage.get("base_model") or cfg.model.name
     dev = results.get("dev") or {}
-    labels = state.get("labels") or []
     front = {"library_name": "bertkit", "pipeline_tag": tag, "base_model": str(base),
              "tags": ["bertkit", task] + (["lora"] if cfg.model.lora_r else []),
              "model-index": [{"name": run.path.name, "results": [{
                  "task": {"type": tag},
                  "metrics": [{"type": k, "value": round(float(v), 4)} for k, v in dev.items()]}]}]}
-    data = env.get("data") or {}
-    train, dev_data = data.get("train") or {}, data.get("dev") or {}
-    hyper = {k: getattr(cfg.train, k) for k in ("epochs", "max_steps", "lr", "batch_size", "grad_accum",
-                                                         "weight_decay", "warmup_ratio", "scheduler", "seed",
-                                                         "precision", "freeze_embeddings", "packing")}
+    hyper = {k: getattr(cfg.train, k) for k in _HYPERPARAMETERS}
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {run.path.name}", "",
              f"A `{task}` model fine-tuned with bertkit from `{base}`.", "",
-             "## Task and labels", "", f"- task: {task}" + (f" ({state['problem']})" if state.get("problem") else "")]
+             *_task_lines(task, state), "", "## Lineage", "", f"- base model: `{base}`", *_lineage_lines(lineage),
+             "", "## Training data", "", *_data_lines(env.get("data") or {}),
+             "", "## Hyperparameters", "", "| key | value |", "| --- | --- |",
+             *[f"| {k} | {v} |" for k, v in hyper.items() if v is not None], "", "## Dev metrics", ""]
+    if dev:
+        lines += ["| metric | value |", "| --- | --- |"] + [f"| {k} | {float(v):.4f} |" for k, v in dev.items()]
+        lines.append(f"\nSelected checkpoint: step {results.get('best_step')} of {results.get('steps')}.")
+    else:
+        lines.append("Not recorded.")
+    if extra:
+        lines += ["", "## This export", ""] + [f"- {k}: {v}" for k, v in extra.items() if v is not None]
+    lines += ["", "## Intended use and limits", "", getattr(TASKS.get(task), "intended_use", ""), _LIMITS,
+              "", f"Trained with bertkit {env.get('bertkit', '')} (torch {env.get('torch', '?')}, transformers "
+              f"{env.get('transformers', '?')}) on {env.get('device_name', '?')}.", ""]
+    return "\n".join(lines)
+
+
+def _task_lines(task: str, state: dict[str, Any]) -> list[str]:
+    lines = ["## Task and labels", "", f"- task: {task}" + (f" ({state['problem']})" if state.get("problem") else "")]
+    labels = state.get("labels") or []
     if labels:
         lines.append(f"- labels ({len(labels)}): " + ", ".join(f"`{x}`" for x in labels))
     if state.get("threshold") is not None and state.get("problem") == "multi_label":
         lines.append(f"- decision threshold: {state['threshold']}")
-    lines += ["", "## Lineage", "", f"- base model: `{base}`"]
+    return lines
+
+
+def _lineage_lines(lineage: dict[str, Any]) -> list[str]:
+    lines = []
     parent = lineage.get("parent")
     if parent:
         lines.append(f"- started from: `{parent.get('path')}` ({parent.get('kind')}, task {parent.get('task')})")
@@ -56,31 +82,19 @@ def model_card(run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> s
                      f"{init.get('parameters')}")
     if (lineage.get("teacher") or {}).get("path"):
         lines.append(f"- distilled from: `{lineage['teacher']['path']}`")
-    lines += ["", "## Training data", ""]
-    for name, item in (("train", train), ("dev", dev_data)):
+    return lines
+
+
+def _data_lines(data: dict[str, Any]) -> list[str]:
+    lines = []
+    for name in ("train", "dev"):
+        item = data.get(name) or {}
         if item:
             where = item.get("path") or (f"split from train ({item.get('split_from_train')})"
                                          if "split_from_train" in item else "several files")
             sha = f", sha256 `{item['sha256'][:16]}…`" if item.get("sha256") else ""
             lines.append(f"- {name}: `{where}`, {item.get('rows', '?')} rows{sha}")
-    lines += ["", "## Hyperparameters", "", "| key | value |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in hyper.items() if v is not None]
-    lines += ["", "## Dev metrics", ""]
-    if dev:
-        lines += ["| metric | value |", "| --- | --- |"] + [f"| {k} | {float(v):.4f} |" for k, v in dev.items()]
-        lines.append(f"\nSelected checkpoint: step {results.get('best_step')} of {results.get('steps')}.")
-    else:
-        lines.append("Not recorded.")
-    if extra:
-        lines += ["", "## This export", ""] + [f"- {k}: {v}" for k, v in extra.items() if v is not None]
-    lines += ["", "## Intended use and limits", "", getattr(TASKS.get(task), "intended_use", ""),
-              "Its quality holds only for text like its training data (language, domain, length); the dev "
-              "metrics above were measured on the dev set named here and will be lower on text unlike it. "
-              "It inherits the biases of its base model and training data. It gives no calibrated certainty: "
-              "scores are softmax or sigmoid outputs. Check it on your own labelled sample before relying on it.",
-              "", f"Trained with bertkit {env.get('bertkit', '')} (torch {env.get('torch', '?')}, transformers "
-              f"{env.get('transformers', '?')}) on {env.get('device_name', '?')}.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_model_card(run_dir: str | Path) -> Path:

@@ -123,6 +123,20 @@ class Task(ABC):
         """Keys whose proportions a dev split keeps, one per (unfitted) training example; None: at random."""
         return [None] * len(examples)
 
+    # --- features -------------------------------------------------------------------------------------
+    default_max_length: ClassVar[int] = 128
+
+    def feature_lengths(self, features: Sequence[dict[str, Any]]) -> Sequence[int]:
+        """The size of each feature in tokens, which batching sorts and budgets by: the length of its
+        `input_ids` (a streamed store keeps them in its index). A task whose features hold several
+        sequences (one per answer choice, say) counts all of their tokens here."""
+        from bertkit.data.feature_store import feature_lengths  # pyarrow: only when features are batched
+
+        return feature_lengths(features)
+
+    def max_length(self, data_cfg: DataConfig) -> int:
+        return data_cfg.max_length or self.default_max_length
+
     def use_tokenizer(self, tokenizer: Any) -> None:
         """Take what the task needs of the tokenizer (MLM: mask id, vocabulary size). Called before features
         are made or taken from the tokenisation cache; `preprocess` calls it too."""
@@ -152,16 +166,6 @@ class Task(ABC):
         """Raise ConfigError when `model` cannot run this task's packed batches."""
         raise ConfigError(f"train.packing: the {self.name} task does not pack inputs; drop train.packing")
 
-    #: With LoRA, whether the head trains in full beside the adapters (not when it is tied to the frozen
-    #: word embeddings, as a masked-LM decoder is).
-    lora_trains_head: ClassVar[bool] = True
-
-    #: The keys of an example that a run saves of its dev set (`dev_examples.jsonl`, read by the report).
-    example_keys: ClassVar[tuple[str, ...]] = ("where",)
-    def example_record(self, example: dict[str, Any]) -> dict[str, Any]:
-        """What a run saves of one dev example."""
-        return {k: example[k] for k in self.example_keys if k in example}
-
     #: Batch entries that are targets of the loss, not inputs of the model.
     target_keys: ClassVar[tuple[str, ...]] = ("labels",)
 
@@ -174,6 +178,10 @@ class Task(ABC):
         import transformers
 
         return getattr(transformers, cls.auto_model_class)
+
+    #: With LoRA, whether the head trains in full beside the adapters (not when it is tied to the frozen
+    #: word embeddings, as a masked-LM decoder is).
+    lora_trains_head: ClassVar[bool] = True
 
     @abstractmethod
     def model_config(self) -> dict[str, Any]:
@@ -192,16 +200,6 @@ class Task(ABC):
         huge output (MLM's vocabulary) reduces it here, on the device, before it is copied off."""
         return logits
 
-    default_max_length: ClassVar[int] = 128
-
-    def feature_lengths(self, features: Sequence[dict[str, Any]]) -> Sequence[int]:
-        """The size of each feature in tokens, which batching sorts and budgets by: the length of its
-        `input_ids` (a streamed store keeps them in its index). A task whose features hold several
-        sequences (one per answer choice, say) counts all of their tokens here."""
-        from bertkit.data.feature_store import feature_lengths  # pyarrow: only when features are batched
-
-        return feature_lengths(features)
-
     def export_inputs(self, tokenizer: Any) -> tuple[dict[str, torch.Tensor], dict[int, str]]:
         """A sample batch of model inputs for the ONNX exporter and the names of its dynamic axes
         ({0: "batch", 1: "sequence"}); a task whose inputs have another shape says so here."""
@@ -209,9 +207,6 @@ class Task(ABC):
                            return_tensors="pt")
         names = ("input_ids", "attention_mask", "token_type_ids")
         return {k: sample[k] for k in names if k in sample}, {0: "batch", 1: "sequence"}
-
-    def max_length(self, data_cfg: DataConfig) -> int:
-        return data_cfg.max_length or self.default_max_length
 
     @abstractmethod
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -269,6 +264,13 @@ class Task(ABC):
     def tune(self, outputs: Any, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Fit decision parameters on dev outputs (e.g. a threshold); returns what changed."""
         return {}
+
+    #: The keys of an example that a run saves of its dev set (`dev_examples.jsonl`, read by the report).
+    example_keys: ClassVar[tuple[str, ...]] = ("where",)
+
+    def example_record(self, example: dict[str, Any]) -> dict[str, Any]:
+        """What a run saves of one dev example."""
+        return {k: example[k] for k in self.example_keys if k in example}
 
     def report_view(self, dev: DevData) -> str | None:
         """The run report's view of the final model on dev (HTML made with `bertkit.report_html`), from what the
