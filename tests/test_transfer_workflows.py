@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from bertkit.cli import main
+from bertkit.errors import ConfigError
 from conftest import toy_sentiment, write_csv, write_toy_sentiment
 
 COMMON = ["--precision", "fp32", "--quiet", "--seed", "1", "--batch-size", "16"]
@@ -138,6 +139,20 @@ def test_pipeline_config_errors_name_the_stage(tmp_path, capsys):
         bad.write_text(f"out: runs\n{text}\n", encoding="utf-8")
         assert main(["pipeline", str(bad)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_pipeline_task_defaults_reach_only_the_stages_whose_task_has_them(tmp_path):
+    from bertkit.pipeline import load_pipeline
+
+    spec = tmp_path / "p.yaml"
+    spec.write_text("out: runs\ndefaults: {task: {class_weights: auto}}\nstages:\n"
+                    "  - {name: dapt, task: {name: mlm}}\n  - {name: cls}\n"
+                    "  - {name: bad, task: {name: mlm, class_weights: auto}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"stage 3 \(bad\): task.class_weights is a setting of the classification"):
+        load_pipeline(spec)
+    spec.write_text(spec.read_text().rsplit("  - {name: bad", 1)[0], encoding="utf-8")
+    (dapt, mlm), (_, cls) = load_pipeline(spec)
+    assert mlm.task.name == "mlm" and not hasattr(mlm.task, "class_weights") and cls.task.class_weights == "auto"
 
 
 def test_lora_trains_few_parameters_and_exports_a_merged_model(work, tmp_path, capsys):

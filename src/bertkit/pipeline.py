@@ -15,13 +15,14 @@ finishes the pipeline. Each run records its parent in lineage.json (`bertkit lin
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bertkit.api import TrainResult, train
-from bertkit.config import RunConfig, resolve_relative_paths
+from bertkit.config import RunConfig, resolve_relative_paths, task_configs
 from bertkit.errors import ConfigError
 from bertkit.run_dir import RunDir
 
@@ -36,6 +37,21 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     for key, value in over.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def _defaults_for(defaults: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
+    """The defaults a stage takes: task options in `defaults` reach only the stages of a task that has them
+    (a class-weights default says nothing to a pre-training stage)."""
+    task = defaults.get("task")
+    if not isinstance(task, dict):
+        return defaults
+    own = stage.get("task") if isinstance(stage.get("task"), dict) else {}
+    name = own.get("name", task.get("name", "classification"))
+    config = task_configs().get(name)
+    if config is None:
+        return defaults  # an unknown task is reported with the stage
+    keys = {f.name for f in dataclasses.fields(config)}
+    return {**defaults, "task": {k: v for k, v in task.items() if k in keys or k == "name"}}
 
 
 def load_pipeline(path: str | Path, out: str | None = None) -> list[tuple[str, RunConfig]]:
@@ -74,7 +90,8 @@ def load_pipeline(path: str | Path, out: str | None = None) -> list[tuple[str, R
         name = stage["name"]
         if name in names:
             raise ConfigError(f"{where}: stage name '{name}' is used twice")
-        body = _merge(defaults, {k: v for k, v in stage.items() if k not in ("name", "init_from")})
+        own = {k: v for k, v in stage.items() if k not in ("name", "init_from")}
+        body = _merge(_defaults_for(defaults, stage), own)
         cfg = resolve_relative_paths(RunConfig.from_dict(body, source=f"{where} ({name})"), p.parent)
         cfg.out = str(root / name)
         parent = stage.get("init_from", "previous" if result else None)

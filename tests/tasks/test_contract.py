@@ -26,8 +26,8 @@ SAMPLES = {
     "mlm": ("sample.txt", "the movie was good\n\nthe plot was dull and the acting was weak\njohn visited paris\n",
             DataConfig()),
     "multiple_choice": ("sample.jsonl", "".join(json.dumps(r) + "\n" for r in [
-        {"text": "which word is kind ?", "choices": ["good", "bad", "dull"], "label": 0},
-        {"text": "which word is kind ?", "choices": ["awful", "nice", "sad"], "label": "nice"}]), DataConfig()),
+        {"text": "which word is kind ?", "choices": ["good", "bad"], "label": 0},
+        {"text": "which word is kind ?", "choices": ["awful", "nice"], "label": "nice"}]), DataConfig()),
     "ner": ("sample.conll", "-DOCSTART- O\n\njohn B-PER\nvisited O\nparis B-LOC\n\nmary B-PER\nleft O\n",
             DataConfig()),
 }

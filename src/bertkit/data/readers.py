@@ -40,6 +40,13 @@ class Table:
     #: of several files); `lines` is then unused.
     wheres: list[str] | None = None
 
+    def require(self, column: str, key: str, hint: str = "") -> None:
+        """Raise DataError naming the file, the columns it has and the setting to change, when `column` is
+        not one of them."""
+        if column not in self.columns:
+            raise DataError(f"{self.path}: no column '{column}'; columns found: {', '.join(self.columns)}; "
+                            f"set {key} to one of them{hint}")
+
     def where(self, i: int) -> str:
         if self.wheres is not None:
             return self.wheres[i]

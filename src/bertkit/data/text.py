@@ -89,9 +89,7 @@ def table_documents(table: Table, text_column: str) -> list[dict[str, Any]]:
     Raises:
         DataError: the column is missing (listing those found) or holds something that is not text.
     """
-    if text_column not in table.columns:
-        raise DataError(f"{table.path}: no column '{text_column}'; columns found: {', '.join(table.columns)}; "
-                        "set data.text_column to one of them")
+    table.require(text_column, "data.text_column")
     docs = []
     for i, row in enumerate(table.rows):
         value = row.get(text_column)

@@ -111,13 +111,9 @@ class ClassificationTask(Task):
         if with_labels:
             wanted.append(data_cfg.label_column)
         for column in filter(None, wanted):
-            if column not in table.columns:
-                key = {data_cfg.text_column: "data.text_column", data_cfg.label_column: "data.label_column"}.get(
-                    column, "data.text_pair_column")
-                raise DataError(
-                    f"{table.path}: no column '{column}'; columns found: {', '.join(table.columns)}; "
-                    f"set {key} to one of them{_delimiter_hint(table.columns)}"
-                )
+            key = {data_cfg.text_column: "data.text_column", data_cfg.label_column: "data.label_column"}.get(
+                column, "data.text_pair_column")
+            table.require(column, key, _delimiter_hint(table.columns))
         examples = []
         for i, row in enumerate(table.rows):
             where = table.where(i)

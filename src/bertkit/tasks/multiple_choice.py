@@ -56,10 +56,10 @@ class MultipleChoiceTask(Task):
     # --- reading --------------------------------------------------------------------------------------
     def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True, tokenizer: Any = None
                       ) -> list[dict[str, Any]]:
-        for column in [data_cfg.text_column, self.cfg.choices_column] + ([data_cfg.label_column] * with_labels):
-            if column not in table.columns:
-                raise DataError(f"{table.path}: no column '{column}'; columns found: {', '.join(table.columns)}; "
-                                "set data.text_column, task.choices_column or data.label_column")
+        table.require(data_cfg.text_column, "data.text_column")
+        table.require(self.cfg.choices_column, "task.choices_column")
+        if with_labels:
+            table.require(data_cfg.label_column, "data.label_column")
         examples = []
         for i, row in enumerate(table.rows):
             where = table.where(i)
