@@ -6,10 +6,12 @@ User errors (`BertkitError`) print one line on stderr and exit with code 2; no t
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -470,14 +472,32 @@ def main(argv: list[str] | None = None) -> int:
                 "tune": _cmd_tune,
                 "export": _cmd_export,
                 "serve": _cmd_serve}
+    if args.command != "serve":  # the server stops gracefully on its own signal handlers
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return commands[args.command](args)
     except BertkitError as exc:
         print(f"bertkit {args.command}: error: {with_flags(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"bertkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        term = isinstance(exc, Terminated)
+        print(f"bertkit {args.command}: {'terminated (SIGTERM)' if term else 'interrupted'}", file=sys.stderr)
+        return 143 if term else 130
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"bertkit {args.command}: error: {exc.strerror}{where}; free space or choose a writable place, "
+              "then run the same command again (a training run: with --resume)", file=sys.stderr)
+        return 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (docker stop, Kubernetes, Slurm), handled as Ctrl-C is: the run is marked interrupted."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ Layout:
     dev_outputs.npz, dev_examples.jsonl, dev_predictions.jsonl   the final model on dev (for the report)
     lineage.json      where the run started: base model, parent run (path, config hash, data), what was kept
     status.json       running | completed | failed, with the step reached
+    .bertkit-run      written first: bertkit made this folder (only such a folder is resumed or written into)
+    .lock             held (flock) by the process training into the run, so that a second one is refused
 Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
 """
 
@@ -29,6 +31,8 @@ import yaml
 
 from bertkit.config import RunConfig
 from bertkit.errors import CheckpointError
+
+MARKER = ".bertkit-run"
 
 __all__ = ["RunDir", "atomic_write_text", "sha256_file", "normal_permissions", "lineage", "eval_record", "dev_metrics"]
 
@@ -124,6 +128,49 @@ class RunDir:
 
     def exists(self) -> bool:
         return (self.path / "config.yaml").is_file()
+
+    def is_ours(self) -> bool:
+        """Whether bertkit made this folder (a run, or one being started), so that it may write into it."""
+        return self.exists() or any((self.path / name).is_file() for name in (MARKER, "status.json"))
+
+    def create(self) -> None:
+        """Make the folder of a new run and mark it as bertkit's before anything else is written."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / MARKER).touch()
+
+    def lock(self) -> None:
+        """Hold the run's lock until `unlock` or the end of the process: a second process training into the
+        same run is refused (a lock on this host, and status.json's live process as far as it can tell).
+        Only the main process of a distributed run takes it."""
+        if os.environ.get("RANK", "0") != "0":
+            return
+        record = self.status() if (self.path / "status.json").is_file() else {}
+        # status() reads a dead process on this host as interrupted; one on another host cannot be checked
+        # from here, and the file lock (which network filesystems with locking share) speaks for it.
+        busy = record.get("status") == "running" and record.get("host") == socket.gethostname() \
+            and record.get("pid") != os.getpid()
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): status.json alone tells
+            fcntl = None
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            busy = True
+        if busy:
+            os.close(fd)
+            who = f" (pid {record['pid']} on {record.get('host')})" if record.get("pid") else ""
+            raise CheckpointError(f"{self.path}: another bertkit process is training into this run{who}; wait "
+                                  "for it to end or stop it, then resume")
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            os.close(fd)  # closing the file releases the flock
+            self._lock_fd = None
 
     def require(self, *, model: bool = False) -> RunDir:
         """Check this is a run directory (with a final model when `model`), or explain what is wrong."""

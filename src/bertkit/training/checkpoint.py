@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from bertkit.errors import CheckpointError
@@ -58,10 +59,26 @@ def _state_dict_for_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(ckpt_root: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
                     loop_state: dict[str, Any]) -> Path:
-    """Write checkpoint `step-NNNNNNNN` under `ckpt_root` atomically and return its path."""
+    """Write checkpoint `step-NNNNNNNN` under `ckpt_root` atomically and return its path.
+
+    Raises:
+        CheckpointError: the disk is full or read-only; the half-written checkpoint is removed and the run
+            resumes from the previous one.
+    """
+    tmp = ckpt_root / f".tmp-step-{step:08d}"
+    try:
+        return _write_checkpoint(ckpt_root, tmp, step, model, optimizer, scheduler, loop_state)
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+        shutil.rmtree(tmp, ignore_errors=True)
+        why = getattr(exc, "strerror", None) or exc
+        raise CheckpointError(f"{why} while writing the checkpoint of step {step} in {ckpt_root}; free space (or "
+                              "make it writable) and run the same command with resume") from None
+
+
+def _write_checkpoint(ckpt_root: Path, tmp: Path, step: int, model: torch.nn.Module, optimizer, scheduler,
+                      loop_state: dict[str, Any]) -> Path:
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{step:08d}"
-    tmp = ckpt_root / f".tmp-step-{step:08d}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()

@@ -14,6 +14,7 @@ written by the layers above (`bertkit.api`).
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import shutil
 import time
@@ -31,7 +32,7 @@ from bertkit.models.fast_dropout import use_fast_dropout
 from bertkit.models.inference import predict_outputs
 from bertkit.models.init_source import InitSource, resolve_init
 from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers
-from bertkit.run_dir import RunDir, dev_metrics, normal_permissions
+from bertkit.run_dir import MARKER, RunDir, dev_metrics, normal_permissions
 from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task, get_task
 from bertkit.training import checkpoint as ckpt
@@ -86,11 +87,17 @@ def open_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
     if not config.out:
         raise ConfigError("no run directory given; set out (the run directory)")
     run = RunDir(config.out)
+    if run.path.exists() and not run.path.is_dir():
+        raise ConfigError(f"{run.path}: out names a file, not a folder; set out to a new folder")
+    foreign = run.path.is_dir() and any(run.path.iterdir()) and not run.is_ours()
+    if foreign:  # resuming or starting there could replace the user's files
+        raise ConfigError(f"{run.path}: the folder holds files that bertkit did not write and is not a run "
+                          "directory; set out to a new or empty folder")
     if config.resume and not run.exists() and config.data.train:
         # Killed before its config was written (or never started): resume starts it, so that a retry
         # loop can always run the same command.
         log.info("%s: no earlier progress to resume; starting the run", run.path)
-        run.path.mkdir(parents=True, exist_ok=True)
+        run.create()
         config.resume = False
         return config, run
     if config.resume:
@@ -106,12 +113,13 @@ def open_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
                         ", ".join(changed))
         saved.resume = True
         return saved, run
-    if run.path.exists() and any(run.path.iterdir()):
+    started = {p.name for p in run.path.iterdir()} - {MARKER, ".lock"} if run.path.is_dir() else set()
+    if started and os.environ.get("RANK", "0") == "0":  # the other processes of a distributed run follow it
         raise ConfigError(f"{run.path}: the run directory exists and is not empty; set resume to continue it, or "
                           "set out to a new folder")
     if not config.data.train:
         raise ConfigError("no training data given; set data.train")
-    run.path.mkdir(parents=True, exist_ok=True)
+    run.create()
     return config, run
 
 
@@ -124,15 +132,19 @@ def prepare(config: RunConfig) -> RunContext:
     set_seed(config.train.seed)
     init = None
     try:
+        run.lock()
         task = get_task(config.task)
         check_trackers(config)
         init = resolve_init(config)
         tokenizer = load_tokenizer(init.model)
         fit_max_length(config, task, init.model)
         data = load_run_data(config, task, tokenizer, run)
+        if config.resume:
+            _check_same_data(run, data.fingerprints)
         rt = Runtime(config.train.precision)
         ctx = _build_training(config, run, rt, task, tokenizer, data, init)
     except BaseException:
+        run.unlock()
         _discard_unstarted(run, fresh)  # bad data or model: leave no run directory behind
         raise
     finally:
@@ -176,6 +188,24 @@ def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tok
     return RunContext(config=config, run=run, rt=rt, task=task, tokenizer=tokenizer, data=data, model=model,
                       optimizer=optimizer, scheduler=scheduler, total_steps=total_steps, model_report=report,
                       loop_task=task, before_step=before_step)
+
+
+def _check_same_data(run: RunDir, fingerprints: dict[str, Any]) -> None:
+    """A resumed run trains on the data it started with: a file whose content changed is refused (the
+    recorded fingerprint stays as it was)."""
+    recorded = run.read_json("environment.json", default={}).get("data") or {}
+
+    def content(record: dict[str, Any]) -> Any:
+        files = record.get("files") or [record]
+        return [f.get("sha256") for f in files], record.get("rows")
+
+    for name in ("train", "dev"):
+        before, now = recorded.get(name), fingerprints.get(name)
+        if before and now and ("sha256" in before or "files" in before) and content(before) != content(now):
+            where = now.get("path") or "the files"
+            raise ConfigError(f"data.{name}: {where} changed since the run started (sha256 or rows differ from "
+                              f"{run.path}/environment.json); resume needs the same data: restore it, or start a "
+                              "new run with another out")
 
 
 def _discard_unstarted(run: RunDir, created: bool) -> None:
@@ -269,14 +299,19 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
         result = finish(ctx, time.perf_counter() - started)
     except BaseException:
         if rt.is_main:
-            run.set_status("interrupted", step=ctx.state.step, total_steps=ctx.total_steps,
-                           hint=f"continue with: bertkit train --out {run.path} --resume")
+            hint = f"continue with: bertkit train --out {run.path} --resume"
+            try:  # best effort: on a full or read-only disk this write fails too, and status() still tells
+                run.set_status("interrupted", step=ctx.state.step, total_steps=ctx.total_steps, hint=hint)
+            except OSError as exc:
+                log.warning("could not record the interruption in %s/status.json: %s", run.path, exc)
+            log.warning("interrupted at step %d; %s", ctx.state.step, hint)
             if trackers is not None:
                 trackers.finish(None, status="KILLED")
         raise
     finally:
         if bar is not None:
             bar.close()
+        run.unlock()
     if trackers is not None:
         trackers.finish(run.read_json("results.json"))
     if rt.is_main and (run.path / STREAM_FOLDER).exists():
