@@ -93,6 +93,21 @@ def test_concurrent_requests_get_their_own_answers(classification):
     assert info["batching"]["batches"] < info["batching"]["examples"]  # requests shared forward passes
 
 
+def test_a_lone_surrogate_is_refused_alone_and_logged(classification):
+    server, _ = classification
+    bad = b'{"inputs": ["fine text", "\\ud800 broken"]}'
+    good = {"inputs": ["the film was great"]}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: server.call("POST", "/v1/predict", raw=bad) if i % 2 else
+                                server.call("POST", "/v1/predict", good), range(16)))
+    assert {a[0] for i, a in enumerate(answers) if not i % 2} == {200}
+    refused = [a for i, a in enumerate(answers) if i % 2]
+    assert {status for status, _ in refused} == {422}
+    assert all("input 1:" in body["error"]["message"] and "surrogate" in body["error"]["message"]
+               for _, body in refused)
+    assert '"status": 422' in server.logs()
+
+
 def test_model_and_health_endpoints(classification):
     server, run = classification
     status, info = server.call("GET", "/v1/model")

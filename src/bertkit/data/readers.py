@@ -20,7 +20,8 @@ from typing import Any, BinaryIO
 
 from bertkit.errors import DataError
 
-__all__ = ["Table", "read_table", "iter_table", "read_text", "text_lines", "detect_format", "FORMATS"]
+__all__ = ["Table", "check_inputs_text", "lone_surrogate",
+           "read_table", "iter_table", "read_text", "text_lines", "detect_format", "FORMATS"]
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -217,6 +218,28 @@ def _delimited_rows(path: Path, lines: Iterator[str], fmt: str) -> Iterator[Any]
         raise DataError(f"{path}:{reader.line_num}: malformed {fmt.upper()} ({exc}); check quoting") from None
 
 
+def lone_surrogate(value: Any) -> str | None:
+    """The first string in `value` (a string, or lists and dicts of them) holding a lone UTF-16 surrogate,
+    which JSON's \\uD800 escapes can carry but no Unicode text can (tokenizers refuse it), else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return next((found for found in map(lone_surrogate, items) if found is not None), None)
+
+
+def check_inputs_text(inputs: Any) -> None:
+    """Refuse raw inputs with a lone surrogate, naming the input, before they reach a tokenizer."""
+    for i, item in enumerate(inputs):
+        found = lone_surrogate(item)
+        if found is not None:
+            raise DataError(f"input {i}: the text {found[:40]!r} holds a lone UTF-16 surrogate, which is not "
+                            "valid Unicode; send UTF-8 text")
+
+
 def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[Any]:
     columns: dict[str, None] = {}
     yield columns  # filled in as rows are read; each chunk copies what is known by then
@@ -229,6 +252,9 @@ def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[Any]:
             raise DataError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must hold one JSON object") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{n}: expected a JSON object per line, got {type(obj).__name__}")
+        if "\\u" in line and lone_surrogate(obj) is not None:  # only an escape can carry one
+            raise DataError(f"{path}:{n}: a \\uD800-\\uDFFF escape without its pair (a lone UTF-16 surrogate) "
+                            "is not valid Unicode text; fix or remove the row")
         columns.update(dict.fromkeys(obj))
         yield n, obj
 

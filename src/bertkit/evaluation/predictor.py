@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import DataConfig, RunConfig
+from bertkit.data.readers import check_inputs_text
 from bertkit.data.task_files import read_examples
 from bertkit.errors import ConfigError, ModelLoadError
 from bertkit.models.inference import predict_outputs
@@ -92,6 +93,7 @@ class Predictor:
     def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         """Predictions for raw inputs: for classification strings, or (text, text_pair) / {"text",
         "text_pair"} for pairs; for NER raw strings or lists of tokens."""
+        check_inputs_text(inputs)
         return self.predict_examples(self.task.make_examples(inputs, self.tokenizer))
 
     def predict_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None):

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bertkit.data.readers import check_inputs_text
 from bertkit.errors import CheckpointError, ConfigError, DataError
 from bertkit.run_dir import RunDir
 
@@ -126,13 +127,22 @@ def _add_guard(app: Any, settings: ServeSettings) -> None:
                                   f"{settings.max_body_bytes} (--max-body-bytes)", limit="max_body_bytes",
                                   max=settings.max_body_bytes)
             else:
-                response = await call_next(request)
+                response = await _answer(request, call_next)
         else:
-            response = await call_next(request)
+            response = await _answer(request, call_next)
         access.info(json.dumps({"method": request.method, "path": request.url.path, "status": response.status_code,
                                 "ms": round((time.perf_counter() - start) * 1000, 2),
                                 "client": request.client.host if request.client else None}))
         return response
+
+
+async def _answer(request: Any, call_next: Any) -> Any:
+    """The app's answer; an unexpected error is answered (500) here, so that the access log has it too."""
+    try:
+        return await call_next(request)
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return _error(500, "internal", f"{type(exc).__name__}: {exc}")
 
 
 class _Unauthorized(Exception):
@@ -223,6 +233,7 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
         if refused is not None:
             return refused
         try:
+            check_inputs_text(body.inputs)
             examples = predictor.task.make_examples(body.inputs, predictor.tokenizer)
         except (DataError, TypeError, KeyError) as exc:
             return _error(422, "invalid_input", str(exc).strip("'\""))

@@ -77,10 +77,12 @@ class Batcher:
         examples = [ex for job in jobs for ex in job.examples]
         try:
             predictions = await asyncio.to_thread(self.run, examples)
-        except Exception as exc:  # every waiting request learns of it; the worker goes on
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+        except Exception as exc:
+            if len(jobs) > 1:  # one bad request must not fail its batch-mates: each runs alone
+                for job in jobs:
+                    await self._run([job])
+            elif not jobs[0].future.done():  # the worker goes on
+                jobs[0].future.set_exception(exc)
             return
         self.batches, self.examples = self.batches + 1, self.examples + len(examples)
         start = 0
