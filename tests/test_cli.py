@@ -139,3 +139,40 @@ def test_damaged_run_config_is_one_line_not_a_traceback(trained_run, tmp_path, c
     (run / "config.yaml").write_text("train: [unclosed\n", encoding="utf-8")
     code, err = _error(capsys, ["evaluate", str(run), "--data", str(trained_run[2]), "--json"])
     assert code == 2 and "config.yaml: cannot read the run's config" in err and "Traceback" not in err
+
+
+def test_outputs_write_through_links_and_never_over_their_input(toy_run, tmp_path, capsys):
+    import os
+
+    run, dev = toy_run
+    inputs = tmp_path / "in.csv"
+    inputs.write_text("text\nthe film was great\nawful plot\n", encoding="utf-8")
+    before = inputs.read_bytes()
+    assert main(["predict", str(run), "--input", str(inputs), "--output", str(inputs)]) == 2
+    assert "is the input file" in capsys.readouterr().err and inputs.read_bytes() == before
+    link = tmp_path / "link.jsonl"
+    os.symlink(inputs, link)  # the input behind a link is still the input
+    assert main(["predict", str(run), "--input", str(inputs), "--output", str(link)]) == 2
+    assert inputs.read_bytes() == before
+
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+    os.unlink(link)
+    os.symlink(target, link)
+    assert main(["predict", str(run), "--input", str(inputs), "--output", str(link)]) == 0
+    assert link.is_symlink() and len(target.read_text().splitlines()) == 2  # written through the link
+    assert main(["report", str(run), "--out", str(link)]) == 0
+    assert link.is_symlink() and target.read_text().startswith("<!DOCTYPE html>")
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    import threading
+
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, encoding="utf-8").read()))
+    reader.start()
+    assert main(["predict", str(run), "--input", str(inputs), "--output", str(fifo)]) == 0
+    reader.join(30)
+    assert fifo.exists() and not fifo.is_file() and len(got[0].splitlines()) == 2  # still a FIFO
+    assert main(["predict", str(run), "--input", str(inputs), "--output", str(tmp_path)]) == 2
+    assert "is a folder; name a file" in capsys.readouterr().err

@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import sys
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from bertkit.errors import BertkitError, ConfigError, DataError
@@ -272,8 +271,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from bertkit.evaluation.predictor import Predictor
-    from bertkit.run_dir import atomic_write_text
+    from bertkit.run_dir import output_target, write_output
 
+    if args.output:
+        output_target(args.output, inputs=(args.input,))  # refused before the model is loaded
     if args.text_pair and args.text is None:
         raise DataError("--text-pair needs --text")
     if (args.question is None) != (args.context is None):
@@ -292,7 +293,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     predictions = predictor.predict_examples(examples, data_cfg)
     lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
     if args.output:
-        atomic_write_text(Path(args.output), lines)
+        write_output(args.output, lines, inputs=(args.input,))
         logging.getLogger("bertkit").info("wrote %d predictions to %s", len(predictions), args.output)
     else:
         sys.stdout.write(lines)

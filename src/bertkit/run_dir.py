@@ -30,11 +30,12 @@ from typing import Any
 import yaml
 
 from bertkit.config import RunConfig
-from bertkit.errors import CheckpointError
+from bertkit.errors import CheckpointError, DataError
 
 MARKER = ".bertkit-run"
 
-__all__ = ["RunDir", "atomic_write_text", "sha256_file", "normal_permissions", "lineage", "eval_record", "dev_metrics"]
+__all__ = ["RunDir", "atomic_write_text", "output_target", "write_output", "sha256_file", "normal_permissions",
+           "lineage", "eval_record", "dev_metrics"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -51,6 +52,31 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def output_target(path: str | Path, *, inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Where a file the user named for output (predictions, a report) is written: through a symbolic link
+    to its target. Refused, before any work: a folder, and a file that is one of `inputs`."""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise DataError(f"{path}: is a folder; name a file to write")
+    for source in inputs:
+        if source and Path(source).exists() and target.exists() and os.path.samefile(target, source):
+            raise DataError(f"{path}: is the input file {source}; writing there would replace it; choose another "
+                            "file")
+    return target
+
+
+def write_output(path: str | Path, text: str, *, inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Write a user-named output: a regular file (new or not) atomically, through a link to its target; a
+    FIFO, a device or another non-regular file directly (it cannot be renamed over). Returns the target."""
+    target = output_target(path, inputs=inputs)
+    if target.exists() and not target.is_file():
+        with open(target, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        atomic_write_text(target, text)
+    return target
 
 
 def normal_permissions(folder: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from bertkit.config import RunConfig
 from bertkit.evaluation.diagnosis import diagnose
 from bertkit.report_html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
-from bertkit.run_dir import RunDir, atomic_write_text, dev_metrics
+from bertkit.run_dir import RunDir, atomic_write_text, dev_metrics, output_target, write_output
 from bertkit.tasks.base import get_task
 from bertkit.tasks.metrics import higher_is_better
 
@@ -145,7 +145,10 @@ def _guess_metric(records: list[dict[str, Any]]) -> str:
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the report (default `RUN/report.html`) atomically; returns its path."""
-    path = Path(out) if out else Path(run_dir) / REPORT_FILE
-    atomic_write_text(path, render_report(run_dir))
-    return path
+    if not out:
+        path = Path(run_dir) / REPORT_FILE
+        atomic_write_text(path, render_report(run_dir))
+        return path
+    output_target(out)
+    return write_output(out, render_report(run_dir))
 

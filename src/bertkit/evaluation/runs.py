@@ -10,7 +10,7 @@ from typing import Any
 from bertkit.config import flatten
 from bertkit.evaluation.report import PAGE_STYLE
 from bertkit.report_html import html_table, new_figure, plot_block, to_svg
-from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.run_dir import RunDir, output_target, write_output
 
 __all__ = ["find_runs", "summarise", "compare", "render_comparison", "write_comparison"]
 
@@ -105,8 +105,8 @@ def render_comparison(paths: list[str | Path]) -> str:
 
 
 def write_comparison(paths: list[str | Path], out: str | Path) -> Path:
-    atomic_write_text(Path(out), render_comparison(paths))
-    return Path(out)
+    output_target(out)
+    return write_output(out, render_comparison(paths))
 
 
 def _short_name(path: Path, runs: list[RunDir]) -> str:
