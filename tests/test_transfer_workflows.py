@@ -135,7 +135,10 @@ def test_pipeline_config_errors_name_the_stage(tmp_path, capsys):
     assert "stage 1 (a)" in err and "train.lrr" in err
     for text, message in (("defaults: [1]\nstages: [{name: a}]", "'defaults' must be a mapping"),
                           ("stages: [{name: a, init_from: 5}]", "init_from must be a stage name"),
-                          ("stages: [{name: a, init_from: previous}]", "no previous stage")):
+                          ("stages: [{name: a, init_from: previous}]", "no previous stage"),
+                          ("stages: [{name: ../../escape}]", "must be a plain folder name"),
+                          ("stages: [{name: /tmp/abs}]", "must be a plain folder name"),
+                          ("stages: [{name: ..}]", "must be a plain folder name")):
         bad.write_text(f"out: runs\n{text}\n", encoding="utf-8")
         assert main(["pipeline", str(bad)]) == 2
         assert message in capsys.readouterr().err

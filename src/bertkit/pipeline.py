@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,9 @@ def load_pipeline(path: str | Path, out: str | None = None) -> list[tuple[str, R
             raise ConfigError(f"{where} ({stage['name']}): unknown key(s) {', '.join(bad)}; valid: "
                               f"{', '.join(sorted(_STAGE_KEYS))}")
         name = stage["name"]
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):  # a folder name under out, never a path
+            raise ConfigError(f"{where}: stage name {name[:80]!r} must be a plain folder name (letters, digits, "
+                              "'.', '_', '-'; not starting with '.'): each stage's run is OUT/<name>")
         if name in names:
             raise ConfigError(f"{where}: stage name '{name}' is used twice")
         own = {k: v for k, v in stage.items() if k not in ("name", "init_from")}
