@@ -40,3 +40,38 @@ def test_wrong_values_are_rejected(key, value, pattern):
 def test_round_trip_through_dict():
     cfg = RunConfig().with_overrides({"train.max_steps": 5, "data.text_pair_column": "b", "task.threshold": 0.3})
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_yaml_alias_bombs_are_refused_before_they_expand(tmp_path):
+    import time
+
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]" for i in range(8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(levels) + "\n", encoding="utf-8")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"bomb.yaml: its aliases \(\*name\) expand it to [\d,]+ values") as info:
+        load_config(bomb)
+    assert time.perf_counter() - start < 2 and len(str(info.value)) < 400
+    recursive = tmp_path / "loop.yaml"
+    recursive.write_text("train: &t [*t]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="refers to the value that contains it"):
+        load_config(recursive)
+    few = tmp_path / "few.yaml"  # a few aliases are fine
+    few.write_text("data: &d {text_column: review}\ntrain: {lr: 1.0e-4}\n", encoding="utf-8")
+    assert load_config(few).data.text_column == "review"
+
+
+def test_echoed_values_are_cut_short():
+    with pytest.raises(ConfigError) as info:
+        RunConfig().with_overrides({"train.batch_size": "x" * 100_000})
+    assert len(str(info.value)) < 300 and "100,002 chars" in str(info.value)
+
+
+def test_an_empty_run_config_is_a_damaged_run_not_the_defaults(tmp_path):
+    from bertkit.errors import CheckpointError
+    from bertkit.run_dir import RunDir
+
+    (tmp_path / "config.yaml").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="config.yaml: empty or not a mapping; the run directory is damaged"):
+        RunDir(tmp_path).load_config()

@@ -325,3 +325,20 @@ def test_pretrain_takes_several_files_and_fingerprints_each(tmp_path, tiny_model
                  "--max-steps", "2", *COMMON]) == 0
     train_data = _json(tmp_path / "run" / "environment.json")["data"]["train"]
     assert [Path(f["path"]).name for f in train_data["files"]] == ["a.txt", "b.jsonl"] and train_data["rows"] == 4
+
+
+def test_a_lineage_cycle_is_reported_as_a_cycle_not_a_missing_run(tmp_path, capsys):
+    from bertkit.config import RunConfig
+    from bertkit.run_dir import RunDir, lineage
+
+    a, b = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
+    for run, parent in ((a, b), (b, a)):
+        run.path.mkdir()
+        run.write_config(RunConfig())
+        run.write_json("lineage.json", {"base_model": "embedded", "parent": {"kind": "run", "path": str(parent.path),
+                                                                             "task": "classification"}})
+    chain = lineage(a.path)
+    assert [c.get("run") or c.get("cycle_to") for c in chain] == [str(a.path.resolve()), str(b.path.resolve()),
+                                                                  str(a.path)]
+    assert main(["lineage", str(a.path)]) == 0
+    assert "[cycle:" in capsys.readouterr().out

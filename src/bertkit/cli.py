@@ -398,6 +398,9 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
             print(f"{lead}{item['run']}  [{item['task']}/{item['problem']}, {item['status']}{extras}]")
             print(f"{'  ' * depth}   data {data.get('path', '?')} ({data.get('rows', '?')} rows, {sha}){score}; "
                   f"head {init.get('head', '?')}")
+        elif "cycle_to" in item:
+            print(f"{lead}{item['cycle_to']}  [cycle: this run is also listed above; a run directory was replaced "
+                  f"by a run started from it]; base model {item.get('base_model')}")
         elif "missing_run" in item:
             print(f"{lead}{item['missing_run']}  [missing: moved or deleted]; base model {item.get('base_model')}")
         else:

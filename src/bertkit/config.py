@@ -242,17 +242,68 @@ class RunConfig:
         return RunConfig.from_dict(raw, source=source)
 
 
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file, or a ConfigError naming the file and what is wrong."""
+#: The most values a YAML file may expand to through its aliases (&anchor / *alias): a config has a few
+#: hundred, a "billion laughs" file billions.
+YAML_MAX_VALUES = 100_000
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """`yaml.safe_load` that refuses a document whose aliases expand it beyond `YAML_MAX_VALUES` values, or
+    that refers to itself, before anything is built from it.
+
+    Raises:
+        ConfigError: not valid YAML, too large once expanded, or recursive (naming `source`).
+    """
     import yaml
 
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {}, set())
+        if size > YAML_MAX_VALUES:
+            raise ConfigError(f"{source}: its aliases (*name) expand it to {size:,} values; a config holds at most "
+                              f"{YAML_MAX_VALUES:,}: write the values out or use fewer aliases")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_short(exc, 300)}") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: Any, memo: dict[int, int], open_nodes: set[int]) -> int:
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in open_nodes:
+        raise ConfigError("an alias refers to the value that contains it (a recursive YAML structure); remove it")
+    open_nodes.add(key)
+    if isinstance(node.value, list):
+        children = [n for item in node.value for n in (item if isinstance(item, tuple) else (item,))]
+        memo[key] = 1 + sum(_expanded_size(child, memo, open_nodes) for child in children)
+    else:
+        memo[key] = 1
+    open_nodes.discard(key)
+    return memo[key]
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """A value as messages echo it: its repr (its text for an exception), cut to `limit` characters."""
+    text = str(value) if isinstance(value, BaseException) else repr(value)
+    return text if len(text) <= limit else text[: limit - 15] + f"... ({len(text):,} chars)"
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file, or a ConfigError naming the file and what is wrong."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} not found")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read it as UTF-8 text ({_short(exc)})") from None
+    raw = safe_yaml(text, str(p)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(raw).__name__}")
     return raw
@@ -293,7 +344,7 @@ def _build(cls: type, raw: Any, *, prefix: str, source: str) -> Any:
     if unknown:
         where = prefix.rstrip(".") or "top level"
         raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} in {where}; "
+            f"{source}: unknown key(s) {_short(', '.join(prefix + str(k) for k in unknown))[1:-1]} in {where}; "
             f"valid: {', '.join(sorted(names))}"
         )
     kwargs = {}
@@ -355,7 +406,8 @@ def _coerce(value: Any, hint: Any, *, key: str, source: str) -> Any:
         raise ConfigError(errors[-1] if errors else f"{source}: {key} may not be empty")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{source}: {key} {value!r} is not valid; choose one of {', '.join(map(str, args))}")
+            raise ConfigError(f"{source}: {key} {_short(value)} is not valid; choose one of "
+                              f"{', '.join(map(str, args))}")
         return value
     if hint is bool:
         if isinstance(value, bool):
@@ -381,4 +433,4 @@ def _coerce(value: Any, hint: Any, *, key: str, source: str) -> Any:
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-    raise ConfigError(f"{source}: {key} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+    raise ConfigError(f"{source}: {key} must be {getattr(hint, '__name__', hint)}, got {_short(value)}")

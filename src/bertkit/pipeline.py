@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.api import TrainResult, train
-from bertkit.config import RunConfig, resolve_relative_paths, task_configs
+from bertkit.config import RunConfig, resolve_relative_paths, safe_yaml, task_configs
 from bertkit.errors import ConfigError
 from bertkit.run_dir import RunDir
 
@@ -57,13 +57,12 @@ def _defaults_for(defaults: dict[str, Any], stage: dict[str, Any]) -> dict[str, 
 
 def load_pipeline(path: str | Path, out: str | None = None) -> list[tuple[str, RunConfig]]:
     """(stage name, run config) in order, each config complete with its out and init_from."""
-    import yaml
-
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read the pipeline ({exc})") from None
+    raw = safe_yaml(text, str(p)) or {}
     unknown = sorted(set(raw) - {"out", "defaults", "stages"}) if isinstance(raw, dict) else ["(not a mapping)"]
     if unknown:
         raise ConfigError(f"{p}: unknown key(s) {', '.join(unknown)}; valid: defaults, out, stages")

@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from bertkit.config import RunConfig
-from bertkit.errors import CheckpointError, DataError
+from bertkit.config import RunConfig, safe_yaml
+from bertkit.errors import CheckpointError, ConfigError, DataError
 
 MARKER = ".bertkit-run"
 
@@ -232,11 +232,14 @@ class RunDir:
     def load_config(self) -> RunConfig:
         path = self.path / "config.yaml"
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
+            raw = safe_yaml(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, UnicodeDecodeError, ConfigError) as exc:
             raise CheckpointError(f"{path}: cannot read the run's config ({exc}); the run directory is "
                                   "damaged") from None
-        return RunConfig.from_dict(raw or {}, source=str(path))
+        if not isinstance(raw, dict) or not raw:
+            raise CheckpointError(f"{path}: empty or not a mapping; the run directory is damaged (a run's "
+                                  "config.yaml is written whole)")
+        return RunConfig.from_dict(raw, source=str(path))
 
     def set_status(self, status: str, **extra: Any) -> None:
         """Record how the run stands: running (with the process that runs it), interrupted, completed."""
@@ -346,7 +349,10 @@ def lineage(run_dir: str | Path) -> list[dict[str, Any]]:
             base = parent["path"] if parent else (info.get("base_model") or config.model.name)
             chain.append({"base_model": base})
             return chain
-        if not RunDir(parent["path"]).exists() or any(c.get("run") == parent["path"] for c in chain):
+        if any(c.get("run") == str(Path(parent["path"]).resolve()) for c in chain):
+            chain.append({"cycle_to": parent["path"], "base_model": info.get("base_model")})
+            return chain  # a parent that is also a descendant: a run directory was replaced by one of its children
+        if not RunDir(parent["path"]).exists():
             chain.append({"missing_run": parent["path"], "task": parent.get("task"), "data": parent.get("data"),
                           "base_model": info.get("base_model")})
             return chain
