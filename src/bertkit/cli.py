@@ -339,7 +339,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     from bertkit.evaluation import runs
 
     if args.runs_command == "list":
-        found = [runs.summarise(p) for p in runs.find_runs(args.dir)]
+        found = runs.list_runs(args.dir)
         if args.json:
             sys.stdout.write("".join(json.dumps(s) + "\n" for s in found))
             return 0
@@ -353,6 +353,9 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             print(f"{s['run']:<{width}}  {s['task'] + '/' + s['problem']:<28} {s['status']:<11} "
                   f"{s['steps'] if s['steps'] is not None else '-':>6} "
                   f"{s['best_step'] if s['best_step'] is not None else '-':>6}  {score}")
+        for s in found:
+            if "error" in s:
+                print(f"bertkit runs: {s['run']} is damaged: {s['error']}", file=sys.stderr)
         return 0
     table = runs.compare(args.run_dirs)
     if args.report:

@@ -189,6 +189,13 @@ def test_runs_list_and_compare(tmp_path, tiny_model_dir, toy_run, capsys):
     assert main(["runs", "compare", *runs]) == 0
     assert "train.lr" in capsys.readouterr().out
 
+    # One damaged run does not hide the others: it is listed as damaged, with what is wrong.
+    (tmp_path / "runs" / "slow" / "config.yaml").write_text("task: [unclosed\n", encoding="utf-8")
+    assert main(["runs", "list", str(tmp_path / "runs")]) == 0
+    out, err = capsys.readouterr()
+    assert "fast" in out and "completed" in out and "damaged" in out
+    assert "slow is damaged: " in err and "config.yaml" in err
+
 
 def test_best_checkpoint_and_early_stop_are_marked(tmp_path, toy_files, tiny_model_dir):
     from bertkit.api import train

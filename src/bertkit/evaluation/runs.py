@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import flatten
+from bertkit.errors import BertkitError
 from bertkit.evaluation.report import PAGE_STYLE
 from bertkit.report_html import html_table, new_figure, plot_block, to_svg
 from bertkit.run_dir import RunDir, output_target, write_output
 
-__all__ = ["find_runs", "summarise", "compare", "render_comparison", "write_comparison"]
+__all__ = ["find_runs", "list_runs", "summarise", "compare", "render_comparison", "write_comparison"]
 
 _VOLATILE = {"out", "resume"}  # settings that name the run rather than shape it
 
@@ -51,6 +52,20 @@ def summarise(path: str | Path) -> dict[str, Any]:
             "status": run.status().get("status", "unknown"), "model": config.model.name,
             "steps": results.get("steps"), "best_step": results.get("best_step"), "metric": metric,
             "value": dev.get(metric) if metric else None, "train_seconds": results.get("train_seconds")}
+
+
+def list_runs(root: str | Path) -> list[dict[str, Any]]:
+    """`summarise` of every run under `root`; a damaged run is listed too, as status "damaged" with what is
+    wrong, so that one bad folder never hides the others."""
+    rows = []
+    for path in find_runs(root):
+        try:
+            rows.append(summarise(path))
+        except BertkitError as exc:
+            rows.append({"run": str(path), "task": "?", "problem": "?", "status": "damaged", "model": None,
+                         "steps": None, "best_step": None, "metric": None, "value": None, "train_seconds": None,
+                         "error": str(exc)})
+    return rows
 
 
 def compare(paths: list[str | Path]) -> dict[str, Any]:
