@@ -12,9 +12,13 @@ from bertkit.errors import DataError
 __all__ = ["read_squad"]
 
 
-def read_squad(path: str | Path, encoding: str = "utf-8") -> list[dict[str, Any]]:
+def read_squad(path: str | Path, encoding: str = "utf-8", with_labels: bool = True) -> list[dict[str, Any]]:
     """Records {id, question, context, answers: [{text, answer_start}], where} from a SQuAD JSON file
-    (v1.1 or v2.0, gzip allowed) or a JSONL file with question, context, answers{text, answer_start}, id."""
+    (v1.1 or v2.0, gzip allowed) or a JSONL file with question, context, answers{text, answer_start}, id.
+
+    In SQuAD JSON that is not v2 (no "version": "v2..." and no is_impossible), a question without answers
+    is an error naming its id when the answers are wanted (`with_labels`): it would silently switch the run
+    to SQuAD v2 and its metrics."""
     p = Path(path)
     name = p.name.lower().removesuffix(".gz")
     if name.endswith((".jsonl", ".ndjson")):
@@ -29,14 +33,7 @@ def read_squad(path: str | Path, encoding: str = "utf-8") -> list[dict[str, Any]
             raise DataError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg}); is the file truncated?") from None
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise DataError(f"{p}: not SQuAD JSON (no top-level 'data' list); for one question per line use .jsonl")
-        records = []
-        for a, article in enumerate(data["data"]):
-            for j, paragraph in enumerate(_items(article, "paragraphs", f"{p} (data[{a}])")):
-                context = paragraph.get("context")
-                for qa in _items(paragraph, "qas", f"{p} (data[{a}].paragraphs[{j}])"):
-                    where = f"{p} (id {qa.get('id', '?')})"
-                    answers = [] if qa.get("is_impossible") else qa.get("answers", [])
-                    records.append(_record(qa.get("id"), qa.get("question"), context, answers, where))
+        records = _json_records(p, data, with_labels)
     seen: dict[str, str] = {}
     for r in records:
         if r["id"] in seen:
@@ -44,6 +41,32 @@ def read_squad(path: str | Path, encoding: str = "utf-8") -> list[dict[str, Any]
         seen[r["id"]] = r["where"]
     if not records:
         raise DataError(f"{p}: no questions found")
+    return records
+
+
+def _json_records(p: Path, data: dict[str, Any], with_labels: bool) -> list[dict[str, Any]]:
+    version_2 = str(data.get("version", "")).lower().lstrip("v").startswith("2")
+    records = []
+    for a, article in enumerate(data["data"]):
+        for j, paragraph in enumerate(_items(article, "paragraphs", f"{p} (data[{a}])")):
+            context = paragraph.get("context")
+            for qa in _items(paragraph, "qas", f"{p} (data[{a}].paragraphs[{j}])"):
+                where = f"{p} (id {qa.get('id', '?')})"
+                impossible = qa.get("is_impossible", False)
+                if not isinstance(impossible, bool):
+                    raise DataError(f"{where}: is_impossible must be true or false (a JSON boolean), got "
+                                    f"{impossible!r:.40}")
+                version_2 = version_2 or "is_impossible" in qa
+                answers = [] if impossible else qa.get("answers", [])
+                if not isinstance(answers, list):
+                    raise DataError(f"{where}: 'answers' must be a list of {{text, answer_start}}")
+                records.append(_record(qa.get("id"), qa.get("question"), context, answers, where))
+    if with_labels and not version_2:
+        unanswered = [r["where"] for r in records if not r["answers"]]
+        if unanswered:
+            raise DataError(f"{unanswered[0]}: no answers, in a SQuAD v1.1 file ({len(unanswered)} such questions); "
+                            "give each question its answers, or mark the file v2 (\"version\": \"v2.0\", "
+                            "is_impossible: true) if these are meant to be unanswerable")
     return records
 
 
@@ -72,8 +95,10 @@ def _record(qid: Any, question: Any, context: Any, answers: list, where: str) ->
         raise DataError(f"{where}: empty or missing context")
     checked = []
     for a in answers:
-        try:
-            checked.append({"text": str(a["text"]), "answer_start": int(a["answer_start"])})
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{where}: each answer needs 'text' and an integer 'answer_start'") from None
+        start = a.get("answer_start") if isinstance(a, dict) else None
+        text = a.get("text") if isinstance(a, dict) else None
+        if not isinstance(text, str) or not isinstance(start, int) or isinstance(start, bool):
+            raise DataError(f"{where}: each answer needs a string 'text' and an integer 'answer_start', got "
+                            f"{a!r:.80}")
+        checked.append({"text": text, "answer_start": start})
     return {"id": str(qid), "question": question, "context": context, "answers": checked, "where": where}

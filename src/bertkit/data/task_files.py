@@ -48,7 +48,7 @@ def iter_rows(path: str | Path, kind: str, data_cfg: DataConfig, *, with_labels:
         columns = [data_cfg.tokens_column, "doc"] + ([data_cfg.tags_column] if with_labels else [])
         yield Table(str(path), columns, rows, [s.line for s in sentences])
     elif kind == "squad":
-        records = read_squad(path, data_cfg.encoding)
+        records = read_squad(path, data_cfg.encoding, with_labels=with_labels)
         wheres = [r.pop("where") for r in records]
         yield Table(str(path), ["id", "question", "context", "answers"], records, [], wheres=wheres)
     else:
