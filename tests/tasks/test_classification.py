@@ -94,3 +94,32 @@ def test_single_label_postprocess_uses_names():
     task.fit(task.read_examples(_table([{"text": "a", "label": "neg"}, {"text": "b", "label": "pos"}]), DataConfig()))
     out = task.postprocess(np.array([[0.0, 2.0]]))[0]
     assert out["label"] == "pos" and 0.5 < out["score"] < 1 and set(out["probabilities"]) == {"neg", "pos"}
+
+
+def test_a_list_label_among_single_labels_is_refused_with_its_line():
+    rows = [{"text": t, "label": v} for t, v in [("a", "neg"), ("b", "pos"), ("c", [1, 2]), ("d", "pos")]]
+    task = _task()
+    with pytest.raises(DataError, match=r"f.csv:4: the list label \['1', '2'\] among single labels \(the first: 'neg' "
+                                        r"at f.csv:2\)"):
+        task.fit(task.read_examples(_table(rows), DataConfig()))
+
+
+def test_labels_that_look_alike_are_named_in_a_warning(caplog):
+    rows = [{"text": t, "label": v} for t, v in [("a", "pos"), ("b", "Pos"), ("c", "neg"), ("d", "01"), ("e", "1")]]
+    task = _task()
+    task.fit(task.read_examples(_table(rows), DataConfig()))
+    assert len(task.labels) == 5  # still separate classes: the data says so
+    assert "labels that look alike are separate classes" in caplog.text
+    assert "'Pos' / 'pos'" in caplog.text or "'pos' / 'Pos'" in caplog.text
+    assert "'01' / '1'" in caplog.text or "'1' / '01'" in caplog.text
+
+
+def test_a_dev_file_that_is_the_training_file_gets_a_warning(tmp_path, tiny_model_dir, caplog):
+    from bertkit.api import train
+    from conftest import tiny_config, write_toy_sentiment
+
+    train_file, _ = write_toy_sentiment(tmp_path)
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(train_file.read_bytes())
+    train(tiny_config(tiny_model_dir, train_file, copy, tmp_path / "run", **{"train.max_steps": 2}), progress=False)
+    assert "is the training data (the same content as data.train)" in caplog.text

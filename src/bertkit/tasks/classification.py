@@ -7,6 +7,7 @@ is one small strategy per variant in `classification_problems`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
 from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
-from bertkit.tasks.classification_problems import PROBLEMS, LabelStats, Problem, label_name
+from bertkit.tasks.classification_problems import PROBLEMS, LabelStats, Problem, label_name, look_alike
 from bertkit.tasks.encoder import (
     first_token_logits,
     is_bert_classifier,
@@ -31,6 +32,8 @@ from bertkit.tasks.encoder import (
 )
 
 __all__ = ["ClassificationTask", "ClassificationConfig"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -158,9 +161,14 @@ class ClassificationTask(Task):
         if stats.n == 0:
             raise DataError("no training examples to fit the labels on")
         self.pairs = stats.pairs
+        stats.check_kinds()
         if self.problem == "auto":
             self.problem = stats.problem()
         self.labels, self.class_weights = self.kind.fit(stats, self.cfg.class_weights)
+        alike = look_alike(self.labels)
+        if alike:
+            log.warning("%s: labels that look alike are separate classes: %s; if each group is one class, write "
+                        "it one way", stats.file, "; ".join(" / ".join(map(repr, g)) for g in alike[:5]))
 
     def check_examples(self, examples: Sequence[dict[str, Any]], source: str) -> None:
         known, kind = set(self.labels), self.kind

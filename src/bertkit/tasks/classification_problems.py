@@ -30,6 +30,21 @@ def label_name(value: Any) -> str:
     return str(value)
 
 
+def look_alike(names: list[str]) -> list[list[str]]:
+    """Groups of label names that differ only in case, surrounding spaces or how a number is written ("Pos"
+    and "pos", "01", "1" and "1.0"): separate classes that are most likely one."""
+    def key(name: str) -> str:
+        try:
+            return label_name(float(name))
+        except ValueError:
+            return name.strip().casefold()
+
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(key(name), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]
+
+
 def sorted_names(names: set[str]) -> list[str]:
     try:
         return sorted(names, key=int)  # "2" before "10" for numeric labels
@@ -62,6 +77,7 @@ class LabelStats:
         self.all_numbers = True
         self.any_fraction = False
         self.bad_number: tuple[Any, str] | None = None  # the first label that is not a finite number
+        self.first_of_kind: dict[bool, tuple[Any, str]] = {}  # the first list label and the first single one
         self.counts: Counter[tuple[bool, tuple[str, ...], str]] = Counter()
         self.distinct_overflow = False
 
@@ -72,6 +88,7 @@ class LabelStats:
         label = ex["label"]
         is_list = isinstance(label, list)
         self.any_list = self.any_list or is_list
+        self.first_of_kind.setdefault(is_list, (label, ex["where"]))
         try:
             number = float(label)
         except (TypeError, ValueError):
@@ -100,6 +117,14 @@ class LabelStats:
     @property
     def file(self) -> str:
         return self.first_where.rsplit(":", 1)[0]
+
+    def check_kinds(self) -> None:
+        """Refuse list labels mixed with single ones: one stray list would make the whole task multi-label."""
+        if len(self.first_of_kind) == 2:
+            (listed, at), (single, first) = self.first_of_kind[True], self.first_of_kind[False]
+            raise DataError(f"{at}: the list label {listed!r:.60} among single labels (the first: {single!r:.40} at "
+                            f"{first}); a multi-label file gives every row a list of labels, a single-label file one "
+                            "label per row")
 
     def problem(self) -> str:
         """The problem the labels imply (`task.problem` auto)."""

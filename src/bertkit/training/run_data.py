@@ -56,6 +56,11 @@ def _read_data(config: RunConfig, task: Task, tokenizer: Any) -> tuple[list[dict
     if data.dev:
         dev_examples = read_examples(task, data.dev, data, tokenizer)
         fingerprints["dev"] = {**data_fingerprint(data.dev), "rows": len(dev_examples)}
+        sha = fingerprints["dev"].get("sha256")
+        if sha and sha == fingerprints["train"].get("sha256"):
+            log.warning("data.dev %s is the training data (the same content as data.train): its scores will be "
+                        "those of data the model learned, not of unseen data; give a separate dev file, or drop "
+                        "data.dev to split one off", data.dev)
     else:
         # The split keeps the proportions of the task's stratification key (a class label), which the raw
         # examples carry; the task is fitted once, on what remains for training.
