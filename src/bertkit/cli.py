@@ -179,6 +179,8 @@ def _model_commands(sub) -> None:
     p.add_argument("--no-batching", action="store_true", help="run each request alone")
     p.add_argument("--max-batch-items", type=int, default=64, help="examples per batched forward pass")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for company")
+    p.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="answer 408 to a client that has not sent its whole body after this long")
     p.add_argument("--quiet", action="store_true", help="only warnings (no access log)")
 
     p = sub.add_parser("evaluate", help="score a run's model on a labelled file")
@@ -437,7 +439,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.max_wait_ms < 0:
         raise ConfigError(f"--max-wait-ms must be >= 0, got {args.max_wait_ms}")
-    settings = ServeSettings(path=args.run_dir, api_key=args.api_key or os.environ.get("BERTKIT_API_KEY") or None,
+    if not args.body_timeout > 0:
+        raise ConfigError(f"--body-timeout must be positive, got {args.body_timeout}")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be a TCP port, 0 to 65535, got {args.port}")
+    key = args.api_key if args.api_key is not None else os.environ.get("BERTKIT_API_KEY")
+    if key is not None and not key.strip():
+        raise ConfigError("the API key (--api-key or $BERTKIT_API_KEY) is empty, which would leave the server open; "
+                          "give a key, or unset it to serve without one")
+    settings = ServeSettings(path=args.run_dir, api_key=key, body_timeout=args.body_timeout,
                              max_items=args.max_items, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
                              batching=not args.no_batching, max_batch_items=args.max_batch_items,
                              max_wait_ms=args.max_wait_ms)

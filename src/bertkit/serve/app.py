@@ -42,6 +42,7 @@ class ServeSettings:
     batching: bool = True
     max_batch_items: int = 64  # examples per forward pass
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+    body_timeout: float = 10.0  # seconds a client has to send its whole body
 
 
 def _error(status: int, code: str, message: str, **extra: Any):
@@ -106,6 +107,7 @@ def create_app(settings: ServeSettings):
 
     app = FastAPI(title="bertkit", version="1", lifespan=lifespan)
     _add_guard(app, settings)
+    app.add_middleware(_BodyTimeout, seconds=settings.body_timeout)
     _add_error_handlers(app)
     _add_routes(app, settings, served)
     return app
@@ -140,9 +142,48 @@ async def _answer(request: Any, call_next: Any) -> Any:
     """The app's answer; an unexpected error is answered (500) here, so that the access log has it too."""
     try:
         return await call_next(request)
+    except asyncio.TimeoutError:
+        raise  # a body that stopped arriving: _BodyTimeout answers 408
     except Exception as exc:
         log.exception("%s %s failed", request.method, request.url.path)
         return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+
+
+class _BodyTimeout:
+    """An ASGI middleware: a client that stops sending its body gets 408 after `seconds` instead of holding a
+    connection (and a graceful shutdown) open. Only the body is timed; the answer may take as long as it
+    takes."""
+
+    def __init__(self, app: Any, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        done, started = False, False
+
+        async def timed_receive() -> dict:
+            nonlocal done
+            if done:
+                return await receive()
+            message = await asyncio.wait_for(receive(), self.seconds)
+            done = message.get("type") != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def tracked_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracked_send)
+        except asyncio.TimeoutError:
+            if started:
+                raise
+            response = _error(408, "body_timeout", f"the request body did not arrive within {self.seconds:g} s "
+                              "(--body-timeout)")
+            await response(scope, receive, send)
 
 
 class _Unauthorized(Exception):
@@ -165,8 +206,12 @@ def _add_error_handlers(app: Any) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException):
         # Errors raised before the schema is checked (a body that is not UTF-8, an unknown path) get the same
         # JSON error shape as every other answer.
+        cause = exc.__cause__  # FastAPI wraps a failed body read in a 400 (the middleware's task group in a group)
+        if any(isinstance(e, asyncio.TimeoutError) for e in [cause, *getattr(cause, "exceptions", ())]):
+            return _error(408, "body_timeout", "the request body did not arrive in time (--body-timeout)")
         codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
-        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        status = 422 if exc.status_code == 400 else exc.status_code  # a body that cannot be read: as the README says
+        return _error(status, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):

@@ -287,10 +287,15 @@ class ClassificationTask(Task):
                 ex = {"text": item["text"], **({"text_pair": item["text_pair"]} if "text_pair" in item else {})}
             else:
                 raise DataError(f"input {i}: expected a string, a (text, text_pair) pair or a dict with 'text'")
-            if not isinstance(ex["text"], str) or not ex["text"].strip():
-                raise DataError(f"input {i}: empty text")
+            for key in ("text", "text_pair"):
+                if key in ex and not isinstance(ex[key], str):
+                    raise DataError(f"input {i}: {key} must be a string, got {type(ex[key]).__name__}")
+                if key in ex and not ex[key].strip():
+                    raise DataError(f"input {i}: empty {key}")
             if self.pairs and "text_pair" not in ex:
                 raise DataError(f"input {i}: this model classifies sentence pairs; give a text_pair")
+            if not self.pairs and "text_pair" in ex:
+                raise DataError(f"input {i}: this model classifies single texts, not pairs; drop the text_pair")
             ex["where"] = f"input {i}"
             examples.append(ex)
         return examples
