@@ -15,7 +15,7 @@ from pathlib import Path
 from bertkit.errors import ConfigError
 from bertkit.export.model_card import model_card
 from bertkit.models.init_source import write_merged_model
-from bertkit.models.loading import is_adapter_dir
+from bertkit.models.loading import is_adapter_dir, verify_model_dir, write_checksums
 from bertkit.run_dir import RunDir, atomic_write_text, normal_permissions
 
 __all__ = ["export_model", "staged_output"]
@@ -28,6 +28,7 @@ def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -
         ConfigError: `out` holds files, or the run is LoRA and `merge` is off.
     """
     run = RunDir(run_dir).require(model=True)
+    verify_model_dir(run.model_dir)  # never copy damaged or missing files
     adapter = is_adapter_dir(run.model_dir)
     if adapter and not merge:
         raise ConfigError(f"{run.path}: a LoRA run holds only its adapter and head; pass --merge to fold them "
@@ -39,6 +40,7 @@ def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -
             shutil.copytree(run.model_dir, tmp)
         atomic_write_text(tmp / "README.md", model_card(run.path, extra={
             "format": "Hugging Face model directory (safetensors)", "LoRA merged": True if adapter else None}))
+        write_checksums(tmp)
     return Path(out)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
@@ -77,12 +78,68 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+#: The sha256 of every file of a model directory bertkit saved (weights, tokenizer, config), checked before
+#: the directory is used, so that a missing tokenizer.json or damaged weights fail loudly, never silently.
+CHECKSUMS = "bertkit_checksums.json"
+_verified: dict[str, tuple] = {}  # folder -> (name, size, mtime) of its files when it was last checked
+
+
+def write_checksums(model_dir: Path) -> None:
+    from bertkit.run_dir import atomic_write_text, sha256_file
+
+    files = {p.name: sha256_file(p) for p in sorted(model_dir.iterdir())  # the card (README.md) is rewritten
+             if p.is_file() and p.name not in (CHECKSUMS, "README.md")}
+    atomic_write_text(model_dir / CHECKSUMS, json.dumps(files, indent=1) + "\n")
+
+
+def verify_model_dir(folder: str | Path) -> None:
+    """Check a local model directory before use: the files bertkit recorded are there and unchanged, and every
+    safetensors file has a readable header (a truncated, empty or renamed file is caught here).
+
+    Raises:
+        ModelLoadError: naming the file and what to do.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    from bertkit.run_dir import sha256_file
+
+    folder = Path(folder)
+    record = folder / CHECKSUMS
+    stamp = tuple((p.name, s.st_size, s.st_mtime_ns) for p in sorted(folder.iterdir()) if (s := p.stat()))
+    if _verified.get(str(folder.resolve())) == stamp:
+        return  # unchanged since checked (the tokenizer, config and weights of one load share a check)
+    if record.is_file():
+        try:
+            expected = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{record}: unreadable ({exc}); the model directory is damaged") from None
+        for name, sha in expected.items():
+            path = folder / name
+            if not path.is_file():
+                raise ModelLoadError(f"{path}: missing (it was saved with the model); restore it or train again")
+            if sha256_file(path) != sha:
+                raise ModelLoadError(f"{path}: its content changed since the model was saved (sha256 differs); "
+                                     "restore it or train again")
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt") as fh:
+                fh.keys()
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelLoadError(f"{path}: not a readable safetensors file ({_first_line(exc)}); it is damaged or "
+                                 "not safetensors at all: replace it with the model's real weights") from None
+    _verified[str(folder.resolve())] = stamp
+
+
 def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
+    from safetensors import SafetensorError
+
     source, local = resolve_model_name(name)
+    if local and Path(source).is_dir():
+        verify_model_dir(source)
     try:
         with quiet_transformers():
             return loader(source, local_files_only=True, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         if local:
             raise ModelLoadError(f"{source}: cannot load ({_first_line(exc)})") from None
         cached_error = exc
@@ -249,11 +306,14 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
 
 def load_trained_model(model_dir: Path, task: Task) -> torch.nn.Module:
     """A fine-tuned model saved by bertkit as a plain model directory (its head matches the task state)."""
+    from safetensors import SafetensorError
+
+    verify_model_dir(model_dir)
     auto = task.model_class()
     with quiet_transformers():
         try:
             return auto.from_pretrained(str(model_dir), local_files_only=True, use_safetensors=True)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:
             raise ModelLoadError(f"{model_dir}: cannot load the trained model ({_first_line(exc)})") from None
 
 
@@ -269,6 +329,7 @@ def load_adapter(base: torch.nn.Module, model_dir: str | Path) -> torch.nn.Modul
     except ImportError:
         raise ModelLoadError(f"{model_dir}: a LoRA adapter; loading it needs the peft package "
                              "(pip install peft)") from None
+    verify_model_dir(model_dir)
     with quiet_transformers():
         try:
             return PeftModel.from_pretrained(base, str(model_dir), is_trainable=False)

@@ -31,7 +31,7 @@ from bertkit.models import transfer
 from bertkit.models.fast_dropout import use_fast_dropout
 from bertkit.models.inference import predict_outputs
 from bertkit.models.init_source import InitSource, resolve_init
-from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers
+from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers, write_checksums
 from bertkit.run_dir import MARKER, RunDir, dev_metrics, normal_permissions
 from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task, get_task
@@ -396,6 +396,7 @@ def _save_model(run: RunDir, model: torch.nn.Module, tokenizer: Any) -> None:
         if hasattr(model, "get_base_model"):
             model.get_base_model().config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+    write_checksums(tmp)  # loading checks them: a lost tokenizer.json or damaged weights fail loudly
     normal_permissions(tmp)
     shutil.rmtree(run.model_dir, ignore_errors=True)
     tmp.rename(run.model_dir)
