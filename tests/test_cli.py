@@ -176,3 +176,54 @@ def test_outputs_write_through_links_and_never_over_their_input(toy_run, tmp_pat
     assert fifo.exists() and not fifo.is_file() and len(got[0].splitlines()) == 2  # still a FIFO
     assert main(["predict", str(run), "--input", str(inputs), "--output", str(tmp_path)]) == 2
     assert "is a folder; name a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--lr", "nan"], "--lr (train.lr) must be a finite number"),
+    (["--epochs", "inf"], "--epochs (train.epochs) must be a finite number"),
+    (["--epochs", "nan"], "must be a finite number"),
+    (["--seed", "-1"], "--seed (train.seed) must be in [0, 2**32)"),
+    (["--seed", str(2**32)], "must be in [0, 2**32)"),
+    (["--freeze-layers", "99"], "--freeze-layers (train.freeze_layers) is 99, but the model has 2 encoder layers"),
+])
+def test_bad_numbers_end_in_one_line_and_leave_no_run(flags, message, toy_files, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--train", str(toy_files[0]), "--label-column", "sentiment", "--model", str(tiny_model_dir),
+            "--out", str(out), "--max-steps", "1", *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not out.exists()
+
+
+def test_out_that_is_a_file_or_under_one(toy_files, tmp_path, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x", encoding="utf-8")
+    for out, message in ((a_file, "file.txt: a file, not a folder; set --out to a new folder"),
+                         (a_file / "run", "file.txt/run: cannot create the run directory (Not a directory)")):
+        assert main(["train", "--train", str(toy_files[0]), "--label-column", "sentiment", "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_a_full_stdout_is_one_line(toy_run):
+    for command in (["lineage", str(toy_run[0])], ["predict", str(toy_run[0]), "--text", "a fine film"]):
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([sys.executable, "-m", "bertkit", *command], stdout=full, stderr=subprocess.PIPE,
+                                  text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].endswith("(a training run: with --resume)")
+        assert "No space left on device (standard output)" in proc.stderr and "Exception ignored" not in proc.stderr
+
+
+def test_labels_that_do_not_fit_the_model_are_a_damaged_run(toy_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_run[0], run)
+    (run / "labels.json").write_text('{"task": "classification", "problem": "single_label", "labels": ["a", "b", '
+                                     '"c"]}', encoding="utf-8")
+    for command in (["predict", str(run), "--text", "a fine film"], ["report", str(run)], ["serve", str(run)]):
+        assert main(command) == 2
+        assert "do not match the model's ['negative', 'positive']" in capsys.readouterr().err
+    (run / "labels.json").write_text('{"task": "classification"}', encoding="utf-8")
+    assert main(["predict", str(run), "--text", "a fine film"]) == 2
+    assert "the saved state of the classification task is damaged" in capsys.readouterr().err

@@ -453,10 +453,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                              max_wait_ms=args.max_wait_ms)
     from bertkit.models.onnx_model import read_manifest
 
-    if read_manifest(args.run_dir) is None:
+    if read_manifest(args.run_dir) is None:  # a clear error before the server starts (it would exit 3)
+        from bertkit.models.loading import verify_model_dir
         from bertkit.run_dir import RunDir
 
-        RunDir(args.run_dir).require(model=True)  # a clear error before the server starts
+        run = RunDir(args.run_dir).require(model=True)
+        run.load_config(), run.read_state()
+        verify_model_dir(run.model_dir)
     serve(settings, host=args.host, port=args.port, workers=args.workers,
           log_level="warning" if args.quiet else "info")
     return 0
@@ -492,7 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":  # the server stops gracefully on its own signal handlers
         signal.signal(signal.SIGTERM, _terminated)
     try:
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a full or closed stdout fails here, inside the handlers, not at exit
+        return code
     except BertkitError as exc:
         print(f"bertkit {args.command}: error: {with_flags(str(exc))}", file=sys.stderr)
         return 2
@@ -503,10 +508,22 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM):
             raise
-        where = f" ({exc.filename})" if exc.filename else ""
+        where = f" ({exc.filename})" if exc.filename else " (standard output)"
         print(f"bertkit {args.command}: error: {exc.strerror}{where}; free space or choose a writable place, "
               "then run the same command again (a training run: with --resume)", file=sys.stderr)
+        _drop_stdout()
         return 2
+
+
+def _drop_stdout() -> None:
+    """After stdout failed (a full device), send what is left in its buffer nowhere, so that the exit does not
+    print a second error."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 class Terminated(KeyboardInterrupt):

@@ -7,6 +7,7 @@ Precedence: dataclass defaults < YAML config file < command-line flags (dotted k
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -191,6 +192,8 @@ class TrainConfig:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.freeze_layers < 0:
             raise ConfigError(f"train.freeze_layers must be >= 0, got {self.freeze_layers}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"train.seed must be in [0, 2**32), got {self.seed}")
         if not 0.0 < self.layer_lr_decay <= 1.0:
             raise ConfigError(f"train.layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}")
         if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
@@ -423,13 +426,18 @@ def _coerce(value: Any, hint: Any, *, key: str, source: str) -> Any:
             except ValueError:
                 pass
     elif hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{source}: {key} must be a finite number, got {_short(value)}")
+            return number
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

@@ -161,8 +161,12 @@ class RunDir:
 
     def create(self) -> None:
         """Make the folder of a new run and mark it as bertkit's before anything else is written."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / MARKER).touch()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / MARKER).touch()
+        except OSError as exc:  # under a file, read-only, no permission
+            raise ConfigError(f"{self.path}: cannot create the run directory ({exc.strerror}); set out to a "
+                              "folder you can write") from None
 
     def lock(self) -> None:
         """Hold the run's lock until `unlock` or the end of the process: a second process training into the
@@ -225,6 +229,24 @@ class RunDir:
             return json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{p}: damaged JSON ({exc})") from None
+
+    def read_state(self) -> dict[str, Any]:
+        """labels.json, the fitted task state, checked against the saved model's label names (config.json's
+        id2label) when both have them: a state that does not fit the model would mislabel every prediction."""
+        state = self.read_json("labels.json")
+        if not isinstance(state, dict) or "task" not in state:
+            raise CheckpointError(f"{self.path / 'labels.json'}: not a task state; the run directory is damaged")
+        model_config = self.model_dir / "config.json"
+        if state.get("labels") is not None and model_config.is_file():
+            try:
+                id2label = json.loads(model_config.read_text(encoding="utf-8")).get("id2label") or {}
+            except (OSError, ValueError):
+                id2label = {}
+            names = [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
+            if names is not None and state.get("problem") != "regression" and names != list(state["labels"]):
+                raise CheckpointError(f"{self.path / 'labels.json'}: its labels {state['labels'][:6]} do not match the "
+                                      f"model's {names[:6]} (model/config.json); the run directory is damaged")
+        return state
 
     def write_config(self, cfg: RunConfig) -> None:
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))

@@ -145,3 +145,27 @@ def test_sigterm_is_handled_as_an_interrupt(tmp_path, tiny_model_dir):
     assert "Traceback" not in err
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "interrupted"
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/bertkit-pickle-ran",))
+
+
+def test_a_crafted_pickle_with_a_valid_checksum_is_refused_and_the_checkpoint_before_used(short_run, caplog):
+    import pickle
+
+    from bertkit.run_dir import sha256_file
+    from bertkit.training.checkpoint import list_checkpoints
+
+    run = RunDir(short_run.out)
+    _make_resumable(run)
+    newest = list_checkpoints(run.checkpoints)[-1]
+    (newest / "optimizer.pt").write_bytes(pickle.dumps(_Boom()))
+    state = json.loads((newest / "trainer_state.json").read_text())
+    state["checksums"]["optimizer.pt"] = sha256_file(newest / "optimizer.pt")  # the checksum says all is well
+    (newest / "trainer_state.json").write_text(json.dumps(state))
+    Path("/tmp/bertkit-pickle-ran").unlink(missing_ok=True)
+    result = train(short_run.with_overrides({"resume": True}), progress=False)
+    assert result.steps == 10 and not Path("/tmp/bertkit-pickle-ran").exists()
+    assert "cannot restore the checkpoint" in caplog.text and "trying the checkpoint before it" in caplog.text

@@ -45,7 +45,7 @@ class Predictor:
         quantisation to its linear layers (CPU, fp32 activations)."""
         run = RunDir(run_dir).require(model=True)
         config = run.load_config()
-        task = get_task(config.task, run.read_json("labels.json"))
+        task = get_task(config.task, run.read_state())
         model = load_run_model(run.path, task)[0]
         if quantize is not None:
             model, precision = quantize_dynamic_int8(model, quantize), "fp32"

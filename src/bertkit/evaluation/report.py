@@ -86,7 +86,7 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
     run = RunDir(run_dir).require()
     config = run.load_config()
     results = run.read_json("results.json", default={})
-    state = run.read_json("labels.json", default={})
+    state = run.read_state() if (run.path / "labels.json").is_file() else {}  # none before training starts
     records = run.read_metrics()
     status = run.status()
     task = state.get("task", config.task.name)
@@ -120,6 +120,8 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
 # --- the dev set in detail, from what the run saved -----------------------------------------------------
 def _dev_section(run: RunDir, config: RunConfig, state: dict[str, Any], results: dict[str, Any], top: int) -> str:
     """The task's view of the final model on dev, from the files the run saved."""
+    if not state:
+        return ""  # the task is not fitted yet: nothing saved of dev either
     task = get_task(config.task, state)
     if not task.has_report_view():
         return ""

@@ -73,7 +73,7 @@ def resolve_init(config: RunConfig) -> InitSource:
                                   "config_sha256": _sha256(Path(source) / "config.json")})
     run.require(model=True)
     parent_config = run.load_config()
-    head_state = run.read_json("labels.json")
+    head_state = run.read_state()
     env = run.read_json("environment.json", default={})
     results = run.read_json("results.json", default={})
     parent = {"kind": "run", "path": str(run.path.resolve()), "task": parent_config.task.name,
@@ -104,7 +104,7 @@ def load_run_model(run_dir: str | Path, task: Task | None = None) -> tuple[torch
     run = RunDir(run_dir).require(model=True)
     config = run.load_config()
     if task is None:
-        task = get_task(config.task, run.read_json("labels.json"))
+        task = get_task(config.task, run.read_state())
     if not is_adapter_dir(run.model_dir):
         return load_trained_model(run.model_dir, task), task
     init = resolve_init(config)

@@ -198,6 +198,9 @@ def configure_training(model: torch.nn.Module, mc: Any, tc: Any, *, train_head: 
         model = apply_lora(model, r=mc.lora_r, alpha=mc.lora_alpha, dropout=mc.lora_dropout, targets=mc.lora_targets,
                            train_head=train_head)
     n_layers = int(model.config.num_hidden_layers)
+    if tc.freeze_layers > n_layers:
+        raise ConfigError(f"train.freeze_layers is {tc.freeze_layers}, but the model has {n_layers} encoder layers; "
+                          f"set it to {n_layers} or less (all {n_layers} leaves only the head training)")
     named = list(model.named_parameters())
     depths = {name: layer_depth(name, n_layers, getattr(model, "base_model_prefix", "")) for name, _ in named}
     if tc.freeze_embeddings:

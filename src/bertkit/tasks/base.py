@@ -17,7 +17,7 @@ import torch
 
 from bertkit.config import DataConfig, TaskConfig, register_task_config, task_config
 from bertkit.data.readers import Table
-from bertkit.errors import ConfigError
+from bertkit.errors import CheckpointError, ConfigError
 from bertkit.report_html import DevData
 
 __all__ = ["Task", "register_task", "get_task", "TASKS"]
@@ -47,7 +47,11 @@ def get_task(cfg: TaskConfig, state: dict[str, Any] | None = None) -> Task:
         cfg = task_config(cfg.name, **{k: v for k, v in vars(cfg).items() if k != "name"})
     task = cls(cfg)
     if state is not None:
-        task.load_state(state)
+        try:
+            task.load_state(state)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"labels.json: the saved state of the {cfg.name} task is damaged "
+                                  f"({type(exc).__name__}: {str(exc)[:80]}); the run directory is damaged") from None
     return task
 
 

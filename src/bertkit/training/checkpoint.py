@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -163,8 +164,10 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) ->
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         rng = torch.load(path / "rng.pt", weights_only=True)
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: cannot restore the checkpoint ({exc})") from None
+    except (OSError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as exc:
+        # weights_only refuses anything but tensors and plain values: a crafted pickle ends here
+        raise CheckpointError(f"{path}: cannot restore the checkpoint ({str(exc).splitlines()[0][:200]}); "
+                              "delete this checkpoint folder to resume from the one before") from None
     torch.set_rng_state(rng["torch"])
     random.setstate(_as_tuple(rng["python"]))
     if rng["cuda"] and torch.cuda.is_available():

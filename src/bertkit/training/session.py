@@ -88,7 +88,7 @@ def open_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
         raise ConfigError("no run directory given; set out (the run directory)")
     run = RunDir(config.out)
     if run.path.exists() and not run.path.is_dir():
-        raise ConfigError(f"{run.path}: out names a file, not a folder; set out to a new folder")
+        raise ConfigError(f"{run.path}: a file, not a folder; set out to a new folder for the run")
     foreign = run.path.is_dir() and any(run.path.iterdir()) and not run.is_ours()
     if foreign:  # resuming or starting there could replace the user's files
         raise ConfigError(f"{run.path}: the folder holds files that bertkit did not write and is not a run "
