@@ -161,9 +161,14 @@ def test_a_half_sent_body_is_answered_408_after_the_body_timeout(tmp_path, toy_r
                          b"Content-Length: 100\r\n\r\n{\"inputs\": [")
             start = time.monotonic()
             answer = conn.recv(4096).decode()
-            answer += conn.recv(4096).decode()
+            waited = time.monotonic() - start
+            conn.settimeout(2)
+            try:
+                answer += conn.recv(4096).decode()  # the body, when it came in a second packet
+            except TimeoutError:
+                pass
         assert answer.startswith("HTTP/1.1 408") and "body_timeout" in answer
-        assert time.monotonic() - start < 5
+        assert waited < 5
         assert server.call("POST", "/v1/predict", {"inputs": ["still serving"]})[0] == 200
     finally:
         server.stop()

@@ -84,7 +84,7 @@ class ClassificationTask(Task):
         {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2,
          "description": "text, text_pair"},
     ]}
-    input_examples = ("a gripping, funny film", {"text": "The cat sat.", "text_pair": "A cat was sitting."})
+    input_examples = ("a gripping, funny film", {"text": "The cat sat on the mat."})  # pairs: add "text_pair"
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
