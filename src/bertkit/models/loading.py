@@ -198,12 +198,23 @@ def load_tokenizer(name: str) -> Any:
 
 
 def max_positions(name: str) -> int | None:
-    """How many positions the model's position embeddings hold (None when its config does not say)."""
+    """How many tokens one input may have: the position embeddings the model holds (None when its config does
+    not say), less the slots that RoBERTa-style models reserve before the first position (padding index
+    + 1: 514 slots, 512 usable)."""
     from transformers import AutoConfig
 
     config = _from_pretrained(AutoConfig.from_pretrained, name)
     value = getattr(config, "max_position_embeddings", None)
-    return int(value) if isinstance(value, int) and value > 0 else None
+    if not isinstance(value, int) or value <= 0:
+        return None
+    if config.model_type in _OFFSET_POSITIONS and isinstance(getattr(config, "pad_token_id", None), int):
+        value -= config.pad_token_id + 1
+    return value
+
+
+#: Model types whose position ids start after the padding index (create_position_ids_from_input_ids).
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text", "xmod",
+                     "roberta-prelayernorm", "xlm-roberta-xl", "luke"}
 
 
 def head_state_of(model_dir: str) -> dict[str, Any] | None:

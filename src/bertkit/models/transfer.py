@@ -43,7 +43,8 @@ def reset_modules(model: torch.nn.Module, names: list[str]) -> None:
                     module.bias.zero_()
             elif isinstance(module, torch.nn.LayerNorm):
                 module.weight.fill_(1.0)
-                module.bias.zero_()
+                if module.bias is not None:  # ModernBERT's norms have none
+                    module.bias.zero_()
             elif isinstance(module, torch.nn.Embedding):
                 module.weight.normal_(0.0, std)
         for pname, param in model.get_submodule(name).named_parameters(recurse=False):
@@ -131,6 +132,26 @@ def restore_pooler(model: torch.nn.Module, source: str, unexpected: set[str]) ->
     return True
 
 
+#: LoRA's default targets per model type: the attention's query and value projections by their real names
+#: (PEFT's own table misses several encoder families).
+LORA_TARGETS = {"bert": ["query", "value"], "roberta": ["query", "value"], "xlm-roberta": ["query", "value"],
+                "camembert": ["query", "value"], "electra": ["query", "value"], "albert": ["query", "value"],
+                "distilbert": ["q_lin", "v_lin"], "deberta": ["in_proj"], "deberta-v2": ["query_proj", "value_proj"],
+                "mpnet": ["q", "v"], "modernbert": ["Wqkv"], "xlm": ["q_lin", "v_lin"]}
+
+
+def lora_targets(model: torch.nn.Module) -> list[str]:
+    """The module names LoRA adapts by default for this model, or a ConfigError listing its linear layers."""
+    model_type = getattr(model.config, "model_type", "")
+    names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    targets = [t for t in LORA_TARGETS.get(model_type, []) if t in names]
+    if not targets:
+        raise ConfigError(f"model.lora_targets=auto: bertkit has no default LoRA targets for model type "
+                          f"'{model_type}'; set model.lora_targets to some of its linear layers: "
+                          f"{', '.join(sorted(names))[:400]}")
+    return targets
+
+
 def apply_lora(model: torch.nn.Module, *, r: int, alpha: float | None, dropout: float, targets: str,
                train_head: bool) -> torch.nn.Module:
     """Wrap `model` with LoRA adapters (PEFT); the task head (and pooler) train in full and are saved with
@@ -142,9 +163,9 @@ def apply_lora(model: torch.nn.Module, *, r: int, alpha: float | None, dropout: 
     heads = head_modules(model) if train_head else []
     if train_head and getattr(model.base_model, "pooler", None) is not None:
         heads.append("pooler")
+    chosen = lora_targets(model) if targets == "auto" else [t.strip() for t in targets.split(",") if t.strip()]
     cfg = LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, lora_dropout=dropout,
-                     target_modules=None if targets == "auto" else [t.strip() for t in targets.split(",") if t.strip()],
-                     modules_to_save=heads or None)
+                     target_modules=chosen, modules_to_save=heads or None)
     try:
         return get_peft_model(model, cfg)
     except ValueError as exc:

@@ -20,7 +20,7 @@ from bertkit.data.readers import Table
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.report_html import DevData
 
-__all__ = ["Task", "register_task", "get_task", "TASKS"]
+__all__ = ["Task", "register_task", "get_task", "TASKS", "takes_token_types"]
 
 TASKS: dict[str, type[Task]] = {}
 
@@ -35,6 +35,27 @@ def register_task(name: str):
         return cls
 
     return deco
+
+
+def takes_token_types(model: torch.nn.Module) -> bool:
+    """Whether a model reads token_type_ids: BERT, ELECTRA, ALBERT do; RoBERTa and XLM-R (one type),
+    DistilBERT, MPNet, ModernBERT and DeBERTa-v3 (none) do not. Cached on the model."""
+    cached = getattr(model, "_bertkit_token_types", None)
+    if cached is None:
+        net = model.module if hasattr(model, "module") else model
+        net = net.get_base_model() if hasattr(net, "get_base_model") else net
+        if not hasattr(net, "forward"):  # an ONNX model: it takes the inputs its graph names
+            return "token_type_ids" in getattr(net, "input_names", ())
+        import inspect
+
+        params = inspect.signature(net.forward).parameters
+        config = getattr(net, "config", None)
+        cached = getattr(config, "type_vocab_size", 2) >= 2 and "token_type_ids" in params
+        try:
+            model._bertkit_token_types = cached
+        except AttributeError:
+            pass
+    return cached
 
 
 def get_task(cfg: TaskConfig, state: dict[str, Any] | None = None) -> Task:
@@ -196,8 +217,10 @@ class Task(ABC):
         return model_output.logits
 
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The model on a batch, returning what `loss` and `batch_outputs` take (the logits by default)."""
-        return self.logits(model(**{k: v for k, v in batch.items() if k not in self.target_keys}))
+        """The model on a batch, returning what `loss` and `batch_outputs` take (the logits by default). Token
+        types go only to a model that has them (more than one type), whatever the tokenizer made."""
+        drop = set(self.target_keys) | (set() if takes_token_types(model) else {"token_type_ids"})
+        return self.logits(model(**{k: v for k, v in batch.items() if k not in drop}))
 
     def batch_outputs(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """What inference keeps of a batch, (B, ...) or (B, T, ...): the logits by default; a task with a

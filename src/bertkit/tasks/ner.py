@@ -22,6 +22,7 @@ from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
 from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
+from bertkit.tasks.encoder import spaces_words, trim_span
 from bertkit.tasks.ner_view import ner_view
 from bertkit.tasks.tagging import bio_labels, detect_scheme, entity_scores, get_entities, split_tag, to_bio
 
@@ -157,10 +158,11 @@ class NerTask(Task):
         for i, ex in enumerate(examples):
             spans: dict[int, list[int]] = {}
             for wid, (s, e) in zip(enc.word_ids(i), enc["offset_mapping"][i]):
-                if wid is not None:
+                s, e = trim_span(ex["text"], (s, e))  # the space a BPE or SentencePiece piece carries
+                if wid is not None and s < e:
                     span = spans.setdefault(wid, [s, e])
                     span[0], span[1] = min(span[0], s), max(span[1], e)
-            ex["spans"] = [tuple(spans[w]) for w in sorted(spans)]
+            ex["spans"] = [tuple(spans[w]) for w in sorted(spans)]  # whitespace-only "words" are dropped
             ex["tokens"] = [ex["text"][s:e] for s, e in ex["spans"]]
             if not ex["tokens"]:
                 raise DataError(f"{ex['where']}: the text has no words the tokenizer can read")
@@ -223,7 +225,10 @@ class NerTask(Task):
         stride = min(self.cfg.stride, cap // 2)
         # Inputs longer than the model are expected here (windows follow): mute the tokenizer's warning.
         tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
-        enc = tokenizer([ex["tokens"] for ex in examples], is_split_into_words=True, add_special_tokens=False)
+        words = [ex["tokens"] for ex in examples]
+        if spaces_words(tokenizer):  # a byte-level BPE word inside a text starts with its space (Ġ)
+            words = [[" " + w for w in ws] for ws in words]
+        enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
         index = {name: i for i, name in enumerate(self.labels)}
         per_example = []
         for i, ex in enumerate(examples):

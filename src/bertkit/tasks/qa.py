@@ -22,6 +22,7 @@ from bertkit.data.batching import pad_batch
 from bertkit.errors import ConfigError, DataError
 from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
+from bertkit.tasks.encoder import trim_span
 from bertkit.tasks.qa_view import qa_view
 from bertkit.tasks.squad import best_null_threshold, f1, squad_scores
 
@@ -139,8 +140,11 @@ class QaTask(Task):
             i = enc["overflow_to_sample_mapping"][j]
             sequence = enc.sequence_ids(j)
             offsets = [tuple(o) if sequence[k] == 1 else None for k, o in enumerate(enc["offset_mapping"][j])]
-            feat = {"input_ids": ids, "token_type_ids": enc["token_type_ids"][j], "offsets": offsets,
-                    "example_index": i}
+            context = examples[i]["context"]  # spans without the space a BPE/SentencePiece piece carries
+            offsets = [trim_span(context, o) if o is not None else None for o in offsets]
+            feat = {"input_ids": ids, "offsets": offsets, "example_index": i}
+            if "token_type_ids" in enc:  # the tokenizer's choice: RoBERTa-style tokenizers make none
+                feat["token_type_ids"] = enc["token_type_ids"][j]
             if with_labels:
                 feat["start_positions"], feat["end_positions"] = self._positions(examples[i]["answers"], offsets)
             features.append(feat)
@@ -169,7 +173,7 @@ class QaTask(Task):
         return start, end
 
     def collate(self, features, pad_id: int) -> dict[str, torch.Tensor]:
-        batch = pad_batch(features, pad_id, {"token_type_ids": 0})
+        batch = pad_batch(features, pad_id, {"token_type_ids": 0} if "token_type_ids" in features[0] else None)
         if "start_positions" in features[0]:
             for key in ("start_positions", "end_positions"):
                 batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
