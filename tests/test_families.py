@@ -95,3 +95,28 @@ def test_family_end_to_end(family, data, tmp_path):
     exported = Predictor.from_path(tmp_path / "onnx").predict(pair)[0]
     reference = Predictor.from_run(tmp_path / "cls", precision="fp32").predict(pair)[0]
     assert exported["label"] == reference["label"] and exported["score"] == pytest.approx(reference["score"], abs=1e-4)
+
+
+def test_what_cannot_work_says_so_at_start_up(data, tmp_path, capsys, monkeypatch):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bertkit.models.transfer import LORA_TARGETS
+
+    decoder = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=100)).save_pretrained(decoder)
+    base = ["train", "--train", str(data["pairs"]), "--max-steps", "1", "--precision", "fp32"]
+    assert main([*base, "--model", str(decoder), "--out", str(tmp_path / "a")]) == 2
+    assert "a decoder-only model (gpt2); bertkit fine-tunes encoders" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+    roberta = build_family("roberta", tmp_path / "roberta")  # 66 position slots, 2 reserved: 64 usable
+    assert main([*base, "--model", str(roberta), "--out", str(tmp_path / "b"), "--max-length", "66"]) == 2
+    assert "set --max-length (data.max_length) to 64 or less" in capsys.readouterr().err
+
+    monkeypatch.delitem(LORA_TARGETS, "roberta")
+    assert main([*base, "--model", str(roberta), "--out", str(tmp_path / "c"), "--lora-r", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "no default LoRA targets for model type 'roberta'" in err and "query" in err and "value" in err
+
+    assert main([*base, "--model", str(roberta), "--out", str(tmp_path / "d")]) == 0
+    assert "the [CLS]-only path is exact for BERT classifiers only (this is roberta)" in capsys.readouterr().err

@@ -197,13 +197,29 @@ def load_tokenizer(name: str) -> Any:
     return tokenizer
 
 
+_DECODERS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def encoder_config(name: str) -> Any:
+    """The model's config, refused at start-up when the model is not an encoder bertkit can fine-tune (a
+    decoder-only or encoder-decoder model), in one line naming it."""
+    from transformers import AutoConfig
+
+    config = _from_pretrained(AutoConfig.from_pretrained, name)
+    architectures = getattr(config, "architectures", None) or []
+    if getattr(config, "is_decoder", False) or getattr(config, "is_encoder_decoder", False) or \
+            any(a.endswith(_DECODERS) for a in architectures):
+        kind = "an encoder-decoder" if getattr(config, "is_encoder_decoder", False) else "a decoder-only"
+        raise ModelLoadError(f"{name}: {kind} model ({config.model_type}); bertkit fine-tunes encoders (BERT, "
+                             "RoBERTa, DeBERTa, ELECTRA, ModernBERT and their kin): choose one of those")
+    return config
+
+
 def max_positions(name: str) -> int | None:
     """How many tokens one input may have: the position embeddings the model holds (None when its config does
     not say), less the slots that RoBERTa-style models reserve before the first position (padding index
     + 1: 514 slots, 512 usable)."""
-    from transformers import AutoConfig
-
-    config = _from_pretrained(AutoConfig.from_pretrained, name)
+    config = encoder_config(name)
     value = getattr(config, "max_position_embeddings", None)
     if not isinstance(value, int) or value <= 0:
         return None

@@ -212,6 +212,11 @@ class Task(ABC):
     def model_config(self) -> dict[str, Any]:
         """Keyword arguments for the model config (num_labels, id2label, problem_type...)."""
 
+    def model_note(self, model: torch.nn.Module) -> str | None:
+        """One line for the start-up log about how this task runs on `model` (a speed path that is off for
+        its architecture, say), or None."""
+        return None
+
     def logits(self, model_output: Any) -> torch.Tensor:
         """The tensor the loss and the outputs are computed from: (B, L), or (B, T, L) per token."""
         return model_output.logits

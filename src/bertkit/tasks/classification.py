@@ -236,6 +236,12 @@ class ClassificationTask(Task):
             raise ConfigError(f"train.packing: packed rows need a BERT-style classifier (pooler on [CLS], absolute "
                               f"positions from 0); {type(model).__name__} is not; drop train.packing")
 
+    def model_note(self, model: torch.nn.Module) -> str | None:
+        if supports_first_token_path(model):
+            return None
+        return (f"the last layer runs for every token: the [CLS]-only path is exact for BERT classifiers only "
+                f"(this is {getattr(getattr(model, 'config', None), 'model_type', type(model).__name__)})")
+
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if supports_first_token_path(model):  # skips the last layer's work on tokens nobody reads
             return first_token_logits(model, batch)

@@ -241,6 +241,9 @@ def _write_start(ctx: RunContext, init: InitSource) -> None:
                                         "init": ctx.model_report, "teacher": teacher_record(config)})
         run.set_status("running", step=ctx.state.step, total_steps=ctx.total_steps)
     report = ctx.model_report
+    note = task.model_note(ctx.rt.unwrap(ctx.model))
+    if note:
+        log.info("%s", note)
     log.info("training %s (%s) on %d examples, dev %d, %d steps, %s on %s; %s of %s parameters train", task.name,
              task.state().get("problem", "-"), len(ctx.data.train_features), len(ctx.data.dev_features),
              ctx.total_steps, ctx.rt.precision, ctx.rt.device, f"{report['trainable']:,}", f"{report['parameters']:,}")
