@@ -136,10 +136,13 @@ def task_config(name: str = "classification", **options: Any) -> TaskConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: float = _f(3.0, "number of passes over the training data")
+    epochs: float | None = _f(None, "passes over the training data; unset: 3, raised for a small training set "
+                              "to reach 120 optimiser steps (at most 40 passes); the run's config.yaml records the "
+                              "value used")
     max_steps: int | None = _f(None, "stop after this many optimiser steps (overrides epochs)")
     lr: float = _f(5e-5, "peak learning rate of AdamW")
-    batch_size: int = _f(32, "examples per optimiser step and device (before accumulation)")
+    batch_size: int | None = _f(None, "examples per optimiser step and device (before accumulation); unset: 32, "
+                                "16 below 1,000 training examples, 8 below 200")
     grad_accum: int = _f(1, "micro-batches accumulated into one optimiser step")
     weight_decay: float = _f(0.01, "AdamW weight decay (never applied to biases and LayerNorm)")
     warmup_ratio: float = _f(0.06, "fraction of the steps spent warming the learning rate up")
@@ -181,10 +184,12 @@ class TrainConfig:
     log_every: int = _f(10, "log training loss every N steps")
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "grad_accum", "keep_checkpoints", "log_every"):
+        for key in ("grad_accum", "keep_checkpoints", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
-        if self.epochs <= 0 and self.max_steps is None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be at least 1, got {self.batch_size}")
+        if self.epochs is not None and self.epochs <= 0 and self.max_steps is None:
             raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")

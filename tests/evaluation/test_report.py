@@ -80,6 +80,16 @@ def test_diagnosis_reads_overfitting_a_growing_gap_and_under_training():
     assert "stuck" in {f.kind for f in diagnose(flat, "accuracy", True, 10)}
     level = _curve([0.80, 0.85, 0.86, 0.86], [0.5, 0.4, 0.38, 0.38], [0.6, 0.4, 0.35, 0.34])
     assert [f.kind for f in diagnose(level, "accuracy", True, 30)] == ["healthy"]
+    assert [f.kind for f in diagnose(level, "accuracy", True, 30, dev_rows=500, steps=400, majority=0.5)] == [
+        "healthy"]
+
+
+def test_diagnosis_sees_small_data_instead_of_calling_it_healthy():
+    level = _curve([0.50, 0.55, 0.56, 0.56], [0.7, 0.68, 0.67, 0.67], [0.7, 0.6, 0.55, 0.54], every=1)
+    kinds = {f.kind: f for f in diagnose(level, "accuracy", True, 3, dev_rows=6, steps=4, majority=0.55)}
+    assert set(kinds) == {"small_dev", "few_steps", "majority"}
+    assert "6 examples" in kinds["small_dev"].what and "4 optimiser steps" in kinds["few_steps"].what
+    assert "commonest class (0.5500)" in kinds["majority"].what
 
 
 def test_a_run_writes_its_report_and_calibrated_model(toy_run):

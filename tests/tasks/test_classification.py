@@ -123,3 +123,19 @@ def test_a_dev_file_that_is_the_training_file_gets_a_warning(tmp_path, tiny_mode
     copy.write_bytes(train_file.read_bytes())
     train(tiny_config(tiny_model_dir, train_file, copy, tmp_path / "run", **{"train.max_steps": 2}), progress=False)
     assert "is the training data (the same content as data.train)" in caplog.text
+
+
+def test_temperature_is_fitted_only_on_a_dev_set_that_can_carry_it_and_stays_bounded():
+    import torch
+
+    task = _task()
+    task.fit(task.read_examples(_table([{"text": "a", "label": "neg"}, {"text": "b", "label": "pos"}]), DataConfig()))
+    layer = torch.nn.Linear(4, 2)
+    few = [{"label": "pos"}] * 5 + [{"label": "neg"}] * 5
+    result = task.kind.calibrate(task, layer, np.zeros((10, 2)), few)
+    assert "temperature" not in result and "10 examples" in result["skipped"]
+    rng = np.random.default_rng(0)
+    many = [{"label": "pos" if i % 2 else "neg"} for i in range(60)]
+    logits = rng.normal(size=(60, 2)) * 0.01  # almost no signal: an unbounded fit would blow T up
+    result = task.kind.calibrate(task, layer, logits, many)
+    assert 0.25 <= result["temperature"] <= 4.0

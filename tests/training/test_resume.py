@@ -112,3 +112,20 @@ def test_mlm_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
     corpus.write_text("".join(t + "\n" for t, _ in toy_sentiment(200, seed=5)), encoding="utf-8")
     _assert_resume_matches(tmp_path, tiny_model_dir, corpus, None, {
         "task.name": "mlm", "task.whole_word_masking": True, "train.max_steps": 16, "train.eval_every": 6})
+
+
+@pytest.mark.parametrize("n,given,expected", [
+    (48, {}, (8, 20.0)),           # 6 batches an epoch: 20 epochs reach 120 steps
+    (16, {}, (8, 40.0)),           # 2 an epoch: capped at 40 epochs
+    (300, {}, (16, 7.0)),          # 19 an epoch: 7 epochs
+    (5000, {}, (32, 3.0)),         # large enough: the usual 3 epochs of 32
+    (48, {"batch_size": 4, "epochs": 1.0}, (4, 1.0)),  # given values win
+    (48, {"max_steps": 10}, (8, 3.0)),  # a step budget leaves the epochs alone
+])
+def test_batch_size_and_epochs_follow_the_training_set_size(n, given, expected):
+    from bertkit.config import TrainConfig
+    from bertkit.training.session import size_defaults
+
+    tc = TrainConfig(**given)
+    size_defaults(tc, n)
+    assert (tc.batch_size, tc.epochs) == expected

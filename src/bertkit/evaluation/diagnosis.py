@@ -19,13 +19,20 @@ class Finding:
     advice: str
 
 
-def diagnose(records: list[dict[str, Any]], metric: str, greater_is_better: bool, best_step: int | None
+#: Below these, the curves cannot be read: a dev set too small to select on, a run too short to learn.
+SMALL_DEV, FEW_STEPS = 50, 50
+
+
+def diagnose(records: list[dict[str, Any]], metric: str, greater_is_better: bool, best_step: int | None,
+             *, dev_rows: int | None = None, steps: int | None = None, majority: float | None = None
              ) -> list[Finding]:
     """Read the learning curves like a person would: did the dev metric fall after its best, did the gap
-    between training and dev loss grow, was the model still improving, did the loss move at all?"""
+    between training and dev loss grow, was the model still improving, did the loss move at all? First, what
+    makes them unreadable: a dev set too small to trust, too few optimiser steps, an accuracy no better than
+    always answering the commonest class (`majority`, its share of dev)."""
     evals = [r for r in records if r.get("kind") == "eval" and f"dev_{metric}" in r]
     trains = [r for r in records if r.get("kind") == "train"]
-    findings: list[Finding] = []
+    findings = _small_data(evals, metric, dev_rows, steps, majority)
     sign = 1.0 if greater_is_better else -1.0
     if len(trains) >= 4:
         first, last = trains[0]["loss"], np.mean([r["loss"] for r in trains[-max(1, len(trains) // 5):]])
@@ -70,6 +77,31 @@ def diagnose(records: list[dict[str, Any]], metric: str, greater_is_better: bool
     if not findings:
         findings.append(Finding("healthy", "No sign of overfitting or under-training: the dev curves level off "
                                 "together with the training loss.", "Nothing to change."))
+    return findings
+
+
+def _small_data(evals: list[dict[str, Any]], metric: str, dev_rows: int | None, steps: int | None,
+                majority: float | None) -> list[Finding]:
+    findings = []
+    if dev_rows is not None and dev_rows < SMALL_DEV:
+        findings.append(Finding(
+            "small_dev", f"The dev set has {dev_rows} examples: one example moves its accuracy by "
+            f"{1 / max(dev_rows, 1):.3f}, so the dev figures and the checkpoint chosen on them are mostly chance.",
+            "Give a dev file of a few hundred examples (--dev), or a larger --dev-fraction when the training "
+            "file allows it, and judge the model on held-out data before using it."))
+    if steps is not None and steps < FEW_STEPS:
+        findings.append(Finding(
+            "few_steps", f"The run took {steps} optimiser steps: too few for the model to move far from where it "
+            "started.", "Train for more steps: leave --epochs and --batch-size unset (a small training set then "
+            "gets at least 120 steps), or set --max-steps."))
+    if majority is not None and metric == "accuracy" and evals:
+        final = evals[-1][f"dev_{metric}"]
+        if final <= majority + 0.02:
+            findings.append(Finding(
+                "majority", f"The dev accuracy ({final:.4f}) is no better than always answering the commonest class "
+                f"({majority:.4f}): the model has not learned to tell the classes apart.",
+                "Check the labels against the texts, train longer or with a higher --lr, and add examples of the "
+                "rarer classes (or --class-weights auto)."))
     return findings
 
 

@@ -105,7 +105,7 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
     if records:
         body.append("<h2>Learning curves</h2>" + plot_block(_curves(records, metric, best_step, stop_step)))
         body.append("<h2>Diagnosis</h2>")
-        for f in diagnose(records, metric, greater, best_step):
+        for f in diagnose(records, metric, greater, best_step, **_sizes(run, results)):
             body.append(f'<div class="finding {f.kind}"><p><b>{html.escape(f.what)}</b></p>'
                         f"<p>What to try: {html.escape(f.advice)}</p></div>")
         body.append("<h2>Learning rate and throughput</h2>" + plot_block(_schedule(records)))
@@ -115,6 +115,18 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
     title = html.escape(f"bertkit report: {run.path.name}")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{PAGE_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _sizes(run: RunDir, results: dict[str, Any]) -> dict[str, Any]:
+    """What the diagnosis needs to see small data: dev rows, optimiser steps, the commonest dev class's share."""
+    from collections import Counter
+
+    dev = (run.read_json("environment.json", default={}).get("data") or {}).get("dev") or {}
+    saved = run.read_dev_outputs()
+    labels = [str(ex["label"]) for ex in saved[0] if isinstance(ex.get("label"), (str, int))] if saved else []
+    counts = Counter(labels)
+    return {"dev_rows": dev.get("rows"), "steps": results.get("steps"),
+            "majority": max(counts.values()) / len(labels) if labels else None}
 
 
 # --- the dev set in detail, from what the run saved -----------------------------------------------------

@@ -201,6 +201,10 @@ class Problem:
         raise NotImplementedError
 
 
+#: The fewest dev examples temperature scaling is fitted on (below, a handful of examples fit T = 0.01).
+MIN_CALIBRATION_EXAMPLES = 50  # as the diagnosis's "dev set too small to trust"
+
+
 class SingleLabel(Problem):
     """One class per text (binary or multi-class): softmax, cross-entropy, argmax."""
 
@@ -251,8 +255,11 @@ class SingleLabel(Problem):
         probabilities; the predicted class never changes."""
         if layer is None or not examples:
             return {}
+        if len(examples) < MIN_CALIBRATION_EXAMPLES:
+            return {"skipped": f"the dev set has {len(examples)} examples; fitting a temperature takes at least "
+                               f"{MIN_CALIBRATION_EXAMPLES} to be trusted, so the probabilities are left as trained"}
         refs = np.array([self.encode(ex["label"], task.label_index) for ex in examples])
-        temperature = fit_temperature(logits, refs)
+        temperature = min(max(fit_temperature(logits, refs), 0.25), 4.0)  # bounded: a fit, not a switch
         layer.weight.div_(temperature)
         if layer.bias is not None:
             layer.bias.div_(temperature)
@@ -280,7 +287,9 @@ class SingleLabel(Problem):
                 f"<p>Expected calibration error (15 equal-width bins) on dev: <b>{before.ece:.4f}</b> before and "
                 f"<b>{after.ece:.4f}</b> after temperature scaling with T = {temperature:.3f}, fitted on dev and "
                 "folded into the saved model's output layer (the predicted class never changes, only the "
-                "confidence).</p>" if calibration else "<p>No temperature was fitted for this run.</p>"),
+                "confidence).</p>" if "temperature" in calibration else
+                f"<p>No temperature was fitted for this run{': ' + calibration['skipped'] if calibration else ''}."
+                "</p>"),
             "<h3>Highest-loss dev examples</h3>" + html_table(
                 ["where", "text", "gold", "predicted", "p(gold)", "loss"],
                 [[d.examples[i]["where"], short_text(d.examples[i]), labels[gold[i]], labels[pred[i]],

@@ -14,6 +14,7 @@ written by the layers above (`bertkit.api`).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import shutil
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from bertkit.config import RunConfig, flatten
+from bertkit.config import RunConfig, TrainConfig, flatten
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.models import transfer
 from bertkit.models.fast_dropout import use_fast_dropout
@@ -142,6 +143,7 @@ def prepare(config: RunConfig) -> RunContext:
         if config.resume:
             _check_same_data(run, data.fingerprints)
         rt = Runtime(config.train.precision)
+        size_defaults(config.train, len(data.train_features), rt.num_processes)
         ctx = _build_training(config, run, rt, task, tokenizer, data, init)
     except BaseException:
         run.unlock()
@@ -188,6 +190,31 @@ def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tok
     return RunContext(config=config, run=run, rt=rt, task=task, tokenizer=tokenizer, data=data, model=model,
                       optimizer=optimizer, scheduler=scheduler, total_steps=total_steps, model_report=report,
                       loop_task=task, before_step=before_step)
+
+
+#: The fewest optimiser steps the default epochs give a small training set, and the most passes they take.
+MIN_DEFAULT_STEPS, MAX_DEFAULT_EPOCHS = 120, 40
+
+
+def size_defaults(tc: TrainConfig, n_train: int, processes: int = 1) -> None:
+    """Fill the batch size and epochs left unset from the training set's size: 32 examples a batch and 3
+    epochs, but smaller batches below 1,000 examples and more epochs when 3 would give fewer than 120
+    optimiser steps (a 48-example set otherwise trains for 3 steps and barely moves). The values land in the
+    run's config.yaml, so the run reproduces; values given always win."""
+    said = []
+    if tc.batch_size is None:
+        tc.batch_size = 32 if n_train >= 1000 else 16 if n_train >= 200 else 8
+        if tc.batch_size != 32:
+            said.append(f"batch size {tc.batch_size}")
+    if tc.epochs is None:
+        tc.epochs = 3.0
+        per_epoch = math.ceil(n_train / (tc.batch_size * processes)) / tc.grad_accum
+        if tc.max_steps is None and per_epoch * tc.epochs < MIN_DEFAULT_STEPS:
+            tc.epochs = float(min(MAX_DEFAULT_EPOCHS, math.ceil(MIN_DEFAULT_STEPS / max(per_epoch, 1e-9))))
+            said.append(f"{tc.epochs:g} epochs (about {round(per_epoch * tc.epochs)} optimiser steps)")
+    if said:
+        log.info("a small training set (%d examples): %s; set train.batch_size and train.epochs to choose",
+                 n_train, ", ".join(said))
 
 
 def _check_same_data(run: RunDir, fingerprints: dict[str, Any]) -> None:
@@ -370,7 +397,9 @@ def finish(ctx: RunContext, train_seconds: float) -> TrainResult:
     decisions = task.tune(outputs, examples)  # step 1: thresholds the run does not fix
     metrics = task.metrics(outputs, examples)
     calibration = task.calibrate(model, outputs, examples)  # step 2, every process: their models stay equal
-    if calibration:
+    if "skipped" in calibration:
+        log.info("not calibrated: %s", calibration["skipped"])
+    elif calibration:
         log.info("calibrated on dev: temperature %.3f, expected calibration error %.4f -> %.4f",
                  calibration["temperature"], calibration["ece_before"], calibration["ece_after"])
     if rt.is_main:
