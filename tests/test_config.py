@@ -8,7 +8,7 @@ def test_defaults_then_yaml_then_flags(tmp_path):
     p = tmp_path / "run.yaml"
     p.write_text("train:\n  lr: 1.0e-4\n  epochs: 2\ndata:\n  text_column: sentence\n", encoding="utf-8")
     cfg = load_config(p)
-    assert cfg.train.lr == 1e-4 and cfg.train.epochs == 2 and cfg.train.batch_size is None  # sized from the data at the start
+    assert cfg.train.lr == 1e-4 and cfg.train.epochs == 2 and cfg.train.batch_size is None
     cfg = cfg.with_overrides({"train.lr": "3e-5", "train.batch_size": None, "data.label_column": "y"})
     assert cfg.train.lr == 3e-5 and cfg.train.epochs == 2 and cfg.data.label_column == "y"
 
