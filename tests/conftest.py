@@ -14,7 +14,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test must never reach the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("BERTKIT_CACHE", tempfile.mkdtemp(prefix="bertkit-test-cache-"))  # never the user's cache
+_TEST_CACHE = None
+if "BERTKIT_CACHE" not in os.environ:  # never the user's cache; removed when the session ends
+    _TEST_CACHE = os.environ["BERTKIT_CACHE"] = tempfile.mkdtemp(prefix="bertkit-test-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -27,6 +29,13 @@ NAMES = ["john", "mary", "smith", "anna", "peter", "jones"]
 CITIES = ["paris", "london", "berlin", "rome", "madrid", "café"]
 VERBS = ["visited", "met", "left", "saw", "called"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _TEST_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_TEST_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

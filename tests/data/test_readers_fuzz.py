@@ -1,6 +1,7 @@
 """Property-based tests: any bytes in a data file make a reader either return rows or raise a
 `BertkitError` naming the file; never another exception (which would print a traceback)."""
 
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -22,8 +23,19 @@ _CONTENT = st.one_of(st.binary(max_size=300), st.lists(_PIECES, max_size=80).map
 _SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+_ROOT = tempfile.TemporaryDirectory(prefix="bertkit-fuzz-")  # one folder for every generated file
+_COUNT = itertools.count()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_generated_files():
+    yield
+    _ROOT.cleanup()  # a few thousand files otherwise left in the temp folder by every run
+
+
 def _write(content: bytes, suffix: str) -> Path:
-    folder = Path(tempfile.mkdtemp())
+    folder = Path(_ROOT.name) / str(next(_COUNT))
+    folder.mkdir()
     path = folder / f"data{suffix}"
     path.write_bytes(content)
     return path
