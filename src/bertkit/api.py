@@ -36,15 +36,14 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
     """`train` as a stream of the loop's events plus a final {"kind": "finished", "result": ...}.
 
     Stopping the iteration early leaves the run directory exactly as a crash would (resumable)."""
-    for event in session.train_events(config, progress=progress):
+    for event in session.train_events(config, progress=progress, before_complete=write_model_card):
         if event["kind"] == "finished" and event["result"].main_process:
-            _document(event["result"].run_dir)
+            _report(event["result"].run_dir)
         yield event
 
 
-def _document(run_dir: Path) -> None:
-    """The model card and the run report of a finished run (both can be made again from the run directory)."""
-    write_model_card(run_dir)
+def _report(run_dir: Path) -> None:
+    """The run report of a completed run (it can be made again from the run directory with bertkit report)."""
     try:
         write_report(run_dir)
     except Exception as exc:  # noqa: BLE001 - the run is complete; a report can be made again later

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import yaml
 
 from bertkit.api import train
@@ -21,3 +22,22 @@ def test_training_and_export_write_a_model_card(tmp_path, tiny_model_dir):
     assert "`negative`, `positive`" in card and "| lr | 0.005 |" in card and "## Intended use and limits" in card
     out = export_model(tmp_path / "run", tmp_path / "export")
     assert "Hugging Face model directory" in (out / "README.md").read_text()
+
+
+def test_the_model_card_is_written_before_the_run_is_marked_completed(tmp_path, tiny_model_dir, monkeypatch):
+    import bertkit.api as api
+    from bertkit.run_dir import RunDir
+    from conftest import tiny_config, write_toy_sentiment
+
+    seen = []
+
+    def card(run_dir):
+        seen.append(RunDir(run_dir).status()["status"])
+        raise OSError(28, "No space left on device", str(run_dir / "model" / "README.md"))
+
+    monkeypatch.setattr(api, "write_model_card", card)
+    train_file, dev_file = write_toy_sentiment(tmp_path)
+    with pytest.raises(OSError):
+        api.train(tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "run", **{"train.max_steps": 3}),
+                  progress=False)
+    assert seen == ["running"] and RunDir(tmp_path / "run").status()["status"] == "interrupted"

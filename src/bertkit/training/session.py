@@ -306,7 +306,8 @@ def evaluate_dev(ctx: RunContext, model: torch.nn.Module) -> dict[str, float]:
     return {"loss": losses[0], **metrics} if losses else metrics  # a task that scores its own loss keeps it
 
 
-def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[str, Any]]:
+def train_events(config: RunConfig, *, progress: bool = True,
+                 before_complete: Callable[[Path], None] | None = None) -> Iterator[dict[str, Any]]:
     """A run as a stream of the loop's events plus a final {"kind": "finished", "result": TrainResult}.
 
     Stopping the iteration early leaves the run directory exactly as a crash would (resumable)."""
@@ -326,7 +327,7 @@ def train_events(config: RunConfig, *, progress: bool = True) -> Iterator[dict[s
             if trackers is not None:
                 trackers.log(event)
             yield event
-        result = finish(ctx, time.perf_counter() - started)
+        result = finish(ctx, time.perf_counter() - started, before_complete)
     except BaseException:
         if rt.is_main:
             hint = f"continue with: bertkit train --out {run.path} --resume"
@@ -384,7 +385,8 @@ def _record(ctx: RunContext, event: dict[str, Any], bar) -> None:
         log.info("early stopping at step %d; best was step %d", event["step"], event["best_step"])
 
 
-def finish(ctx: RunContext, train_seconds: float) -> TrainResult:
+def finish(ctx: RunContext, train_seconds: float, before_complete: Callable[[Path], None] | None = None
+           ) -> TrainResult:
     """The selected model, final: best checkpoint reloaded, decision parameters tuned on dev, dev metrics,
     calibration, then the model directory, results and dev outputs written and the run marked completed."""
     rt, run, task, state, examples = ctx.rt, ctx.run, ctx.task, ctx.state, ctx.data.dev_examples
@@ -412,6 +414,8 @@ def finish(ctx: RunContext, train_seconds: float) -> TrainResult:
         predictions = task.postprocess(outputs, examples) if task.has_report_view() else None
         run.write_dev_outputs(outputs, [task.example_record(ex) for ex in examples], predictions)
         run.write_json("results.json", results)
+        if before_complete is not None:  # what belongs to a complete run (the model card): a failure here
+            before_complete(run.path)    # leaves the run interrupted, to be finished with resume
         run.set_status("completed", step=state.step)
     rt.wait()
     log.info("finished: dev %s (best step %s); model in %s", {k: round(v, 4) for k, v in metrics.items()},
