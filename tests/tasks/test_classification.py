@@ -139,3 +139,22 @@ def test_temperature_is_fitted_only_on_a_dev_set_that_can_carry_it_and_stays_bou
     logits = rng.normal(size=(60, 2)) * 0.01  # almost no signal: an unbounded fit would blow T up
     result = task.kind.calibrate(task, layer, logits, many)
     assert 0.25 <= result["temperature"] <= 4.0
+
+
+def test_a_run_says_when_its_model_cannot_read_the_text(tmp_path, tiny_model_dir, capsys):
+    import json
+
+    from bertkit.cli import main
+    from conftest import write_csv
+
+    rows = [("the film was good", "pos"), ("an awful film", "neg")] * 20 + [("これは読めない文字です", "pos")] * 20
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], rows)
+    argv = ["train", "--train", str(train), "--model", str(tiny_model_dir), "--out", str(tmp_path / "run"),
+            "--max-steps", "2", "--precision", "fp32"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "does not know" in err and "of the training tokens (its [UNK]), most often これは" in err
+    coverage = json.loads((tmp_path / "run" / "environment.json").read_text())["data"]["coverage"]
+    assert 0.1 < coverage["unknown_share"] < 0.9 and "これは" in coverage["top_unknown"]
+    assert "unknown tokens" in (tmp_path / "run" / "report.html").read_text()
+    assert "tokens the tokenizer does not know" in (tmp_path / "run" / "model" / "README.md").read_text()

@@ -101,6 +101,10 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
                ["steps", f"{results.get('steps', status.get('step', '?'))} (best {best_step})"],
                ["training time", f"{results.get('train_seconds', '?')} s"],
                ["dev", ", ".join(f"{k} {v:.4f}" for k, v in dev.items()) or "-"]]
+    cov = (run.read_json("environment.json", default={}).get("data") or {}).get("coverage")
+    if cov:
+        summary.append(["unknown tokens", f"{100 * cov['unknown_share']:.1f} % of the training text"
+                        + (f" (most often: {' '.join(cov['top_unknown'][:10])})" if cov["top_unknown"] else "")])
     body = [f"<h1>bertkit run report: {html.escape(run.path.name)}</h1>", html_table(None, summary, "summary")]
     if records:
         body.append("<h2>Learning curves</h2>" + plot_block(_curves(records, metric, best_step, stop_step)))

@@ -94,6 +94,10 @@ def _data_lines(data: dict[str, Any]) -> list[str]:
                                          if "split_from_train" in item else "several files")
             sha = f", sha256 `{item['sha256'][:16]}…`" if item.get("sha256") else ""
             lines.append(f"- {name}: `{where}`, {item.get('rows', '?')} rows{sha}")
+    cov = data.get("coverage")
+    if cov:
+        lines.append(f"- tokens the tokenizer does not know ({cov.get('tokens', '?')} counted): "
+                     f"{100 * cov['unknown_share']:.1f} %")
     return lines
 
 

@@ -46,7 +46,44 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir) ->
         train_examples, dev_examples, fingerprints = _read_data(config, task, tokenizer)
         train_features = task_features(task, train_examples, tokenizer, config)
     dev_features = task_features(task, dev_examples, tokenizer, config)
+    fingerprints["coverage"] = coverage(train_examples if train_examples is not None else dev_examples, tokenizer)
+    if fingerprints["coverage"]["unknown_share"] > UNKNOWN_WARNING:
+        cov = fingerprints["coverage"]
+        log.warning("the tokenizer of %s does not know %.1f%% of the training tokens (its %s), most often %s: the "
+                    "model cannot read much of this text; use a model whose vocabulary covers the language (a "
+                    "local folder, --model DIR)", config.model.name, 100 * cov["unknown_share"],
+                    tokenizer.unk_token, " ".join(cov["top_unknown"][:10]))
     return RunData(train_features, dev_examples, dev_features, fingerprints, train_examples)
+
+
+#: Above this share of unknown tokens a run warns that the model cannot read its text.
+UNKNOWN_WARNING = 0.02
+
+
+def coverage(examples: list[dict[str, Any]], tokenizer: Any, sample: int = 2000) -> dict[str, Any]:
+    """How much of the examples' text the tokenizer knows: the share of tokens it maps to its unknown token and
+    the text most often behind them, over up to `sample` examples (their string fields and token lists)."""
+    from collections import Counter
+
+    texts = []
+    for ex in examples[:sample]:
+        for key, value in ex.items():
+            if key == "where":
+                continue
+            if isinstance(value, str):
+                texts.append(value)
+            elif isinstance(value, list) and value and all(isinstance(v, str) for v in value) and key == "tokens":
+                texts.append(" ".join(value))
+    if not texts or tokenizer.unk_token_id is None:
+        return {"unknown_share": 0.0, "tokens": 0, "top_unknown": []}
+    tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True  # only counted
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    unknown, total = Counter(), 0
+    for text, ids, offsets in zip(texts, enc["input_ids"], enc["offset_mapping"]):
+        total += len(ids)
+        unknown.update(text[s:e] for i, (s, e) in zip(ids, offsets) if i == tokenizer.unk_token_id)
+    share = sum(unknown.values()) / total if total else 0.0
+    return {"unknown_share": round(share, 4), "tokens": total, "top_unknown": [t for t, _ in unknown.most_common(20)]}
 
 
 def _read_data(config: RunConfig, task: Task, tokenizer: Any) -> tuple[list[dict], list[dict], dict[str, Any]]:
