@@ -45,6 +45,9 @@ def test_reading_lists_and_delimited_choices_labels_by_index_or_text(tmp_path):
     write_jsonl(bad, [{"text": "x", "choices": ["a", "b"], "label": 2}])
     with pytest.raises(DataError, match=r"bad.jsonl:1: label 2 is neither the index of a choice \(0 to 1\)"):
         read_examples(task, bad, DataConfig(), None)
+    write_jsonl(bad, [{"text": "x", "choices": ["a", "b"], "label": True}])
+    with pytest.raises(DataError, match=r"bad.jsonl:1: label 'true' is neither the index of a choice"):
+        read_examples(task, bad, DataConfig(), None)
     write_jsonl(bad, [{"text": "x", "choices": ["a"], "label": 0}])
     with pytest.raises(DataError, match=r"bad.jsonl:1: the choices must be two or more"):
         read_examples(task, bad, DataConfig(), None)

@@ -87,3 +87,15 @@ def test_scores_match_seqeval_on_real_conll_tags():
         report = classification_report(refs, preds, output_dict=True, **kwargs)
         for kind in kinds:
             assert ours[f"{kind}_recall"] == pytest.approx(report[kind]["recall"])
+
+
+@pytest.mark.parametrize("text,span,expected", [
+    ("a  merkel met", (1, 9), (3, 9)),       # a SentencePiece/BPE piece with the spaces before it
+    ("merkel ", (0, 7), (0, 6)),
+    ("   ", (0, 3), (3, 3)),                  # whitespace only: empty
+    ("paris", (0, 5), (0, 5)),                # WordPiece: unchanged
+])
+def test_spans_are_trimmed_to_the_token_text(text, span, expected):
+    from bertkit.tasks.spans import trim_span
+
+    assert trim_span(text, span) == expected

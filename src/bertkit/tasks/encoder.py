@@ -18,38 +18,8 @@ import torch.nn.functional as F
 
 from bertkit.data.packing import block_diagonal_mask
 
-__all__ = ["first_token_logits", "is_bert_classifier", "spaces_words", "trim_span", "packed_logits_through_forward",
+__all__ = ["first_token_logits", "is_bert_classifier", "packed_logits_through_forward",
            "supports_first_token_path"]
-
-
-def trim_span(text: str, span: tuple[int, int]) -> tuple[int, int]:
-    """A token's character span without the whitespace some tokenizers fold into it (the space before a
-    byte-level BPE or SentencePiece piece), so that it slices exactly the token's text. A span of only
-    whitespace keeps its start, empty."""
-    start, end = span
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
-def spaces_words(tokenizer) -> bool:
-    """Whether words handed over one by one (`is_split_into_words`) must carry their leading space to be
-    encoded as inside a text: a byte-level BPE pre-tokenizer (RoBERTa, ModernBERT) that adds none itself.
-    WordPiece ignores the space and SentencePiece's Metaspace adds its own."""
-    cached = getattr(tokenizer, "_bertkit_spaces_words", None)
-    if cached is None:
-        import json
-
-        try:
-            pre = json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer") or {}
-        except (AttributeError, ValueError):
-            pre = {}
-        parts = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
-        cached = any(p.get("type") == "ByteLevel" and not p.get("add_prefix_space") for p in parts)
-        tokenizer._bertkit_spaces_words = cached
-    return cached
 
 
 def _core(model: torch.nn.Module) -> torch.nn.Module:

@@ -82,6 +82,8 @@ class MultipleChoiceTask(Task):
     def _label(value: Any, choices: list[str], where: str) -> int:
         if isinstance(value, str) and value in choices:
             return choices.index(value)
+        if isinstance(value, bool):  # JSON true is no index
+            value = repr(value).lower()
         try:
             index = int(value)
         except (TypeError, ValueError):

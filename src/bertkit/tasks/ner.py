@@ -22,8 +22,8 @@ from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
 from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
-from bertkit.tasks.encoder import spaces_words, trim_span
 from bertkit.tasks.ner_view import ner_view
+from bertkit.tasks.spans import spaces_words, trim_span
 from bertkit.tasks.tagging import bio_labels, detect_scheme, entity_scores, get_entities, split_tag, to_bio
 
 __all__ = ["NerTask", "NerConfig"]
