@@ -189,7 +189,7 @@ def test_outputs_write_through_links_and_never_over_their_input(toy_run, tmp_pat
 def test_bad_numbers_end_in_one_line_and_leave_no_run(flags, message, toy_files, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--train", str(toy_files[0]), "--label-column", "sentiment", "--model", str(tiny_model_dir),
-            "--out", str(out), "--max-steps", "1", *flags]
+            "--out", str(out), "--max-steps", "1", "--method", "standard", *flags]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and not out.exists()

@@ -252,8 +252,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # one summary from a data-parallel launch, not one per process
         return 0
-    metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
-    print(f"dev {metrics} (best step {result.best_step} of {result.steps}, {result.train_seconds:.0f} s)")
+    if result.metrics:
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+        print(f"dev {metrics} (best step {result.best_step} of {result.steps}, {result.train_seconds:.0f} s)")
+    else:
+        print(f"no dev set: the model of the last step ({result.steps}, {result.train_seconds:.0f} s) is kept; "
+              f"score it with: bertkit evaluate {result.run_dir} --data FILE")
     print(f"run directory: {result.run_dir}")
     return 0
 

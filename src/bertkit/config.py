@@ -140,7 +140,7 @@ class TrainConfig:
                               "to reach 120 optimiser steps (at most 40 passes); the run's config.yaml records the "
                               "value used")
     max_steps: int | None = _f(None, "stop after this many optimiser steps (overrides epochs)")
-    lr: float = _f(5e-5, "peak learning rate of AdamW")
+    lr: float | None = _f(None, "peak learning rate of AdamW; unset: 5e-5 (2e-5 for the few-shot recipe)")
     batch_size: int | None = _f(None, "examples per optimiser step and device (before accumulation); unset: 32, "
                                 "16 below 1,000 training examples, 8 below 200")
     grad_accum: int = _f(1, "micro-batches accumulated into one optimiser step")
@@ -182,6 +182,14 @@ class TrainConfig:
     distill_temperature: float = _f(2.0, "distillation: softmax temperature of teacher and student",
         tasks=("classification",))
     log_every: int = _f(10, "log training loss every N steps")
+    method: Literal["auto", "standard", "few-shot"] = _f(
+        "auto", "few-shot: contrastive pairs drawn from the labels, then a logistic-regression head (SetFit's "
+        "recipe); standard: fine-tune with the task's loss; auto: few-shot below 150 training examples per class",
+        tasks=("classification",))
+    few_shot_pairs: int | None = _f(None, "few-shot: contrastive pairs per training example (half same-label); unset: "
+                                    "as many as the label pairs give (SetFit's oversampling), at least 40, at "
+                                    "most 8,000 in all",
+                                    tasks=("classification",))
 
     def __post_init__(self) -> None:
         for key in ("grad_accum", "keep_checkpoints", "log_every"):
@@ -191,7 +199,7 @@ class TrainConfig:
             raise ConfigError(f"train.batch_size must be at least 1, got {self.batch_size}")
         if self.epochs is not None and self.epochs <= 0 and self.max_steps is None:
             raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
@@ -207,7 +215,7 @@ class TrainConfig:
         if self.pack_length < 8:
             raise ConfigError(f"train.pack_length must be at least 8, got {self.pack_length}")
         for key in ("max_steps", "eval_every", "save_every", "early_stopping_patience", "unfreeze_every",
-                    "batch_tokens"):
+                    "batch_tokens", "few_shot_pairs"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{key} must be at least 1 when set, got {value}")

@@ -174,6 +174,10 @@ def _run_trial(trial: Any, base: RunConfig, space: SearchSpace, out: Path) -> fl
                 metric = get_task(cfg.task, RunDir(run_dir).read_json("labels.json")).primary_metric
                 trial.set_user_attr("metric", metric)
             scores = dev_metrics(event)
+            if not scores:
+                events.close()
+                raise ConfigError("bertkit tune compares trials on a dev set, and this run has none (too few training "
+                                  "examples to split one off); set data.dev to a labelled file of other examples")
             if metric not in scores:
                 events.close()
                 raise ConfigError(f"search.metric '{metric}' is not a dev metric of this task; choose one of "

@@ -21,7 +21,8 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # no per-rank random streams
     (model / "config.json").write_text(json.dumps(config))
     train_file, dev_file = write_toy_sentiment(tmp_path)
-    common = ["train", "--train", str(train_file), "--dev", str(dev_file), "--label-column", "sentiment",
+    common = ["train", "--method", "standard", "--train", str(train_file), "--dev", str(dev_file),
+              "--label-column", "sentiment",
               "--model", str(model), "--precision", "fp32", "--max-steps", "30", "--eval-every", "10",
               "--lr", "5e-3", "--set", "train.log_every=5", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -83,7 +83,13 @@ def diagnose(records: list[dict[str, Any]], metric: str, greater_is_better: bool
 def _small_data(evals: list[dict[str, Any]], metric: str, dev_rows: int | None, steps: int | None,
                 majority: float | None) -> list[Finding]:
     findings = []
-    if dev_rows is not None and dev_rows < SMALL_DEV:
+    if dev_rows == 0:
+        findings.append(Finding(
+            "no_dev", "The run had no dev set (too few training examples to hold some out): nothing here measured "
+            "the model on examples it did not train on, and the model of the last step was kept.",
+            "Score it with bertkit evaluate RUN --data FILE on labelled examples it never saw, and compare "
+            "settings on those; give a dev file (--dev) once there are a few hundred examples."))
+    elif dev_rows is not None and dev_rows < SMALL_DEV:
         findings.append(Finding(
             "small_dev", f"The dev set has {dev_rows} examples: one example moves its accuracy by "
             f"{1 / max(dev_rows, 1):.3f}, so the dev figures and the checkpoint chosen on them are mostly chance.",

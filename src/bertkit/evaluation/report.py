@@ -50,10 +50,13 @@ def _curves(records, metric: str, best_step, stop_step) -> str:
     values = [(r["step"], r[f"dev_{metric}"]) for r in evals if f"dev_{metric}" in r]
     if values:
         right.plot(*zip(*values), color=_DEV, marker="o", markersize=3, label=f"dev {metric}")
+        mark_steps(right, best_step, stop_step)
+        right.legend(frameon=False)
+    else:
+        right.text(0.5, 0.5, "no dev set", ha="center", va="center", transform=right.transAxes)
+        right.set_xticks([]), right.set_yticks([])
     right.set_xlabel("step")
     right.set_title(f"Dev {metric}")
-    mark_steps(right, best_step, stop_step)
-    right.legend(frameon=False)
     return to_svg(fig)
 
 
@@ -99,6 +102,7 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
     summary = [["run", str(run.path)], ["task", f"{task} ({state.get('problem', '-')})"],
                ["model", config.model.name], ["status", status.get("status", "unknown")],
                ["steps", f"{results.get('steps', status.get('step', '?'))} (best {best_step})"],
+               ["method", results.get("method") or "standard"],
                ["training time", f"{results.get('train_seconds', '?')} s"],
                ["dev", ", ".join(f"{k} {v:.4f}" for k, v in dev.items()) or "-"]]
     cov = (run.read_json("environment.json", default={}).get("data") or {}).get("coverage")
@@ -129,7 +133,8 @@ def _sizes(run: RunDir, results: dict[str, Any]) -> dict[str, Any]:
     saved = run.read_dev_outputs()
     labels = [str(ex["label"]) for ex in saved[0] if isinstance(ex.get("label"), (str, int))] if saved else []
     counts = Counter(labels)
-    return {"dev_rows": dev.get("rows"), "steps": results.get("steps"),
+    few_shot = results.get("method") == "few-shot"  # a fixed schedule of pair batches, not epochs of examples
+    return {"dev_rows": dev.get("rows"), "steps": None if few_shot else results.get("steps"),
             "majority": max(counts.values()) / len(labels) if labels else None}
 
 
@@ -141,6 +146,8 @@ def _dev_section(run: RunDir, config: RunConfig, state: dict[str, Any], results:
     task = get_task(config.task, state)
     if not task.has_report_view():
         return ""
+    if ((run.read_json("environment.json", default={}).get("data") or {}).get("dev") or {}).get("held_out"):
+        return '<p class="muted">This run had no dev set, so there is no view of the model on one.</p>'
     saved = run.read_dev_outputs()
     body = None
     if saved is not None:

@@ -18,8 +18,8 @@ from bertkit.tasks import TASKS
 __all__ = ["model_card", "write_model_card"]
 
 
-_HYPERPARAMETERS = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "weight_decay", "warmup_ratio",
-                    "scheduler", "seed", "precision", "freeze_embeddings", "packing")
+_HYPERPARAMETERS = ("method", "epochs", "max_steps", "lr", "batch_size", "grad_accum", "weight_decay",
+                    "warmup_ratio", "scheduler", "seed", "precision", "freeze_embeddings", "packing", "few_shot_pairs")
 _LIMITS = ("Its quality holds only for text like its training data (language, domain, length); the dev metrics "
            "above were measured on the dev set named here and will be lower on text unlike it. It inherits the "
            "biases of its base model and training data. It gives no calibrated certainty: scores are softmax or "
@@ -51,6 +51,9 @@ def model_card(run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> s
     if dev:
         lines += ["| metric | value |", "| --- | --- |"] + [f"| {k} | {float(v):.4f} |" for k, v in dev.items()]
         lines.append(f"\nSelected checkpoint: step {results.get('best_step')} of {results.get('steps')}.")
+    elif (env.get("data") or {}).get("dev", {}).get("held_out"):
+        lines.append("None: the run had no dev set (too few training examples to hold some out); every example "
+                     f"trained and the model of the last step (step {results.get('steps')}) is this one.")
     else:
         lines.append("Not recorded.")
     if extra:
@@ -89,7 +92,9 @@ def _data_lines(data: dict[str, Any]) -> list[str]:
     lines = []
     for name in ("train", "dev"):
         item = data.get(name) or {}
-        if item:
+        if item.get("held_out"):
+            lines.append(f"- {name}: {item['held_out']}")
+        elif item:
             where = item.get("path") or (f"split from train ({item.get('split_from_train')})"
                                          if "split_from_train" in item else "several files")
             sha = f", sha256 `{item['sha256'][:16]}…`" if item.get("sha256") else ""

@@ -150,8 +150,8 @@ def train_loop(
                 eval_start = time.perf_counter()
                 metrics = evaluate(model)
                 model.train()
-                value = metrics[task.primary_metric]
-                is_best = state.best_metric is None or sign * (value - state.best_metric) > 0
+                value = metrics.get(task.primary_metric)  # None without a dev set: the latest is kept
+                is_best = value is None or state.best_metric is None or sign * (value - state.best_metric) > 0
                 if is_best:
                     state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
                 else:

@@ -45,7 +45,7 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir) ->
     else:
         train_examples, dev_examples, fingerprints = _read_data(config, task, tokenizer)
         train_features = task_features(task, train_examples, tokenizer, config)
-    dev_features = task_features(task, dev_examples, tokenizer, config)
+    dev_features = task_features(task, dev_examples, tokenizer, config) if dev_examples else []
     fingerprints["coverage"] = coverage(train_examples if train_examples is not None else dev_examples, tokenizer)
     if fingerprints["coverage"]["unknown_share"] > UNKNOWN_WARNING:
         cov = fingerprints["coverage"]
@@ -56,6 +56,8 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir) ->
     return RunData(train_features, dev_examples, dev_features, fingerprints, train_examples)
 
 
+#: With no dev file, a training set smaller than this keeps all its examples (no dev split).
+NO_DEV_BELOW = 200
 #: Above this share of unknown tokens a run warns that the model cannot read its text.
 UNKNOWN_WARNING = 0.02
 
@@ -98,6 +100,15 @@ def _read_data(config: RunConfig, task: Task, tokenizer: Any) -> tuple[list[dict
             log.warning("data.dev %s is the training data (the same content as data.train): its scores will be "
                         "those of data the model learned, not of unseen data; give a separate dev file, or drop "
                         "data.dev to split one off", data.dev)
+    elif len(train_examples) < NO_DEV_BELOW:
+        # A split would hold fewer than 20 examples: too few to select a checkpoint or fit a calibration on,
+        # and a tenth of a small training set lost. Every example trains; the last step's model is kept.
+        log.info("no dev file and %d training examples: none held out (a split would hold fewer than %d, too few to "
+                 "select on); every example trains, the model of the last step is kept and the run has no dev "
+                 "figures: score it with bertkit evaluate RUN --data FILE (other labelled examples), or give data.dev",
+                 len(train_examples), round(NO_DEV_BELOW * data.dev_fraction))
+        dev_examples = []
+        fingerprints["dev"] = {"rows": 0, "held_out": "none (too few training examples to split a dev set off)"}
     else:
         # The split keeps the proportions of the task's stratification key (a class label), which the raw
         # examples carry; the task is fitted once, on what remains for training.

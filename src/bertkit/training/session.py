@@ -32,11 +32,13 @@ from bertkit.models import transfer
 from bertkit.models.fast_dropout import use_fast_dropout
 from bertkit.models.inference import predict_outputs
 from bertkit.models.init_source import InitSource, resolve_init
-from bertkit.models.loading import build_model, load_tokenizer, quiet_transformers, write_checksums
+from bertkit.models.loading import build_model, encoder_config, load_tokenizer, quiet_transformers, write_checksums
+from bertkit.models.pooling import append_mean_pooling, freeze_mean_pooling
 from bertkit.run_dir import MARKER, RunDir, dev_metrics, normal_permissions
 from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task, get_task
 from bertkit.training import checkpoint as ckpt
+from bertkit.training import few_shot
 from bertkit.training.distill import DistillationTask, attach_teacher_logits, teacher_logits, teacher_record
 from bertkit.training.loop import LoopState, plan_epoch, train_loop
 from bertkit.training.optim import build_optimizer, build_scheduler, count_steps
@@ -77,6 +79,8 @@ class RunContext:
     loop_task: Any  # the task as the loop sees it (wrapped for distillation)
     before_step: Callable[[int], None] | None = None  # gradual unfreezing
     state: LoopState = field(default_factory=LoopState)
+    method: str = "standard"  # "few-shot": contrastive pairs train, then the head is fitted on head_features
+    head_features: Any = None  # few-shot: the training examples' own features
 
     @property
     def pad_id(self) -> int:
@@ -143,8 +147,21 @@ def prepare(config: RunConfig) -> RunContext:
         if config.resume:
             _check_same_data(run, data.fingerprints)
         rt = Runtime(config.train.precision)
+        method = config.train.method
+        if method != "standard":
+            method = few_shot.choose_method(config, task, len(data.train_features), encoder_config(init.model))
+        head_features = None
+        if method == "few-shot":
+            few_shot.few_shot_defaults(config.train, len(data.train_features))
+            head_features = data.train_features
+            data.train_features = few_shot.make_pairs(head_features, config.train.few_shot_pairs, config.train.seed)
+            log.info("%s", few_shot.pairs_note(len(head_features), data.train_features))
+        config.train.method = method
         size_defaults(config.train, len(data.train_features), rt.num_processes)
-        ctx = _build_training(config, run, rt, task, tokenizer, data, init)
+        ctx = _build_training(config, run, rt, task, tokenizer, data, init, mean_pooling=method == "few-shot")
+        ctx.method, ctx.head_features = method, head_features
+        if method == "few-shot":
+            ctx.loop_task = few_shot.ContrastiveTask(task)
     except BaseException:
         run.unlock()
         _discard_unstarted(run, fresh)  # bad data or model: leave no run directory behind
@@ -163,14 +180,19 @@ def prepare(config: RunConfig) -> RunContext:
 
 
 def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tokenizer: Any, data: RunData,
-                    init: InitSource) -> RunContext:
-    """Model (with LoRA and frozen parts as configured), optimiser and schedule, prepared for the runtime."""
+                    init: InitSource, mean_pooling: bool = False) -> RunContext:
+    """Model (with LoRA and frozen parts as configured; the mean-pooling layer for the few-shot recipe),
+    optimiser and schedule, prepared for the runtime."""
     from transformers import set_seed
 
     set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
     mc, tc = config.model, config.train
     model, report = build_model(init.model, task, init=mc.init, parent=init.head_state, num_layers=mc.num_layers,
                                 allow_pickle=mc.allow_pickle)
+    if mean_pooling:
+        index = append_mean_pooling(model)
+        report["pooling"] = f"mean of the token states, by layer {index + 1} (fixed)"
+    freeze_mean_pooling(model)
     model, depths, n_layers, before_step = transfer.configure_training(model, mc, tc,
                                                                        train_head=task.lora_trains_head)
     optimizer = build_optimizer(model, tc, depths, n_layers)  # every parameter that trains now or later
@@ -202,6 +224,8 @@ def size_defaults(tc: TrainConfig, n_train: int, processes: int = 1) -> None:
     optimiser steps (a 48-example set otherwise trains for 3 steps and barely moves). The values land in the
     run's config.yaml, so the run reproduces; values given always win."""
     said = []
+    if tc.lr is None:
+        tc.lr = 5e-5
     if tc.batch_size is None:
         tc.batch_size = 32 if n_train >= 1000 else 16 if n_train >= 200 else 8
         if tc.batch_size != 32:
@@ -271,8 +295,10 @@ def _write_start(ctx: RunContext, init: InitSource) -> None:
     note = task.model_note(ctx.rt.unwrap(ctx.model))
     if note:
         log.info("%s", note)
-    log.info("training %s (%s) on %d examples, dev %d, %d steps, %s on %s; %s of %s parameters train", task.name,
-             task.state().get("problem", "-"), len(ctx.data.train_features), len(ctx.data.dev_features),
+    trains_on = (f"{len(ctx.head_features)} examples ({len(ctx.data.train_features)} pairs)" if ctx.method == "few-shot"
+                 else f"{len(ctx.data.train_features)} examples")
+    log.info("training %s (%s) on %s, dev %d, %d steps, %s on %s; %s of %s parameters train", task.name,
+             task.state().get("problem", "-"), trains_on, len(ctx.data.dev_features),
              ctx.total_steps, ctx.rt.precision, ctx.rt.device, f"{report['trainable']:,}", f"{report['parameters']:,}")
 
 
@@ -299,11 +325,21 @@ def dev_outputs(ctx: RunContext, model: torch.nn.Module, loss_out: list[float] |
 def evaluate_dev(ctx: RunContext, model: torch.nn.Module) -> dict[str, float]:
     """Dev loss and metrics at an evaluation of the loop. Decision parameters the run does not fix (a
     multi-label threshold) are tuned on these outputs first, as model selection then compares them."""
+    if not ctx.data.dev_examples:  # no dev set: the latest model is the selected one
+        return {}
     losses: list[float] = []
     outputs = dev_outputs(ctx, model, losses)
     ctx.task.tune(outputs, ctx.data.dev_examples)
     metrics = ctx.task.metrics(outputs, ctx.data.dev_examples)
     return {"loss": losses[0], **metrics} if losses else metrics  # a task that scores its own loss keeps it
+
+
+def _evaluate(ctx: RunContext, model: torch.nn.Module) -> dict[str, float]:
+    """An evaluation of the loop; the few-shot recipe fits its head on the training examples first (so the
+    checkpoint saved with it holds the head that was scored)."""
+    if ctx.method == "few-shot":
+        few_shot.fit_head(model, ctx.task, ctx.head_features, ctx.rt, ctx.pad_id)
+    return evaluate_dev(ctx, model)
 
 
 def train_events(config: RunConfig, *, progress: bool = True,
@@ -321,7 +357,7 @@ def train_events(config: RunConfig, *, progress: bool = True,
             trackers = Trackers(ctx.config, run, ctx.state.step)
         for event in train_loop(model=ctx.model, task=ctx.loop_task, features=ctx.data.train_features,
                                 cfg=ctx.config.train, rt=rt, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
-                                evaluate=lambda m: evaluate_dev(ctx, m), total_steps=ctx.total_steps,
+                                evaluate=lambda m: _evaluate(ctx, m), total_steps=ctx.total_steps,
                                 pad_id=ctx.pad_id, state=ctx.state, before_step=ctx.before_step):
             _record(ctx, event, bar)
             if trackers is not None:
@@ -369,7 +405,8 @@ def _record(ctx: RunContext, event: dict[str, Any], bar) -> None:
             run.append_metrics(event)
     elif kind == "eval":
         metrics = dev_metrics(event)
-        log.info("step %d dev %s%s", event["step"], metrics, " (best)" if event["is_best"] else "")
+        if metrics:
+            log.info("step %d dev %s%s", event["step"], metrics, " (best)" if event["is_best"] else "")
         if rt.is_main:
             run.append_metrics(event)
     elif kind == "save":
@@ -395,10 +432,14 @@ def finish(ctx: RunContext, train_seconds: float, before_complete: Callable[[Pat
         best = run.checkpoints / f"step-{state.best_step:08d}"
         if best.is_dir():
             ckpt.load_weights(model, best)
-    outputs = dev_outputs(ctx, ctx.model)
-    decisions = task.tune(outputs, examples)  # step 1: thresholds the run does not fix
-    metrics = task.metrics(outputs, examples)
-    calibration = task.calibrate(model, outputs, examples)  # step 2, every process: their models stay equal
+    if examples:
+        outputs = dev_outputs(ctx, ctx.model)
+        decisions = task.tune(outputs, examples)  # step 1: thresholds the run does not fix
+        metrics = task.metrics(outputs, examples)
+        calibration = task.calibrate(model, outputs, examples)  # step 2, every process: their models stay equal
+    else:
+        outputs, decisions, metrics = None, {}, {}
+        calibration = {"skipped": "no dev set"} if task.name == "classification" else {}
     if "skipped" in calibration:
         log.info("not calibrated: %s", calibration["skipped"])
     elif calibration:
@@ -407,19 +448,24 @@ def finish(ctx: RunContext, train_seconds: float, before_complete: Callable[[Pat
     if rt.is_main:
         run.write_json("labels.json", task.state())
         _save_model(run, model, ctx.tokenizer)
-        results = {"dev": metrics, "primary_metric": task.primary_metric, "best_step": state.best_step,
+        results = {"dev": metrics, "primary_metric": task.primary_metric, "method": ctx.method,
+                   "best_step": state.best_step,
                    "steps": state.step, "stopped_early": state.stopped_early,
                    "train_seconds": round(train_seconds, 2), **({"tuned": decisions} if decisions else {}),
                    **({"calibration": calibration} if calibration else {})}
-        predictions = task.postprocess(outputs, examples) if task.has_report_view() else None
-        run.write_dev_outputs(outputs, [task.example_record(ex) for ex in examples], predictions)
+        if examples:
+            predictions = task.postprocess(outputs, examples) if task.has_report_view() else None
+            run.write_dev_outputs(outputs, [task.example_record(ex) for ex in examples], predictions)
         run.write_json("results.json", results)
         if before_complete is not None:  # what belongs to a complete run (the model card): a failure here
             before_complete(run.path)    # leaves the run interrupted, to be finished with resume
         run.set_status("completed", step=state.step)
     rt.wait()
-    log.info("finished: dev %s (best step %s); model in %s", {k: round(v, 4) for k, v in metrics.items()},
-             state.best_step, run.model_dir)
+    if metrics:
+        log.info("finished: dev %s (best step %s); model in %s", {k: round(v, 4) for k, v in metrics.items()},
+                 state.best_step, run.model_dir)
+    else:
+        log.info("finished: no dev set, the model of step %d kept; model in %s", state.step, run.model_dir)
     return TrainResult(run.path, metrics, state.best_step, state.step, train_seconds, main_process=rt.is_main)
 
 
