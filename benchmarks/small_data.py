@@ -84,8 +84,8 @@ def run(name: str, spec: str, data: Path, seed: int, tmp: Path) -> dict:
 
 
 def coverage(data: Path) -> dict:
+    from bertkit.data.coverage import coverage as measure
     from bertkit.models.loading import embedded_model_dir, load_tokenizer
-    from bertkit.training.run_data import coverage as measure
 
     with gzip.open(data / "zh_sentiment" / "train.csv.gz", "rt", encoding="utf-8") as fh:
         rows = [{"text": r["text"]} for r, _ in zip(csv.DictReader(fh), range(2000))]

@@ -101,3 +101,17 @@ def test_every_kind_of_task_file_names_where_its_rows_came_from(tmp_path):
                      encoding="utf-8")
     (questions,) = iter_rows(squad, "squad", DataConfig())
     assert questions.where(0) == f"{squad}:1" and questions.rows[0]["id"] == "a" and "where" not in questions.rows[0]
+
+
+@pytest.mark.parametrize("name,fmt", [("gb.csv", "csv"), ("gb.jsonl", "jsonl")])
+def test_gb18030_files_read_with_their_encoding_and_the_utf8_error_names_it(tmp_path, name, fmt):
+    rows = [{"text": "这部电影很好看，演员也不错", "label": "正面"}, {"text": "剧情糟糕，非常无聊", "label": "负面"}]
+    if fmt == "csv":
+        content = "text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows)
+    else:
+        content = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    path = tmp_path / name
+    path.write_bytes(content.encode("gb18030"))
+    assert read_table(path, encoding="gb18030").rows == rows
+    with pytest.raises(DataError, match=r"not valid utf-8.*data.encoding gb18030 \(--encoding gb18030\)"):
+        read_table(path)

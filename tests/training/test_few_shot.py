@@ -214,16 +214,19 @@ def test_small_training_files_keep_every_example_and_larger_ones_split(tiny_mode
     from bertkit.api import train
     from bertkit.run_dir import RunDir
 
-    for n, expect_dev in ((60, 0), (260, 26)):
-        folder = tmp_path / str(n)
+    # 200 examples for the standard method; 500 for the few-shot recipe, whose split would only give a figure
+    # (nothing to select) on too few examples to calibrate on.
+    for n, method, expect_dev in ((60, "standard", 0), (260, "standard", 26), (260, "auto", 0), (520, "few-shot", 52)):
+        folder = tmp_path / f"{n}-{method}"
         folder.mkdir()
         train_file = write_csv(folder / "train.csv", ["text", "sentiment"], toy_sentiment(n, seed=n))
         cfg = tiny_config(tiny_model_dir, train_file, None, folder / "run", **{
-            "train.max_steps": 4, "train.eval_every": None, "train.method": "standard"})
+            "train.max_steps": 4, "train.eval_every": None, "train.method": method})
         result = train(cfg, progress=False)
-        dev = RunDir(result.run_dir).read_json("environment.json")["data"]["dev"]
-        assert dev["rows"] == expect_dev
+        run = RunDir(result.run_dir)
+        assert run.read_json("environment.json")["data"]["dev"]["rows"] == expect_dev
         assert bool(result.metrics) == bool(expect_dev)
+        assert run.load_config().train.method == ("standard" if method == "standard" else "few-shot")
 
 
 def test_a_multi_label_few_shot_run_tunes_its_threshold_on_dev(tiny_model_dir, tmp_path):

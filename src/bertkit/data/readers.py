@@ -171,10 +171,24 @@ def _decode_error(path: Path, codec: str) -> DataError:
             line += block.count(b"\n")
         else:
             bad = b""
+    hint = "set data.encoding (for example latin-1)"
+    if codec != "gb18030" and _reads_as_chinese(path):
+        hint = "set data.encoding gb18030 (--encoding gb18030): the file reads as Chinese text in GB18030"
     return DataError(
         f"{path}:{line}: bytes that are not valid {codec.removesuffix('-sig')} ({bad!r}); "
-        "save the file as UTF-8 or set data.encoding (for example latin-1)"
+        f"save the file as UTF-8 or {hint}"
     )
+
+
+def _reads_as_chinese(path: Path, size: int = 1 << 16) -> bool:
+    """Whether the start of a file decodes as GB18030 (GBK, GB2312) into text with Chinese characters."""
+    with _open_binary(path) as fh:
+        head = fh.read(size)
+    try:
+        text = codecs.getincrementaldecoder("gb18030")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
 def read_text(path: Path, encoding: str) -> str:

@@ -5,11 +5,13 @@ The same object backs `bertkit predict`, `bertkit evaluate` and (later) the HTTP
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bertkit.config import DataConfig, RunConfig
+from bertkit.data.coverage import coverage, far_above
 from bertkit.data.readers import check_inputs_text
 from bertkit.data.task_files import read_examples
 from bertkit.errors import ConfigError, ModelLoadError
@@ -24,10 +26,13 @@ from bertkit.tasks.base import Task, get_task
 
 __all__ = ["Predictor"]
 
+log = logging.getLogger("bertkit")
+
 
 class Predictor:
     def __init__(self, model: Any, tokenizer: Any, task: Task, config: RunConfig, rt: Runtime) -> None:
         self.model, self.tokenizer, self.task, self.config, self.rt = model, tokenizer, task, config, rt
+        self.training_coverage: dict[str, Any] | None = None  # the run's, from its environment.json
         self.model.eval()
 
     @classmethod
@@ -51,7 +56,9 @@ class Predictor:
             model, precision = quantize_dynamic_int8(model, quantize), "fp32"
         rt = Runtime(precision, cpu=True if quantize else None)
         tokenizer = load_tokenizer(str(run.model_dir))
-        return cls(model.to(rt.device), tokenizer, task, config, rt)
+        predictor = cls(model.to(rt.device), tokenizer, task, config, rt)
+        predictor.training_coverage = (run.read_json("environment.json", default={}).get("data") or {}).get("coverage")
+        return predictor
 
     @classmethod
     def from_export(cls, folder: str | Path) -> Predictor:
@@ -84,7 +91,20 @@ class Predictor:
         examples = read_examples(self.task, path, data_cfg, self.tokenizer, with_labels=with_labels)
         if with_labels:
             self.task.check_examples(examples, str(path))
+        self.check_coverage(examples, str(path))
         return examples, data_cfg
+
+    def check_coverage(self, examples: Sequence[dict[str, Any]], source: str) -> dict[str, Any]:
+        """Measure how much of the inputs' text the tokenizer knows, and warn (one line) when the share of
+        unknown tokens is far above that of the training data (`training_coverage`, from the run)."""
+        cov = coverage(list(examples), self.tokenizer)
+        trained = (self.training_coverage or {}).get("unknown_share")
+        if far_above(cov["unknown_share"], trained):
+            than = f"training's {100 * trained:.1f}%" if trained is not None else "what the model was trained on"
+            log.warning("%s: the tokenizer does not know %.1f%% of the tokens (%s), most often %s: the model reads "
+                        "this text worse than its training data, and its predictions will be poorer",
+                        source, 100 * cov["unknown_share"], than, " ".join(cov["top_unknown"][:10]))
+        return cov
 
     def outputs(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None) -> Any:
         features = self.task.preprocess(examples, self.tokenizer, data_cfg or self.config.data, with_labels=False)

@@ -109,6 +109,9 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
     if cov:
         summary.append(["unknown tokens", f"{100 * cov['unknown_share']:.1f} % of the training text"
                         + (f" (most often: {' '.join(cov['top_unknown'][:10])})" if cov["top_unknown"] else "")])
+        if cov.get("normalised_away"):
+            summary.append(["normalised away", f"{100 * cov['normalised_away']:.1f} % of the training characters "
+                            f"(most often: {' '.join(cov.get('top_normalised', [])[:10])})"])
     body = [f"<h1>bertkit run report: {html.escape(run.path.name)}</h1>", html_table(None, summary, "summary")]
     if records:
         body.append("<h2>Learning curves</h2>" + plot_block(_curves(records, metric, best_step, stop_step)))

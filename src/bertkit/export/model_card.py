@@ -103,6 +103,9 @@ def _data_lines(data: dict[str, Any]) -> list[str]:
     if cov:
         lines.append(f"- tokens the tokenizer does not know ({cov.get('tokens', '?')} counted): "
                      f"{100 * cov['unknown_share']:.1f} %")
+        if cov.get("normalised_away"):
+            lines.append("- characters the tokenizer's normaliser removes or replaces: "
+                         f"{100 * cov['normalised_away']:.1f} %")
     return lines
 
 

@@ -42,13 +42,17 @@ log = logging.getLogger("bertkit")
 
 #: `train.method auto` takes the few-shot recipe below this many training examples per class.
 FEW_SHOT_BELOW = 150
+#: With no dev file, a few-shot run below this many training examples holds none out (its split would be under
+#: 50: nothing to select, too few to calibrate on).
+FEW_SHOT_NO_DEV_BELOW = 500
 #: Rounds of pair drawing (SetFit's default num_iterations), and the most pairs a run draws.
 ROUNDS, MAX_PAIRS = 20, 8000
 
 
-def choose_method(config: RunConfig, task: Task, n_train: int, model_config: Any) -> str:
+def choose_method(config: RunConfig, task: Task, n_train: int, model_config: Any, *, quiet: bool = False) -> str:
     """Resolve `train.method` ("auto", "standard" or "few-shot") for this run's task, data and model, with one
-    log line when auto decides; an explicit few-shot the run cannot take is refused, naming why."""
+    log line when auto decides (none when `quiet`); an explicit few-shot the run cannot take is refused,
+    naming why."""
     tc, wanted = config.train, config.train.method
     if wanted == "standard":
         return wanted
@@ -72,12 +76,14 @@ def choose_method(config: RunConfig, task: Task, n_train: int, model_config: Any
     if per_class >= FEW_SHOT_BELOW:
         return "standard"
     if reasons:
-        log.info("%d training examples (%.0f per class): the few-shot recipe would suit them, but %s; training the "
-                 "standard way", n_train, per_class, reasons[0])
+        if not quiet:
+            log.info("%d training examples (%.0f per class): the few-shot recipe would suit them, but %s; training the "
+                     "standard way", n_train, per_class, reasons[0])
         return "standard"
-    log.info("%d training examples (%.0f per class, fewer than %d): the few-shot recipe (contrastive pairs, then a "
-             "logistic-regression head); set train.method standard to fine-tune the usual way", n_train, per_class,
-             FEW_SHOT_BELOW)
+    if not quiet:
+        log.info("%d training examples (%.0f per class, fewer than %d): the few-shot recipe (contrastive pairs, then a "
+                 "logistic-regression head); set train.method standard to fine-tune the usual way", n_train,
+                 per_class, FEW_SHOT_BELOW)
     return "few-shot"
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bertkit.config import RunConfig
 from bertkit.data.cache import cache_root, cached_features, data_fingerprint, fingerprint
+from bertkit.data.coverage import UNKNOWN_WARNING, coverage
 from bertkit.data.feature_store import FeatureStore, FeatureWriter
 from bertkit.data.splits import stratified_split
 from bertkit.data.task_files import iter_examples, read_examples
@@ -19,7 +21,7 @@ from bertkit.models.loading import max_positions
 from bertkit.run_dir import RunDir, atomic_write_text
 from bertkit.tasks.base import Task
 
-__all__ = ["RunData", "load_run_data", "task_features", "fit_max_length", "STREAM_FOLDER"]
+__all__ = ["RunData", "load_run_data", "task_features", "fit_max_length", "STREAM_FOLDER", "coverage"]
 
 log = logging.getLogger("bertkit")
 STREAM_FOLDER = "stream-features"  # streamed features of a run, when the tokenisation cache is off
@@ -37,13 +39,15 @@ class RunData:
     train_examples: list[dict[str, Any]] | None
 
 
-def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir) -> RunData:
-    """Read, check and tokenise the run's data; the task is fitted on the training examples."""
+def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir,
+                  keep_all_below: Callable[[list[dict[str, Any]]], int] | None = None) -> RunData:
+    """Read, check and tokenise the run's data; the task is fitted on the training examples. With no dev file,
+    a training set smaller than `keep_all_below(examples)` (default `NO_DEV_BELOW`) keeps all its examples."""
     if config.data.stream:
         train_features, dev_examples, fingerprints = _streamed_data(config, task, tokenizer, run)
         train_examples = None
     else:
-        train_examples, dev_examples, fingerprints = _read_data(config, task, tokenizer)
+        train_examples, dev_examples, fingerprints = _read_data(config, task, tokenizer, keep_all_below)
         train_features = task_features(task, train_examples, tokenizer, config)
     dev_features = task_features(task, dev_examples, tokenizer, config) if dev_examples else []
     fingerprints["coverage"] = coverage(train_examples if train_examples is not None else dev_examples, tokenizer)
@@ -53,44 +57,24 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir) ->
                     "model cannot read much of this text; use a model whose vocabulary covers the language (a "
                     "local folder, --model DIR)", config.model.name, 100 * cov["unknown_share"],
                     tokenizer.unk_token, " ".join(cov["top_unknown"][:10]))
+    if fingerprints["coverage"]["normalised_away"] > UNKNOWN_WARNING:
+        cov = fingerprints["coverage"]
+        log.warning("the tokenizer of %s removes or replaces %.1f%% of the training characters before it reads them "
+                    "(most often %s; accents stripped, control characters dropped): the model never sees that "
+                    "distinction; if it matters, use a model whose tokenizer keeps them (a cased or multilingual "
+                    "one, --model DIR)", config.model.name, 100 * cov["normalised_away"],
+                    " ".join(cov["top_normalised"][:10]))
     return RunData(train_features, dev_examples, dev_features, fingerprints, train_examples)
 
 
 #: With no dev file, a training set smaller than this keeps all its examples (no dev split).
 NO_DEV_BELOW = 200
-#: Above this share of unknown tokens a run warns that the model cannot read its text.
-UNKNOWN_WARNING = 0.02
-
-
-def coverage(examples: list[dict[str, Any]], tokenizer: Any, sample: int = 2000) -> dict[str, Any]:
-    """How much of the examples' text the tokenizer knows: the share of tokens it maps to its unknown token and
-    the text most often behind them, over up to `sample` examples (their string fields and token lists)."""
-    from collections import Counter
-
-    texts = []
-    for ex in examples[:sample]:
-        for key, value in ex.items():
-            if key == "where":
-                continue
-            if isinstance(value, str):
-                texts.append(value)
-            elif isinstance(value, list) and value and all(isinstance(v, str) for v in value) and key == "tokens":
-                texts.append(" ".join(value))
-    if not texts or tokenizer.unk_token_id is None:
-        return {"unknown_share": 0.0, "tokens": 0, "top_unknown": []}
-    tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True  # only counted
-    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    unknown, total = Counter(), 0
-    for text, ids, offsets in zip(texts, enc["input_ids"], enc["offset_mapping"]):
-        total += len(ids)
-        unknown.update(text[s:e] for i, (s, e) in zip(ids, offsets) if i == tokenizer.unk_token_id)
-    share = sum(unknown.values()) / total if total else 0.0
-    return {"unknown_share": round(share, 4), "tokens": total, "top_unknown": [t for t, _ in unknown.most_common(20)]}
-
-
-def _read_data(config: RunConfig, task: Task, tokenizer: Any) -> tuple[list[dict], list[dict], dict[str, Any]]:
+def _read_data(config: RunConfig, task: Task, tokenizer: Any,
+               keep_all_below: Callable[[list[dict[str, Any]]], int] | None
+               ) -> tuple[list[dict], list[dict], dict[str, Any]]:
     data = config.data
     train_examples = read_examples(task, data.train, data, tokenizer)
+    limit = keep_all_below(train_examples) if keep_all_below is not None and not data.dev else NO_DEV_BELOW
     fingerprints = {"train": {**data_fingerprint(data.train), "rows": len(train_examples)}}
     if data.dev:
         dev_examples = read_examples(task, data.dev, data, tokenizer)
@@ -100,13 +84,15 @@ def _read_data(config: RunConfig, task: Task, tokenizer: Any) -> tuple[list[dict
             log.warning("data.dev %s is the training data (the same content as data.train): its scores will be "
                         "those of data the model learned, not of unseen data; give a separate dev file, or drop "
                         "data.dev to split one off", data.dev)
-    elif len(train_examples) < NO_DEV_BELOW:
-        # A split would hold fewer than 20 examples: too few to select a checkpoint or fit a calibration on,
-        # and a tenth of a small training set lost. Every example trains; the last step's model is kept.
-        log.info("no dev file and %d training examples: none held out (a split would hold fewer than %d, too few to "
-                 "select on); every example trains, the model of the last step is kept and the run has no dev "
+    elif len(train_examples) < limit:
+        # A split would be too small to select a checkpoint on (fewer than 20 examples), or, for the few-shot
+        # recipe, which selects nothing, to calibrate on (fewer than 50): a tenth of a small training set lost
+        # for a noisy figure. Every example trains; the last step's model is kept.
+        log.info("no dev file and %d training examples: none held out (a split would hold fewer than %d, too few "
+                 "to %s); every example trains, the model of the last step is kept and the run has no dev "
                  "figures: score it with bertkit evaluate RUN --data FILE (other labelled examples), or give data.dev",
-                 len(train_examples), round(NO_DEV_BELOW * data.dev_fraction))
+                 len(train_examples), round(limit * data.dev_fraction),
+                 "select on" if limit == NO_DEV_BELOW else "calibrate on, and the few-shot recipe selects nothing")
         dev_examples = []
         fingerprints["dev"] = {"rows": 0, "held_out": "none (too few training examples to split a dev set off)"}
     else:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from bertkit.config import RunConfig, TrainConfig, flatten
-from bertkit.errors import CheckpointError, ConfigError
+from bertkit.errors import BertkitError, CheckpointError, ConfigError
 from bertkit.models import transfer
 from bertkit.models.fast_dropout import use_fast_dropout
 from bertkit.models.inference import predict_outputs
@@ -42,7 +42,7 @@ from bertkit.training import few_shot
 from bertkit.training.distill import DistillationTask, attach_teacher_logits, teacher_logits, teacher_record
 from bertkit.training.loop import LoopState, plan_epoch, train_loop
 from bertkit.training.optim import build_optimizer, build_scheduler, count_steps
-from bertkit.training.run_data import STREAM_FOLDER, RunData, fit_max_length, load_run_data
+from bertkit.training.run_data import NO_DEV_BELOW, STREAM_FOLDER, RunData, fit_max_length, load_run_data
 from bertkit.training.tracking import Trackers
 from bertkit.training.tracking import check_available as check_trackers
 
@@ -143,13 +143,14 @@ def prepare(config: RunConfig) -> RunContext:
         init = resolve_init(config)
         tokenizer = load_tokenizer(init.model)
         fit_max_length(config, task, init.model)
-        data = load_run_data(config, task, tokenizer, run)
+        model_config = encoder_config(init.model)
+        data = load_run_data(config, task, tokenizer, run, _keep_all_below(config, model_config))
         if config.resume:
             _check_same_data(run, data.fingerprints)
         rt = Runtime(config.train.precision)
         method = config.train.method
         if method != "standard":
-            method = few_shot.choose_method(config, task, len(data.train_features), encoder_config(init.model))
+            method = few_shot.choose_method(config, task, len(data.train_features), model_config)
         head_features = None
         if method == "few-shot":
             few_shot.few_shot_defaults(config.train, len(data.train_features))
@@ -177,6 +178,24 @@ def prepare(config: RunConfig) -> RunContext:
     _restore(ctx)
     _write_start(ctx, init)
     return ctx
+
+
+def _keep_all_below(config: RunConfig, model_config: Any) -> Callable[[list[dict[str, Any]]], int]:
+    """The training-set size below which a run with no dev file holds none out: 200, or 500 when the run will
+    take the few-shot recipe (its split would only give a figure under 50 examples: no selection to make,
+    too few to calibrate on)."""
+    def keep_all_below(examples: list[dict[str, Any]]) -> int:
+        if config.train.method == "standard" or config.task.name != "classification":
+            return NO_DEV_BELOW
+        probe = get_task(config.task)
+        try:
+            probe.fit(examples)
+            method = few_shot.choose_method(config, probe, len(examples), model_config, quiet=True)
+        except BertkitError:  # the run's own checks say it when they come to it
+            return NO_DEV_BELOW
+        return few_shot.FEW_SHOT_NO_DEV_BELOW if method == "few-shot" else NO_DEV_BELOW
+
+    return keep_all_below
 
 
 def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tokenizer: Any, data: RunData,
