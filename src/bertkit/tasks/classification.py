@@ -31,7 +31,7 @@ from bertkit.tasks.encoder import (
     supports_first_token_path,
 )
 
-__all__ = ["ClassificationTask", "ClassificationConfig"]
+__all__ = ["ClassificationTask", "ClassificationConfig", "output_layer"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ClassificationConfig(TaskConfig):
     threshold: float | None = option(None, "multi-label decision threshold; tuned on dev when unset")
 
 
-def _output_layer(model: torch.nn.Module, n_labels: int) -> torch.nn.Linear | None:
+def output_layer(model: torch.nn.Module, n_labels: int) -> torch.nn.Linear | None:
     """The linear layer whose outputs are the logits (the trained copy when LoRA wraps the head), or None
     when there is not exactly one."""
     found = [m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m.out_features == n_labels
@@ -316,7 +316,7 @@ class ClassificationTask(Task):
         return self.kind.tune(self, logits, list(examples))
 
     def calibrate(self, model: torch.nn.Module, logits: np.ndarray, examples) -> dict[str, Any]:
-        return self.kind.calibrate(self, _output_layer(model, len(self.labels)), logits, list(examples))
+        return self.kind.calibrate(self, output_layer(model, len(self.labels)), logits, list(examples))
 
     def report_view(self, dev: DevData) -> str | None:
         if "outputs" not in dev.arrays:

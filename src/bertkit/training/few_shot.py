@@ -33,6 +33,7 @@ from bertkit.errors import ConfigError
 from bertkit.models.pooling import mean_pooling_unsupported
 from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task, takes_token_types
+from bertkit.tasks.classification import output_layer
 
 __all__ = ["ContrastiveTask", "choose_method", "fit_head", "logistic_regression", "make_pairs", "few_shot_defaults",
            "FEW_SHOT_BELOW",
@@ -118,8 +119,9 @@ def make_pairs(features: Sequence[dict[str, Any]], per_example: int | None, seed
     a resumed run draws the same pairs."""
     n = len(features)
     rng = np.random.default_rng(seed)
-    labels = np.zeros((n, 1 + max(max(s) for s in _label_sets(features) if s) if n else 1), dtype=bool)
-    for i, label_set in enumerate(_label_sets(features)):
+    sets = _label_sets(features)
+    labels = np.zeros((n, 1 + max((max(s) for s in sets if s), default=0)), dtype=bool)
+    for i, label_set in enumerate(sets):
         labels[i, list(label_set)] = True
     if n * (n + 1) // 2 <= 1_000_000:
         first, second = np.triu_indices(n)
@@ -200,20 +202,19 @@ class ContrastiveTask:
         return F.mse_loss(F.cosine_similarity(first, second, dim=-1), targets.to(pooled.dtype))
 
 
-def output_layer(model: torch.nn.Module, n_labels: int) -> torch.nn.Linear:
-    """The linear layer that gives the logits of a sequence classifier."""
-    net = model.get_base_model() if hasattr(model, "get_base_model") else model
-    head = net.classifier
-    if isinstance(head, torch.nn.Linear):
-        return head
-    return head.out_proj  # RoBERTa and ELECTRA classification heads
+def _head_layer(model: torch.nn.Module, task: Task) -> torch.nn.Linear:
+    layer = output_layer(model, len(task.labels))  # the one calibration folds its temperature into
+    if layer is None:
+        raise ConfigError("train.method few-shot: the model has no single classifier output layer to fit; set "
+                          "train.method standard")
+    return layer
 
 
 def head_inputs(model: torch.nn.Module, task: Task, features: Sequence[dict[str, Any]], rt: Runtime, pad_id: int,
                 batch_size: int = 64) -> np.ndarray:
     """(N, H) inputs of the output layer for `features`, in their order (the model in eval mode)."""
     net = rt.unwrap(model)
-    layer = output_layer(net, len(task.labels))
+    layer = _head_layer(net, task)
     seen: list[torch.Tensor] = []
     hook = layer.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().float().cpu()))
     was_training = model.training
@@ -268,7 +269,7 @@ def fit_head(model: torch.nn.Module, task: Task, features: Sequence[dict[str, An
     y = np.asarray([f["label"] for f in features])
     weight, bias = logistic_regression(z, y, multi_label=multi, n_labels=len(task.labels),
                                        class_weights=task.class_weights)
-    layer = output_layer(rt.unwrap(model), len(task.labels))
+    layer = _head_layer(rt.unwrap(model), task)
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(weight).to(layer.weight.dtype))
         layer.bias.copy_(torch.from_numpy(bias).to(layer.bias.dtype))
