@@ -404,6 +404,9 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
             init = item.get("init") or {}
             if init.get("layers_kept"):
                 extras += f", layers {init['layers_kept']} of its parent"
+            if init.get("vocabulary"):
+                added = init["vocabulary"].get("tokens") or []
+                extras += f", +{len(added)} tokens ({' '.join(added[:8])}{' ...' if len(added) > 8 else ''})"
             print(f"{lead}{item['run']}  [{item['task']}/{item['problem']}, {item['status']}{extras}]")
             print(f"{'  ' * depth}   data {data.get('path', '?')} ({data.get('rows', '?')} rows, {sha}){score}; "
                   f"head {init.get('head', '?')}")

@@ -86,6 +86,12 @@ class ModelConfig:
                            "architecture (query and value for BERT)")
     allow_pickle: bool = _f(False, "load weights from pickle files (pytorch_model.bin) when a model has no "
                             "safetensors; unpickling can run code: only for sources you trust")
+    extend_vocab: bool = _f(False, "add the characters the tokenizer cannot represent in the training text (seen "
+                            "at least extend_vocab_min_count times) as new tokens, their embeddings started from "
+                            "what the model knows; pre-train on the text (bertkit pretrain) so they are learned")
+    extend_vocab_min_count: int = _f(3, "the fewest times a character must occur to be added by extend_vocab")
+    extend_vocab_list: str | None = _f(None, "a UTF-8 file of tokens to add, one per line, instead of those "
+                                       "extend_vocab finds")
 
     def __post_init__(self) -> None:
         if self.lora_r < 0:
@@ -94,6 +100,12 @@ class ModelConfig:
             raise ConfigError(f"model.num_layers must be at least 1 when set, got {self.num_layers}")
         if self.init == "random" and self.init_from:
             raise ConfigError("model.init=random and model.init_from exclude each other; drop one")
+        if self.extend_vocab_min_count < 1:
+            raise ConfigError(f"model.extend_vocab_min_count must be at least 1, got {self.extend_vocab_min_count}")
+        if (self.extend_vocab or self.extend_vocab_list) and self.lora_r:
+            raise ConfigError("model.extend_vocab adds embeddings that must train, and LoRA keeps the embeddings "
+                              "frozen; extend the vocabulary in a run without LoRA (bertkit pretrain), then start "
+                              "the LoRA run from it with model.init_from")
 
 
 @dataclass

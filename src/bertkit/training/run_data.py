@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bertkit.config import RunConfig
 from bertkit.data.cache import cache_root, cached_features, data_fingerprint, fingerprint
-from bertkit.data.coverage import UNKNOWN_WARNING, coverage
+from bertkit.data.coverage import UNKNOWN_WARNING, coverage, example_texts
 from bertkit.data.feature_store import FeatureStore, FeatureWriter
 from bertkit.data.splits import stratified_split
 from bertkit.data.task_files import iter_examples, read_examples
 from bertkit.errors import ConfigError
+from bertkit.models import vocab
 from bertkit.models.loading import max_positions
 from bertkit.run_dir import RunDir, atomic_write_text
 from bertkit.tasks.base import Task
@@ -30,24 +31,37 @@ STREAM_FOLDER = "stream-features"  # streamed features of a run, when the tokeni
 @dataclass
 class RunData:
     """Training features (a list, or a `FeatureStore` when streamed), dev examples and features, and the
-    fingerprints of the files they came from. `train_examples` is None for a streamed file."""
+    fingerprints of the files they came from. `train_examples` is None for a streamed file. With
+    model.extend_vocab, `tokenizer` is the extended tokenizer the features were made with and `added_tokens`
+    what it added (the model is resized to match); else the tokenizer given and []."""
 
     train_features: Any
     dev_examples: list[dict[str, Any]]
     dev_features: list[dict[str, Any]]
     fingerprints: dict[str, Any]
     train_examples: list[dict[str, Any]] | None
+    tokenizer: Any = None
+    added_tokens: list[str] = field(default_factory=list)
 
 
 def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir,
                   keep_all_below: Callable[[list[dict[str, Any]]], int] | None = None) -> RunData:
     """Read, check and tokenise the run's data; the task is fitted on the training examples. With no dev file,
     a training set smaller than `keep_all_below(examples)` (default `NO_DEV_BELOW`) keeps all its examples."""
+    extend = bool(config.model.extend_vocab or config.model.extend_vocab_list)
     if config.data.stream:
+        if extend:
+            raise ConfigError("model.extend_vocab needs the whole training text before tokenising, and data.stream "
+                              "reads it in chunks; extend the vocabulary in a run without data.stream (bertkit "
+                              "pretrain on a sample of the text), then start from it with model.init_from")
         train_features, dev_examples, fingerprints = _streamed_data(config, task, tokenizer, run)
         train_examples = None
     else:
         train_examples, dev_examples, fingerprints = _read_data(config, task, tokenizer, keep_all_below)
+    added: list[str] = []
+    if extend:
+        tokenizer, added, fingerprints["vocabulary"] = _extend_vocab(config, tokenizer, train_examples)
+    if train_examples is not None:
         train_features = task_features(task, train_examples, tokenizer, config)
     dev_features = task_features(task, dev_examples, tokenizer, config) if dev_examples else []
     fingerprints["coverage"] = coverage(train_examples if train_examples is not None else dev_examples, tokenizer)
@@ -64,7 +78,32 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir,
                     "distinction; if it matters, use a model whose tokenizer keeps them (a cased or multilingual "
                     "one, --model DIR)", config.model.name, 100 * cov["normalised_away"],
                     " ".join(cov["top_normalised"][:10]))
-    return RunData(train_features, dev_examples, dev_features, fingerprints, train_examples)
+    return RunData(train_features, dev_examples, dev_features, fingerprints, train_examples, tokenizer, added)
+
+
+def _extend_vocab(config: RunConfig, tokenizer: Any, train_examples: list[dict[str, Any]]
+                  ) -> tuple[Any, list[str], dict[str, Any]]:
+    """The tokenizer with the training text's unknown characters (or model.extend_vocab_list) added, the
+    added tokens, and a record of what changed (for environment.json)."""
+    mc = config.model
+    texts = example_texts(train_examples, sample=len(train_examples))
+    before = coverage(train_examples, tokenizer)["unknown_share"]
+    wanted = (vocab.read_token_list(mc.extend_vocab_list) if mc.extend_vocab_list
+              else vocab.new_tokens(texts, tokenizer, mc.extend_vocab_min_count))
+    extended, added = vocab.extend_tokenizer(tokenizer, wanted) if wanted else (tokenizer, [])
+    after = coverage(train_examples, extended)["unknown_share"]
+    source = mc.extend_vocab_list or f"the training text, characters seen at least {mc.extend_vocab_min_count} times"
+    if added:
+        log.info("vocabulary: %d tokens added from %s (%s%s); unknown tokens %.1f%% -> %.1f%% of the training text; "
+                 "their embeddings start from what the model knows, so pre-train on the text (bertkit pretrain) "
+                 "before fine-tuning", len(added), source, " ".join(added[:10]), " ..." if len(added) > 10 else "",
+                 100 * before, 100 * after)
+    else:
+        log.info("vocabulary: nothing to add (%s): the tokenizer represents %s", source,
+                 "every listed token already" if mc.extend_vocab_list else "the training text")
+    record = {"added": len(added), "source": source, "unknown_share_before": before, "unknown_share_after": after,
+              "vocab_size": len(extended)}
+    return extended, added, record
 
 
 #: With no dev file, a training set smaller than this keeps all its examples (no dev split).

@@ -34,6 +34,7 @@ from bertkit.models.inference import predict_outputs
 from bertkit.models.init_source import InitSource, resolve_init
 from bertkit.models.loading import build_model, encoder_config, load_tokenizer, quiet_transformers, write_checksums
 from bertkit.models.pooling import append_mean_pooling, freeze_mean_pooling
+from bertkit.models.vocab import init_new_embeddings
 from bertkit.run_dir import MARKER, RunDir, dev_metrics, normal_permissions
 from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task, get_task
@@ -144,7 +145,10 @@ def prepare(config: RunConfig) -> RunContext:
         tokenizer = load_tokenizer(init.model)
         fit_max_length(config, task, init.model)
         model_config = encoder_config(init.model)
+        _check_extend_vocab(config)
+        base_tokenizer = tokenizer
         data = load_run_data(config, task, tokenizer, run, _keep_all_below(config, model_config))
+        tokenizer = data.tokenizer
         if config.resume:
             _check_same_data(run, data.fingerprints)
         rt = Runtime(config.train.precision)
@@ -159,7 +163,8 @@ def prepare(config: RunConfig) -> RunContext:
             log.info("%s", few_shot.pairs_note(len(head_features), data.train_features))
         config.train.method = method
         size_defaults(config.train, len(data.train_features), rt.num_processes)
-        ctx = _build_training(config, run, rt, task, tokenizer, data, init, mean_pooling=method == "few-shot")
+        ctx = _build_training(config, run, rt, task, tokenizer, data, init, mean_pooling=method == "few-shot",
+                              base_tokenizer=base_tokenizer)
         ctx.method, ctx.head_features = method, head_features
         if method == "few-shot":
             ctx.loop_task = few_shot.ContrastiveTask(task)
@@ -178,6 +183,20 @@ def prepare(config: RunConfig) -> RunContext:
     _restore(ctx)
     _write_start(ctx, init)
     return ctx
+
+
+def _check_extend_vocab(config: RunConfig) -> None:
+    """model.extend_vocab adds embeddings that must learn: refused with settings that keep them fixed."""
+    if not (config.model.extend_vocab or config.model.extend_vocab_list):
+        return
+    tc = config.train
+    if tc.freeze_embeddings or tc.freeze_layers:
+        raise ConfigError("model.extend_vocab adds word embeddings that must train, and train.freeze_embeddings / "
+                          "train.freeze_layers keep them fixed; drop those settings for this run")
+    if tc.distill_from:
+        raise ConfigError("model.extend_vocab changes the tokenizer, and the teacher of train.distill_from reads "
+                          "the old one; extend the vocabulary in a run of its own (bertkit pretrain), then "
+                          "distil into a run started from it")
 
 
 def _keep_all_below(config: RunConfig, model_config: Any) -> Callable[[list[dict[str, Any]]], int]:
@@ -199,15 +218,21 @@ def _keep_all_below(config: RunConfig, model_config: Any) -> Callable[[list[dict
 
 
 def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tokenizer: Any, data: RunData,
-                    init: InitSource, mean_pooling: bool = False) -> RunContext:
-    """Model (with LoRA and frozen parts as configured; the mean-pooling layer for the few-shot recipe),
-    optimiser and schedule, prepared for the runtime."""
+                    init: InitSource, mean_pooling: bool = False, base_tokenizer: Any = None) -> RunContext:
+    """Model (resized for the tokens the run added to `base_tokenizer`; with LoRA and frozen parts as
+    configured; the mean-pooling layer for the few-shot recipe), optimiser and schedule, prepared for the
+    runtime."""
     from transformers import set_seed
 
     set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
     mc, tc = config.model, config.train
     model, report = build_model(init.model, task, init=mc.init, parent=init.head_state, num_layers=mc.num_layers,
                                 allow_pickle=mc.allow_pickle)
+    if data.added_tokens:
+        start = init_new_embeddings(model, base_tokenizer or tokenizer, tokenizer, data.added_tokens)
+        report["vocabulary"] = {**data.fingerprints["vocabulary"], **start, "tokens": data.added_tokens}
+        log.info("word embeddings: %d rows added (%d started from the mean of known pieces, %d around the mean of "
+                 "all embeddings)", len(data.added_tokens), start["from_pieces"], start["from_mean"])
     if mean_pooling:
         index = append_mean_pooling(model)
         report["pooling"] = f"mean of the token states, by layer {index + 1} (fixed)"

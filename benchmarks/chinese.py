@@ -1,0 +1,145 @@
+"""Chinese with the embedded (English) MiniLM: unadapted, adapted (vocabulary extended + masked-LM pre-training
+on the training text), and a TF-IDF baseline; zh_sentiment dev accuracy and zh_ner dev entity F1 (per type).
+
+    python benchmarks/chinese.py [--data ../shared/data] [--work /tmp/zh-bench] [--stages ...]
+
+Stages (each one `bertkit` command, timed whole-process; results append to WORK/results.jsonl, and a stage
+already there is skipped, so an interrupted benchmark continues):
+- tfidf:        character 1-3-gram TF-IDF + logistic regression (scikit-learn), zh_sentiment
+- cls-base:     bertkit train on zh_sentiment, the embedded model as it is
+- ner-base:     bertkit train --task ner on zh_ner, the embedded model as it is
+- adapt:        bertkit pretrain --extend-vocab on the training text of both sets (no dev text)
+- cls-adapted:  cls-base started from the adapted run (--init-from)
+- ner-adapted:  ner-base started from the adapted run
+Every fine-tune uses bertkit's defaults except --epochs (--epochs here); selection and figures on the dev files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STAGES = ("tfidf", "cls-base", "ner-base", "adapt", "cls-adapted", "ner-adapted")
+
+
+def _sentiment(data: Path) -> tuple[Path, Path]:
+    return data / "zh_sentiment" / "train.csv.gz", data / "zh_sentiment" / "dev.csv"
+
+
+def _ner(data: Path) -> tuple[Path, Path]:
+    return data / "zh_ner" / "train.txt.gz", data / "zh_ner" / "dev.txt"
+
+
+def _ner_text(train: Path, out: Path) -> Path:
+    """The NER training sentences as plain text, one per line (the characters joined)."""
+    if out.exists():
+        return out
+    lines, chars = [], []
+    with gzip.open(train, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                if chars:
+                    lines.append("".join(chars))
+                chars = []
+                continue
+            chars.append(line.split()[0])
+    if chars:
+        lines.append("".join(chars))
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def _tfidf(data: Path) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    train, dev = _sentiment(data)
+
+    def rows(path: Path) -> list[dict]:
+        opener = gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+        with opener as fh:
+            return list(csv.DictReader(io.StringIO(fh.read())))
+
+    tr, dv = rows(train), rows(dev)
+    start = time.perf_counter()
+    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2)
+    x = vec.fit_transform([r["text"] for r in tr])
+    clf = LogisticRegression(max_iter=2000, C=10.0).fit(x, [r["label"] for r in tr])
+    acc = (clf.predict(vec.transform([r["text"] for r in dv])) == [r["label"] for r in dv]).mean()
+    return {"accuracy": round(float(acc), 4), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _bertkit(args: list[str]) -> float:
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "bertkit", *args, "--quiet"]
+    print("$ bertkit " + " ".join(args), flush=True)
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - start
+
+
+def _scores(run: Path) -> dict:
+    results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    env = json.loads((run / "environment.json").read_text(encoding="utf-8"))
+    dev = results.get("dev") or {}
+    keep = {k: round(v, 4) for k, v in dev.items() if isinstance(v, (int, float))
+            and (k in ("accuracy", "f1", "macro_f1", "precision", "recall", "perplexity") or k.endswith("_f1"))}
+    return {**keep, "unknown_share": env["data"]["coverage"]["unknown_share"],
+            "train_seconds": round(results.get("train_seconds", 0.0), 1), "best_step": results.get("best_step")}
+
+
+def stage(name: str, data: Path, work: Path, epochs: str, pretrain_epochs: str, pretrain_lr: str) -> dict:
+    if name == "tfidf":
+        return _tfidf(data)
+    cls_train, cls_dev = _sentiment(data)
+    ner_train, ner_dev = _ner(data)
+    run = work / name
+    if name == "adapt":
+        text = _ner_text(ner_train, work / "zh_ner_train.txt")
+        seconds = _bertkit(["pretrain", "--train", str(cls_train), str(text), "--extend-vocab",
+                            "--epochs", pretrain_epochs, "--lr", pretrain_lr, "--out", str(run)])
+        env = json.loads((run / "environment.json").read_text(encoding="utf-8"))
+        return {**_scores(run), "wall_seconds": round(seconds, 1), "vocabulary": env["data"].get("vocabulary")}
+    init = ["--init-from", str(work / "adapt")] if name.endswith("adapted") else []
+    if name.startswith("cls"):
+        args = ["train", "--train", str(cls_train), "--dev", str(cls_dev)]
+    else:
+        args = ["train", "--task", "ner", "--train", str(ner_train), "--dev", str(ner_dev)]
+    seconds = _bertkit([*args, *init, "--epochs", epochs, "--out", str(run)])
+    return {**_scores(run), "wall_seconds": round(seconds, 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+    p.add_argument("--work", default="/tmp/zh-bench", help="run directories and results.jsonl")
+    p.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    p.add_argument("--epochs", default="1", help="epochs of each fine-tune")
+    p.add_argument("--pretrain-epochs", default="1")
+    p.add_argument("--pretrain-lr", default="2e-4")
+    a = p.parse_args()
+    data, work = Path(a.data).resolve(), Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results = work / "results.jsonl"
+    done = {json.loads(line)["stage"] for line in results.read_text().splitlines()} if results.exists() else set()
+    for name in a.stages:
+        if name in done:
+            continue
+        row = {"stage": name, **stage(name, data, work, a.epochs, a.pretrain_epochs, a.pretrain_lr)}
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+        with open(results, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
