@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Headless Chromium and its WebDriver for the report rendering test (Debian packages chromium and
-# chromium-driver), installed when missing and this user may install packages; otherwise that test skips.
+# Headless Chromium and its WebDriver for the report rendering tests (Debian packages chromium and
+# chromium-driver), and a font with Chinese glyphs (fonts-wqy-microhei) for the Chinese report test, installed
+# when missing and this user may install packages; otherwise those tests skip.
 set -uo pipefail
-if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+has_cjk_font() { command -v fc-list >/dev/null 2>&1 && [[ -n "$(fc-list :lang=zh family 2>/dev/null)" ]]; }
+if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && has_cjk_font; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -17,8 +19,9 @@ if [[ $(id -u) -ne 0 ]]; then
   fi
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
-  || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } \
-  || echo "setup-browser: could not install chromium; the report rendering test will be skipped" >&2
+$SUDO apt-get install -y -q chromium chromium-driver fonts-wqy-microhei >/dev/null 2>&1 \
+  || { $SUDO apt-get update -q >/dev/null 2>&1 \
+       && $SUDO apt-get install -y -q chromium chromium-driver fonts-wqy-microhei >/dev/null 2>&1; } \
+  || echo "setup-browser: could not install chromium and a Chinese font; the browser tests will be skipped" >&2
 command -v chromium >/dev/null 2>&1 && echo "setup-browser: $(chromium --version 2>/dev/null)"
 exit 0

@@ -67,10 +67,13 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir,
     fingerprints["coverage"] = coverage(train_examples if train_examples is not None else dev_examples, tokenizer)
     if fingerprints["coverage"]["unknown_share"] > UNKNOWN_WARNING:
         cov = fingerprints["coverage"]
+        fix = (f"lower model.extend_vocab_min_count (now {config.model.extend_vocab_min_count}) to add rarer ones"
+               if extend and not config.model.extend_vocab_list else
+               "use a model whose vocabulary covers the language (a local folder, --model DIR), or adapt this one: "
+               "bertkit pretrain --extend-vocab --train TEXT, then train with --init-from that run")
         log.warning("the tokenizer of %s does not know %.1f%% of the training tokens (its %s), most often %s: the "
-                    "model cannot read much of this text; use a model whose vocabulary covers the language (a "
-                    "local folder, --model DIR)", config.model.name, 100 * cov["unknown_share"],
-                    tokenizer.unk_token, " ".join(cov["top_unknown"][:10]))
+                    "model cannot read much of this text; %s", config.model.name, 100 * cov["unknown_share"],
+                    tokenizer.unk_token, " ".join(cov["top_unknown"][:10]), fix)
     if fingerprints["coverage"]["normalised_away"] > UNKNOWN_WARNING:
         cov = fingerprints["coverage"]
         log.warning("the tokenizer of %s removes or replaces %.1f%% of the training characters before it reads them "
