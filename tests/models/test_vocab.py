@@ -168,3 +168,24 @@ def test_extend_vocab_refuses_settings_that_keep_new_embeddings_fixed(flags, mes
                  "--extend-vocab", *flags, *COMMON]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("family", ["xlm-roberta", "deberta-v2"])
+def test_a_sentencepiece_tokenizer_gets_the_unknown_characters_as_added_tokens(family, tmp_path):
+    from families import build_family
+
+    folder = build_family(family, tmp_path / family)
+    tok = load_tokenizer(str(folder))
+    texts = ["酒店很好 the film", "酒店房间 was good"] * 3
+    assert tok.unk_token_id in tok("酒店")["input_ids"]
+    found = new_tokens(texts, tok, min_count=2)
+    assert found == ["酒", "店", "很", "好", "房", "间"]  # characters, not the unknown runs they sit in
+    extended, added = extend_tokenizer(tok, found)
+    assert added == found and extended.unk_token_id not in extended("酒店房间 the film")["input_ids"]
+    assert extended("the film", add_special_tokens=False)["input_ids"] == tok("the film", add_special_tokens=False)[
+        "input_ids"]
+    model = AutoModelForMaskedLM.from_pretrained(folder)
+    assert init_new_embeddings(model, tok, extended, added) == {"from_pieces": 0, "from_mean": 6}
+    assert model.get_input_embeddings().weight.shape[0] == len(extended)
+    extended.save_pretrained(tmp_path / "saved")
+    assert AutoTokenizer.from_pretrained(tmp_path / "saved")("酒店")["input_ids"] == extended("酒店")["input_ids"]

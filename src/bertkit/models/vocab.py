@@ -47,7 +47,7 @@ def _is_wordpiece(tokenizer: Any) -> bool:
 def new_tokens(texts: list[str], tokenizer: Any, min_count: int = 3) -> list[str]:
     """The vocabulary entries that would let `tokenizer` represent `texts`: for each span it maps to its
     unknown token, the characters it does not know ("c" at the start of a word, "##c" inside one, for a
-    WordPiece tokenizer; the span itself for others), those seen at least `min_count` times, most frequent
+    WordPiece tokenizer; "c" for others, as an added token), those seen at least `min_count` times, most frequent
     first (ties in text order)."""
     unk = tokenizer.unk_token_id
     if unk is None or not texts:
@@ -58,7 +58,7 @@ def new_tokens(texts: list[str], tokenizer: Any, min_count: int = 3) -> list[str
 
     def unknown_char(ch: str) -> bool:
         if ch not in known:
-            known[ch] = tokenizer(ch, add_special_tokens=False)["input_ids"] == [unk]
+            known[ch] = unk in tokenizer(ch, add_special_tokens=False)["input_ids"]
         return known[ch]
 
     tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True  # only counted
@@ -70,12 +70,11 @@ def new_tokens(texts: list[str], tokenizer: Any, min_count: int = 3) -> list[str
             for i, (s, e) in zip(ids, offsets):
                 if i != unk or e <= s:
                     continue
-                span = text[s:e]
-                if not wordpiece:
-                    counts[span] += 1
-                    continue
-                for k, ch in enumerate(span):
+                for k, ch in enumerate(text[s:e]):
                     if ch.isspace() or not unknown_char(ch):
+                        continue
+                    if not wordpiece:  # an added token, matched wherever it occurs
+                        counts[ch] += 1
                         continue
                     entry = normalizer.normalize_str(ch).strip() if normalizer is not None else ch
                     if entry:
@@ -166,7 +165,9 @@ def init_new_embeddings(model: torch.nn.Module, old_tokenizer: Any, new_tokenize
     for token in tokens:
         new_id = new_tokenizer.convert_tokens_to_ids(token)
         text = token[2:] if token.startswith("##") and len(token) > 2 else token
-        pieces = [i for i in old_tokenizer(text, add_special_tokens=False)["input_ids"] if i != unk]
+        ids = old_tokenizer(text, add_special_tokens=False)["input_ids"]
+        pieces = [i for i, piece in zip(ids, old_tokenizer.convert_ids_to_tokens(ids))
+                  if i != unk and piece.strip("▁Ġ# ")]  # not a bare word-boundary marker
         if pieces:
             weight[new_id] = weight[pieces].mean(0)
             from_pieces += 1
