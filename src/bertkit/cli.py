@@ -183,6 +183,16 @@ def _model_commands(sub) -> None:
                    help="answer 408 to a client that has not sent its whole body after this long")
     p.add_argument("--quiet", action="store_true", help="only warnings (no access log)")
 
+    p = sub.add_parser("ui", help="a local web app: start, watch and try runs from a browser",
+                       description="Runs, new runs (upload, preview, map columns), live training, try it, export; "
+                       "jobs run one at a time as processes of their own (a restarted UI finds them).")
+    p.add_argument("--workspace", default=".", help="the folder of the UI's uploads, runs and exports (default: .)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--api-key", default=None, help="require this key (open the page once with ?key=KEY; default: "
+                   "$BERTKIT_API_KEY; none: open)")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="the largest file an upload may be")
+
     p = sub.add_parser("evaluate", help="score a run's model on a labelled file")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="labelled data file")
@@ -472,6 +482,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from bertkit.serve.app import _require_server_stack
+    from bertkit.ui.app import serve_ui
+
+    _require_server_stack()
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be a TCP port, 0 to 65535, got {args.port}")
+    if not args.max_upload_mb > 0:
+        raise ConfigError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    key = args.api_key if args.api_key is not None else os.environ.get("BERTKIT_API_KEY")
+    if key is not None and not key.strip():
+        raise ConfigError("the API key (--api-key or $BERTKIT_API_KEY) is empty, which would leave the UI open; "
+                          "give a key, or unset it to run without one")
+    if not os.path.isdir(args.workspace):
+        raise ConfigError(f"--workspace {args.workspace}: not a folder; create it first")
+    serve_ui(args.workspace, host=args.host, port=args.port, api_key=key, max_upload_mb=args.max_upload_mb)
+    return 0
+
+
 # A config key in a message: not part of a path or file name, not the KEY of `--set KEY=VALUE`.
 _KEY = re.compile(r"(?<![\w./\\=-])((?:task|data|model|train)\.[a-z_]+|(?<=set )(?:out|resume))\b(?![=/\\])")
 
@@ -498,8 +527,8 @@ def main(argv: list[str] | None = None) -> int:
                 "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "report": _cmd_report, "runs": _cmd_runs,
                 "tune": _cmd_tune,
                 "export": _cmd_export,
-                "serve": _cmd_serve}
-    if args.command != "serve":  # the server stops gracefully on its own signal handlers
+                "serve": _cmd_serve, "ui": _cmd_ui}
+    if args.command not in ("serve", "ui"):  # the server stops gracefully on its own signal handlers
         signal.signal(signal.SIGTERM, _terminated)
     try:
         code = commands[args.command](args)

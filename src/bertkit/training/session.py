@@ -460,7 +460,7 @@ def _record(ctx: RunContext, event: dict[str, Any], bar) -> None:
                                  state.to_dict())
             protect = {state.best_step} if state.best_step is not None else set()
             ckpt.prune_checkpoints(run.checkpoints, ctx.config.train.keep_checkpoints, protect)
-            run.set_status("running", step=state.step)
+            run.set_status("running", step=state.step, total_steps=ctx.total_steps)
         rt.wait()
     elif kind == "early_stop":
         log.info("early stopping at step %d; best was step %d", event["step"], event["best_step"])

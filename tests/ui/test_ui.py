@@ -1,0 +1,328 @@
+"""`bertkit ui`: a real UI process on a loopback port over a workspace holding the tiny model, driven over
+HTTP and in headless Chromium: upload, preview and column suggestions, a run started from the form and
+watched to completion, try it, the report, export and download, a bad file's error in the form, the
+workspace's confinement and API key, and jobs that outlive the UI."""
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import toy_sentiment, write_csv
+
+pytest.importorskip("fastapi")  # the serve extra
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class UI:
+    def __init__(self, workspace: Path, *flags: str) -> None:
+        self.workspace, self.port = workspace, _free_port()
+        self.log = open(workspace.parent / f"ui-{self.port}.log", "w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bertkit", "ui", "--workspace", str(workspace), "--port",
+                                      str(self.port), *flags], stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/api/files", timeout=5)
+                return
+            except urllib.error.HTTPError:
+                return  # up (a 401 with an API key)
+            except (urllib.error.URLError, ConnectionError):
+                assert self.proc.poll() is None, self.logs()
+                time.sleep(0.2)
+        raise AssertionError("the UI did not start: " + self.logs())
+
+    def logs(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def call(self, method: str, path: str, body=None, raw: bytes | None = None, headers=None):
+        data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                payload = resp.read()
+                kind = resp.headers.get("content-type", "")
+                return resp.status, json.loads(payload) if "json" in kind else payload
+        except urllib.error.HTTPError as err:
+            payload = err.read()
+            try:
+                return err.code, json.loads(payload)
+            except ValueError:
+                return err.code, payload
+
+    def wait_run(self, name: str, until, timeout: float = 180):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status, state = self.call("GET", f"/api/run/{name}")
+            if status == 200 and until(state):
+                return state
+            time.sleep(0.3)
+        raise AssertionError(f"{name}: {state}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_model_dir) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(tiny_model_dir, ws / "models" / "tiny")
+    return ws
+
+
+TINY = {"model": "models/tiny", "lr": "5e-3", "batch_size": "16", "method": "standard",
+        "yaml": "train:\n  precision: fp32\n  eval_every: 10\n  seed: 3\n"}
+
+
+def _csv(tmp_path: Path, n: int = 240, seed: int = 1) -> bytes:
+    path = write_csv(tmp_path / f"reviews-{n}-{seed}.csv", ["review", "sentiment"], toy_sentiment(n, seed=seed))
+    return path.read_bytes()
+
+
+def _stop_jobs(ws: Path) -> None:
+    for job in (ws / ".bertkit-ui" / "jobs").glob("*.json"):
+        pid = json.loads(job.read_text()).get("pid")
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_upload_preview_start_watch_try_and_export_over_http(workspace, tmp_path):
+    ui = UI(workspace)
+    try:
+        status, body = ui.call("PUT", "/api/upload?name=reviews.csv", raw=_csv(tmp_path))
+        assert status == 200 and body["file"] == "uploads/reviews.csv"
+        status, preview = ui.call("GET", "/api/preview?file=uploads/reviews.csv")
+        assert preview["columns"] == ["review", "sentiment"] and len(preview["rows"]) == 8
+        assert preview["suggested"] == {"task": "classification", "text_column": "review", "text_pair_column": None,
+                                        "label_column": "sentiment"}
+        form = {"name": "first", "file": "uploads/reviews.csv", "task": "classification", "text_column": "review",
+                "label_column": "sentiment", "max_steps": "40", **TINY}
+        status, started = ui.call("POST", "/api/runs", form)
+        assert status == 200 and started["run"] == "first" and started["examples"] == 240
+        state = ui.wait_run("first", lambda s: s["job"]["state"] not in ("queued", "running"))
+        assert state["job"]["state"] == "done" and state["status"]["status"] == "completed"
+        assert state["primary"] == "accuracy"
+        assert [m["step"] for m in state["metrics"] if m["kind"] == "eval"] == [10, 20, 30, 40]
+        assert any("run directory:" in line for line in state["log"]) and state["card"]
+        # the UI's run directory is the CLI's: the same config keys, the saved config names the uploaded file
+        config = (workspace / "runs" / "first" / "config.yaml").read_text()
+        assert str(workspace / "uploads" / "reviews.csv") in config and "max_steps: 40" in config
+        status, out = ui.call("POST", "/api/run/first/predict", {"inputs": ["a great and lovely film"]})
+        assert status == 200 and out["predictions"][0]["label"] in ("positive", "negative")
+        assert ui.call("GET", "/run/first/report")[0] == 200
+        status, job = ui.call("POST", "/api/run/first/export", {"format": "hf"})
+        state = ui.wait_run("first", lambda s: s["exports"] and s["exports"][0]["state"] in ("done", "failed"))
+        assert state["exports"][0]["state"] == "done", ui.call("GET", "/api/run/first")[1]["exports"]
+        status, data = ui.call("GET", state["exports"][0]["download"])
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        assert any(n.endswith("/model.safetensors") for n in names) and any(n.endswith("/config.json") for n in names)
+        status, runs = ui.call("GET", "/api/runs")
+        assert [r["name"] for r in runs["runs"]] == ["first"] and runs["runs"][0]["status"] == "completed"
+    finally:
+        ui.kill()
+        _stop_jobs(workspace)
+
+
+@pytest.mark.parametrize("path", ["../outside.csv", "/etc/passwd", "uploads/../../x.csv", ".bertkit-ui/jobs"])
+def test_no_path_outside_the_workspace_is_read(workspace, tmp_path, path):
+    (tmp_path / "outside.csv").write_text("text,label\nsecret,1\n")
+    ui = UI(workspace)
+    try:
+        status, body = ui.call("GET", "/api/preview?file=" + urllib.request.quote(path))
+        assert status == 422 and ("outside the workspace" in body["error"] or "not data" in body["error"])
+        form = {"name": "x", "file": path, "task": "classification", **TINY}
+        assert ui.call("POST", "/api/runs", form)[0] == 422
+        assert ui.call("PUT", "/api/upload?name=" + urllib.request.quote("../evil.csv"), raw=b"a,b\n1,2\n")[0] == 200
+        assert not (workspace / "evil.csv").exists() and (workspace / "uploads" / "evil.csv").exists()
+        assert ui.call("PUT", "/api/upload?name=run.sh", raw=b"echo\n")[0] == 422
+    finally:
+        ui.kill()
+
+
+def test_upload_limit_and_api_key(workspace, tmp_path):
+    ui = UI(workspace, "--api-key", "s3cret", "--max-upload-mb", "0.01")
+    try:
+        assert ui.call("GET", "/api/files")[0] == 401
+        key = {"X-API-Key": "s3cret"}
+        assert ui.call("GET", "/api/files", headers=key)[0] == 200
+        status, body = ui.call("PUT", "/api/upload?name=big.csv", raw=b"text,label\n" + b"x,1\n" * 5000, headers=key)
+        assert status == 413 and "upload limit" in body["error"]
+        assert not list((workspace / "uploads").iterdir())  # nothing half-written left
+    finally:
+        ui.kill()
+
+
+def test_bad_data_and_settings_are_refused_in_the_clis_words(workspace, tmp_path):
+    ui = UI(workspace)
+    try:
+        ui.call("PUT", "/api/upload?name=reviews.csv", raw=_csv(tmp_path))
+        ui.call("PUT", "/api/upload?name=ragged.csv", raw=b"review,sentiment\ngood film,positive\nbad,negative,extra\n")
+        base = {"name": "r", "file": "uploads/reviews.csv", "task": "classification", "text_column": "review", **TINY}
+        status, body = ui.call("POST", "/api/runs", {**base, "label_column": "stars"})
+        assert status == 422 and "no column 'stars'" in body["error"] and "--label-column (data.label_column)" in body[
+            "error"]
+        status, body = ui.call("POST", "/api/runs", {**base, "label_column": "sentiment", "lr": "fast"})
+        assert status == 422 and "train.lr" in body["error"]
+        status, body = ui.call("POST", "/api/runs", {**base, "file": "uploads/ragged.csv", "label_column": "sentiment"})
+        assert status == 422 and "ragged.csv:3" in body["error"]
+        assert not (workspace / "runs" / "r").exists() and not ui.call("GET", "/api/runs")[1]["runs"]
+    finally:
+        ui.kill()
+
+
+def test_a_job_outlives_the_ui_and_a_new_ui_stops_and_resumes_it(workspace, tmp_path):
+    ui = UI(workspace)
+    ui.call("PUT", "/api/upload?name=reviews.csv", raw=_csv(tmp_path, 600))
+    form = {"name": "long", "file": "uploads/reviews.csv", "task": "classification", "text_column": "review",
+            "label_column": "sentiment", "max_steps": "100000", **TINY, "batch_size": "8",
+            "yaml": TINY["yaml"] + "  save_every: 20\n  eval_every: 20\n"}
+    assert ui.call("POST", "/api/runs", form)[0] == 200
+    ui.wait_run("long", lambda s: (s.get("status") or {}).get("step", 0) >= 25)
+    ui.kill()  # the UI dies; its worker and the job are processes of their own
+    job = json.loads(next((workspace / ".bertkit-ui" / "jobs").glob("*.json")).read_text())
+    metrics = workspace / "runs" / "long" / "metrics.jsonl"
+    lines = len(metrics.read_text().splitlines())
+    deadline = time.time() + 30
+    while len(metrics.read_text().splitlines()) == lines and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(metrics.read_text().splitlines()) > lines  # still training with no UI
+    ui = UI(workspace)
+    try:
+        state = ui.wait_run("long", lambda s: s["job"]["state"] == "running")
+        assert state["job"]["pid"] == job["pid"]
+        assert ui.call("POST", "/api/run/long/stop")[0] == 200
+        state = ui.wait_run("long", lambda s: s["job"]["state"] == "stopped", timeout=60)
+        assert state["status"]["status"] == "interrupted"
+        stopped_at = state["status"]["step"]
+        assert ui.call("POST", "/api/run/long/resume")[0] == 200
+        state = ui.wait_run("long", lambda s: s["job"]["state"] == "running" and s["status"]["step"] > stopped_at)
+        assert any("resuming" in line for line in state["log"]) or state["status"]["step"] > stopped_at
+        assert ui.call("POST", "/api/run/long/resume")[0] == 409  # one job of a run at a time
+    finally:
+        ui.call("POST", "/api/run/long/stop")
+        ui.kill()
+        _stop_jobs(workspace)
+
+
+def test_jobs_queue_one_at_a_time(workspace, tmp_path):
+    ui = UI(workspace)
+    try:
+        ui.call("PUT", "/api/upload?name=reviews.csv", raw=_csv(tmp_path))
+        for name in ("a", "b"):
+            form = {"name": name, "file": "uploads/reviews.csv", "task": "classification", "text_column": "review",
+                    "label_column": "sentiment", "max_steps": "30", **TINY}
+            assert ui.call("POST", "/api/runs", form)[0] == 200
+        status, runs = ui.call("GET", "/api/runs")
+        states = {r["name"]: r["status"] for r in runs["runs"]}
+        assert states["b"] == "queued"
+        ui.wait_run("b", lambda s: s["job"]["state"] == "done")
+        jobs = [json.loads(p.read_text()) for p in (workspace / ".bertkit-ui" / "jobs").glob("*.json")]
+        a, b = sorted(jobs, key=lambda j: j["created"])
+        assert a["ended"] <= b["started"]  # b started after a ended
+    finally:
+        ui.kill()
+        _stop_jobs(workspace)
+
+
+def test_the_browser_path_from_upload_to_prediction_and_report(workspace, tmp_path):
+    """Headless Chromium: upload a CSV, see its columns suggested, start a run on the tiny model, watch the
+    curve grow and the run complete, type a sentence and see its label, open the report; then a bad file's
+    error appears in the form."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from evaluation.test_report import _chrome
+
+    good = tmp_path / "reviews.csv"
+    good.write_bytes(_csv(tmp_path))
+    bad = tmp_path / "ragged.csv"
+    bad.write_text("review,sentiment\ngood film,positive\nbad,negative,extra\n", encoding="utf-8")
+    ui = UI(workspace)
+    driver = _chrome()
+    timings = {}
+    try:
+        start = time.time()
+        driver.get(ui.url + "/new")
+        wait = WebDriverWait(driver, 60)
+        driver.find_element(By.ID, "upload").send_keys(str(good))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "table.preview tbody tr"))
+        assert len(driver.find_elements(By.CSS_SELECTOR, "table.preview tbody tr")) == 8
+        assert Select(driver.find_element(By.ID, "text_column")).first_selected_option.text == "review"
+        assert Select(driver.find_element(By.ID, "label_column")).first_selected_option.text == "sentiment"
+        assert driver.find_element(By.ID, "name").get_attribute("value") == "reviews-classification"
+        Select(driver.find_element(By.ID, "model")).select_by_visible_text("models/tiny")
+        for field, value in (("max_steps", "60"), ("lr", "5e-3"), ("batch_size", "16")):
+            driver.find_element(By.NAME, field).send_keys(value)
+        driver.find_element(By.TAG_NAME, "summary").click()
+        driver.find_element(By.ID, "yaml").send_keys("train:\n  method: standard\n  precision: fp32\n"
+                                                    "  eval_every: 10\n")
+        timings["form"] = time.time() - start
+        driver.find_element(By.ID, "start").click()
+        wait.until(lambda d: d.current_url.endswith("/run/reviews-classification"))
+        points = []
+
+        def curve_grew(d):  # read in one script: the page redraws the curve at every poll
+            n, status = d.execute_script("const p = document.querySelector('#metric path.curve');"
+                                         "return [p ? +p.dataset.points : 0, document.getElementById('status')"
+                                         ".textContent];")
+            if n and (not points or n != points[-1]):
+                points.append(n)
+            return status == "completed"
+
+        WebDriverWait(driver, 180, poll_frequency=0.2).until(curve_grew)
+        timings["training, watched"] = time.time() - start - timings["form"]
+        assert points[-1] == 6 and len(points) >= 2, points  # seen while it grew, evaluations at 10..60
+        assert driver.execute_script("return +document.querySelector('#loss path.curve').dataset.points") >= 6
+        wait.until(lambda d: "run directory:" in d.execute_script("return document.getElementById('log').textContent"))
+        driver.find_element(By.ID, "text").send_keys("a great and lovely film")
+        driver.find_element(By.CSS_SELECTOR, "#try button").click()
+        wait.until(lambda d: d.find_elements(By.ID, "predicted"))
+        assert driver.find_element(By.ID, "predicted").text in ("positive", "negative")
+        assert len(driver.find_elements(By.CSS_SELECTOR, ".barrow")) == 2
+        driver.find_element(By.ID, "report").click()
+        wait.until(lambda d: "Dev accuracy" in d.page_source)
+        driver.get(ui.url + "/")
+        assert "reviews-classification" in driver.find_element(By.ID, "runs").text
+        assert "completed" in driver.find_element(By.ID, "runs").text
+
+        driver.get(ui.url + "/new")
+        driver.find_element(By.ID, "upload").send_keys(str(bad))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "table.preview tbody tr") or d.find_element(
+            By.ID, "error").text)
+        Select(driver.find_element(By.ID, "model")).select_by_visible_text("models/tiny")
+        driver.find_element(By.ID, "start").click()
+        wait.until(lambda d: d.find_element(By.ID, "error").text)
+        error = driver.find_element(By.ID, "error").text
+        assert "ragged.csv:3" in error, error
+        assert driver.current_url.endswith("/new")
+        timings["all"] = time.time() - start
+        print("browser test timings (s):", {k: round(v, 1) for k, v in timings.items()})
+    finally:
+        driver.quit()
+        ui.kill()
+        _stop_jobs(workspace)
