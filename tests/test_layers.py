@@ -13,11 +13,11 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "bertkit"
 
-# data -> tasks -> models -> training -> evaluation -> export / serve, with api, cli, pipeline and tune on
+# data -> tasks -> models -> training -> evaluation -> export / serve, with api, cli, ui, pipeline and tune on
 # top; config, errors, run_dir, runtime and report_html underneath every layer.
 RANK = {"errors": 0, "config": 0, "run_dir": 0, "runtime": 0, "report_html": 0, "data": 1, "tasks": 2, "models": 3,
         "training": 4, "evaluation": 5, "export": 6, "serve": 6, "api": 7, "cli": 7, "pipeline": 7, "tune": 7,
-        "__main__": 7}
+        "ui": 7, "__main__": 7}
 
 
 def _rank(module: str) -> int | None:

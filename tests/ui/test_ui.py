@@ -118,6 +118,8 @@ def test_upload_preview_start_watch_try_and_export_over_http(workspace, tmp_path
         assert status == 200 and body["file"] == "uploads/reviews.csv"
         status, preview = ui.call("GET", "/api/preview?file=uploads/reviews.csv")
         assert preview["columns"] == ["review", "sentiment"] and len(preview["rows"]) == 8
+        assert preview["count"] == 240 and preview["defaults"] == {"examples": 216, "dev_split": True, "batch_size": 16,
+                                                                   "epochs": 9.0, "lr": 5e-05}
         assert preview["suggested"] == {"task": "classification", "text_column": "review", "text_pair_column": None,
                                         "label_column": "sentiment"}
         form = {"name": "first", "file": "uploads/reviews.csv", "task": "classification", "text_column": "review",

@@ -158,10 +158,25 @@ def preview(path: Path, limit: int = 8) -> dict[str, Any]:
         sentences = read_conll(path)
         rows = [{"tokens": " ".join(s.tokens), "tags": " ".join(s.tags)} for s in sentences[:limit]]
         return {"kind": "conll", "columns": ["tokens", "tags"], "rows": rows, "count": len(sentences),
-                "suggested": {"task": "ner"}}
-    table = next(iter_table(path, chunk_rows=200))
-    return {"kind": "table", "columns": table.columns, "rows": table.rows[:limit],
-            "suggested": suggest_columns(table.columns, table.rows)}
+                "suggested": {"task": "ner"}, "defaults": size_defaults_for(len(sentences))}
+    chunks = iter_table(path, chunk_rows=2000)
+    table = next(chunks)
+    count = len(table.rows) + sum(len(t.rows) for t in chunks)
+    return {"kind": "table", "columns": table.columns, "rows": table.rows[:limit], "count": count,
+            "suggested": suggest_columns(table.columns, table.rows), "defaults": size_defaults_for(count)}
+
+
+def size_defaults_for(rows: int) -> dict[str, Any]:
+    """What a standard run on `rows` training rows and no dev file would choose (the form shows it)."""
+    from bertkit.config import DataConfig, TrainConfig
+    from bertkit.training.run_data import NO_DEV_BELOW
+    from bertkit.training.session import size_defaults
+
+    split = rows >= NO_DEV_BELOW
+    n = rows - round(rows * DataConfig().dev_fraction) if split else rows
+    tc = TrainConfig()
+    size_defaults(tc, n)
+    return {"examples": n, "dev_split": split, "batch_size": tc.batch_size, "epochs": tc.epochs, "lr": tc.lr}
 
 
 # --- starting a run ---------------------------------------------------------------------------------------
@@ -351,8 +366,10 @@ def new_page(ws: Workspace) -> str:
 <div id=columns></div></fieldset>
 <fieldset><legend>3. Settings</legend>
 <label>run name <input name=name id=name required pattern="[A-Za-z0-9][A-Za-z0-9._-]*"></label>
+<p id=defaults></p>
 <p class=muted>Left empty, a setting takes bertkit's default for the data's size (batch size, epochs and the
-dev split follow the number of examples; the run's config.yaml records what was chosen).</p>
+dev split follow the number of examples; classification with fewer than 150 examples per class takes the
+few-shot recipe; the run's config.yaml records what was chosen).</p>
 {settings}
 <details><summary>Advanced: the run config as YAML (its values are overridden by the fields above)</summary>
 <textarea name=yaml id=yaml rows=14 cols=80 placeholder="train:&#10;  warmup_ratio: 0.1"></textarea></details>

@@ -27,7 +27,7 @@ function bertkitNewRun() {
   }
 
   async function showPreview(file) {
-    $("#preview").innerHTML = ""; $("#columns").innerHTML = ""; showError("");
+    $("#preview").innerHTML = ""; $("#columns").innerHTML = ""; $("#defaults").textContent = ""; showError("");
     if (!file) return;
     try {
       const p = await api("GET", "/api/preview?file=" + encodeURIComponent(file));
@@ -37,6 +37,11 @@ function bertkitNewRun() {
       $("#preview").innerHTML = p.kind === "squad" ? "<p>SQuAD JSON: extractive question answering.</p>"
         : `<p class=muted>${p.kind === "conll" ? "CoNLL: one token per line, tags in the last column" : "table"}; first rows:</p><table class=preview><thead><tr>${head}</tr></thead><tbody>${rows}</tbody></table>`;
       $("#task").value = p.suggested.task || "classification";
+      if (p.defaults) {
+        const d = p.defaults;
+        for (const [f, v] of [["epochs", d.epochs], ["lr", d.lr], ["batch_size", d.batch_size]]) { form.elements[f].placeholder = `auto: ${v}`; }
+        $("#defaults").textContent = `${p.count} rows: ${d.dev_split ? `${d.examples} train, a tenth split off as dev (or pick a dev file)` : `all ${d.examples} train, no dev split (too few)`}; with no changes: batch ${d.batch_size}, ${d.epochs} epochs, learning rate ${d.lr}.`;
+      }
       if (p.kind === "table") {
         const s = p.suggested;
         $("#columns").innerHTML = columnSelect("text_column", cols, s.text_column, false)
