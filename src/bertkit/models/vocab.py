@@ -14,9 +14,8 @@ model load with plain transformers.
 
 A new token's embedding starts as the mean of the embeddings of the pieces the old tokenizer split it into,
 where it knew them (an explicit-list word such as "covid19"); a token the old tokenizer could not read at all
-(an unknown character) starts where transformers' resizing puts it: drawn around the mean of the existing
-embeddings, with their covariance shrunk, so the model's outputs barely move before masked-LM pre-training
-teaches it the new tokens.
+(an unknown character) is drawn from a normal with the mean and covariance of the existing embeddings, so
+new tokens are as distinct from each other as known ones from the start (see `SPREAD`).
 """
 
 from __future__ import annotations
@@ -35,6 +34,12 @@ from bertkit.errors import DataError
 __all__ = ["new_tokens", "read_token_list", "extend_tokenizer", "init_new_embeddings", "ADDED_TOKENS_FILE"]
 
 log = logging.getLogger("bertkit")
+
+#: New rows with nothing known to start from are drawn around the mean embedding with this share of the
+#: embeddings' covariance: 1.0 makes each new token as distinct from the others as known tokens are from each
+#: other (fine-tuning can tell them apart at once); transformers' own resizing uses 1e-5 (nearly identical rows,
+#: which keeps a language model's outputs unchanged but leaves the new tokens indistinguishable until trained).
+SPREAD = 1.0
 
 #: Written into a run's model folder: the tokens this run added, one per line, in id order.
 ADDED_TOKENS_FILE = "added_tokens.txt"
@@ -147,11 +152,12 @@ def extend_tokenizer(tokenizer: Any, tokens: list[str]) -> tuple[Any, list[str]]
 
 
 @torch.no_grad()
-def init_new_embeddings(model: torch.nn.Module, old_tokenizer: Any, new_tokenizer: Any, tokens: list[str]
-                        ) -> dict[str, int]:
-    """Resize `model` to `new_tokenizer` and give each of `tokens` (new entries) a starting embedding: the
-    mean of its known pieces under `old_tokenizer`, else transformers' mean resizing. Returns how many
-    started from pieces and how many from the mean."""
+def init_new_embeddings(model: torch.nn.Module, old_tokenizer: Any, new_tokenizer: Any, tokens: list[str], *,
+                        spread: float = SPREAD, seed: int = 0) -> dict[str, int]:
+    """Resize `model` to `new_tokenizer` (tied output embeddings and the masked-LM bias included) and give each
+    of `tokens` (new entries) a starting embedding: the mean of its known pieces under `old_tokenizer`, else a
+    draw from a normal with the existing embeddings' mean and `spread` times their covariance. Returns how
+    many started from pieces and how many from the draw."""
     size = len(new_tokenizer)
     old_rows = model.get_input_embeddings().weight.shape[0]
     if size > old_rows:
@@ -160,9 +166,14 @@ def init_new_embeddings(model: torch.nn.Module, old_tokenizer: Any, new_tokenize
         with quiet_transformers():  # its note on mean resizing; the run's log says what was done
             model.resize_token_embeddings(size, mean_resizing=True)
     weight = model.get_input_embeddings().weight
+    known = weight[: len(old_tokenizer)].float()
+    mean = known.mean(0)
+    cov = torch.cov(known.T) + 1e-6 * torch.eye(known.shape[1])
+    factor = torch.linalg.cholesky(cov)
+    draws = torch.randn(len(tokens), known.shape[1], generator=torch.Generator().manual_seed(seed))
     unk = old_tokenizer.unk_token_id
     from_pieces = 0
-    for token in tokens:
+    for k, token in enumerate(tokens):
         new_id = new_tokenizer.convert_tokens_to_ids(token)
         text = token[2:] if token.startswith("##") and len(token) > 2 else token
         ids = old_tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -171,4 +182,6 @@ def init_new_embeddings(model: torch.nn.Module, old_tokenizer: Any, new_tokenize
         if pieces:
             weight[new_id] = weight[pieces].mean(0)
             from_pieces += 1
-    return {"from_pieces": from_pieces, "from_mean": len(tokens) - from_pieces}
+        else:
+            weight[new_id] = (mean + spread**0.5 * draws[k] @ factor.T).to(weight.dtype)
+    return {"from_pieces": from_pieces, "drawn": len(tokens) - from_pieces}

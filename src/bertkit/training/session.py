@@ -229,10 +229,12 @@ def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tok
     model, report = build_model(init.model, task, init=mc.init, parent=init.head_state, num_layers=mc.num_layers,
                                 allow_pickle=mc.allow_pickle)
     if data.added_tokens:
-        start = init_new_embeddings(model, base_tokenizer or tokenizer, tokenizer, data.added_tokens)
+        start = init_new_embeddings(model, base_tokenizer or tokenizer, tokenizer, data.added_tokens,
+                                    seed=config.train.seed)
         report["vocabulary"] = {**data.fingerprints["vocabulary"], **start, "tokens": data.added_tokens}
-        log.info("word embeddings: %d rows added (%d started from the mean of known pieces, %d around the mean of "
-                 "all embeddings)", len(data.added_tokens), start["from_pieces"], start["from_mean"])
+        log.info("word embeddings: %d rows added (%d started from the mean of their known pieces, %d drawn with the "
+                 "mean and covariance of the known embeddings)", len(data.added_tokens), start["from_pieces"],
+                 start["drawn"])
     if mean_pooling:
         index = append_mean_pooling(model)
         report["pooling"] = f"mean of the token states, by layer {index + 1} (fixed)"
