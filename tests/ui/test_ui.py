@@ -328,3 +328,23 @@ def test_the_browser_path_from_upload_to_prediction_and_report(workspace, tmp_pa
         driver.quit()
         ui.kill()
         _stop_jobs(workspace)
+
+
+def test_the_yaml_panel_cannot_name_files_outside_the_workspace(workspace, tmp_path):
+    (tmp_path / "outside.csv").write_bytes(_csv(tmp_path))
+    ui = UI(workspace)
+    try:
+        ui.call("PUT", "/api/upload?name=reviews.csv", raw=_csv(tmp_path))
+        base = {"name": "y", "file": "uploads/reviews.csv", "task": "classification", "text_column": "review",
+                "label_column": "sentiment", **TINY}
+        for yaml_text, key in ((f"data:\n  dev: {tmp_path / 'outside.csv'}\n", "data.dev"),
+                               (f"model:\n  init_from: {tmp_path}\n", "model.init_from"),
+                               ("train:\n  distill_from: ../../\n", "train.distill_from"),
+                               (f"model:\n  name: {tmp_path}\n", "model.name")):
+            status, body = ui.call("POST", "/api/runs", {**base, "yaml": yaml_text, "model": ""})
+            assert status == 422 and key in body["error"] and "outside the workspace" in body["error"], body
+        status, body = ui.call("POST", "/api/runs", {**base, "yaml": "data:\n  dev: uploads/reviews.csv\n"})
+        assert status == 200  # a relative path inside the workspace is fine
+    finally:
+        ui.kill()
+        _stop_jobs(workspace)

@@ -221,10 +221,24 @@ def build_config(ws: Workspace, form: dict[str, Any]):
         if value not in (None, ""):
             overrides[key] = value
     config = base.with_overrides(overrides)
-    for key in ("train", "dev"):
-        path = getattr(config.data, key)
-        if path and not str(ws.inside(str(path))):
-            raise DataError(f"data.{key}: outside the workspace")
+    # every file or folder the run would read lies inside the workspace (the YAML panel may name any)
+    for key, value in (("data.train", config.data.train), ("data.dev", config.data.dev),
+                       ("model.init_from", config.model.init_from), ("train.distill_from", config.train.distill_from),
+                       ("model.extend_vocab_list", config.model.extend_vocab_list)):
+        if value:
+            try:
+                resolved = str(ws.inside(str(value)))
+            except DataError:
+                raise DataError(f"{key}: {value} lies outside the workspace {ws.root}; use a file or run inside "
+                                "it") from None
+            config = config.with_overrides({key: resolved})  # the job and this check read the same file
+    if config.model.name != "embedded" and (Path(config.model.name).is_absolute() or "/" in config.model.name
+                                            and (ws.root / config.model.name).exists() or ".." in config.model.name):
+        try:
+            ws.inside(config.model.name)
+        except DataError:
+            raise DataError(f"model.name: {config.model.name} lies outside the workspace; put the model folder "
+                            f"under {ws.root / MODELS}") from None
     if not config.data.train:
         raise ConfigError("no training file: upload one or pick one from the workspace")
     return config
