@@ -145,6 +145,9 @@ def test_upload_preview_start_watch_try_and_export_over_http(workspace, tmp_path
         assert any(n.endswith("/model.safetensors") for n in names) and any(n.endswith("/config.json") for n in names)
         status, runs = ui.call("GET", "/api/runs")
         assert [r["name"] for r in runs["runs"]] == ["first"] and runs["runs"][0]["status"] == "completed"
+        for page in ("/", "/new", "/run/first", "/static/ui.js", "/static/ui.css"):  # nothing from elsewhere
+            status, body = ui.call("GET", page)
+            assert status == 200 and b"http://" not in body and b"https://" not in body and b"//cdn" not in body
     finally:
         ui.kill()
         _stop_jobs(workspace)
@@ -246,6 +249,8 @@ def test_jobs_queue_one_at_a_time(workspace, tmp_path):
         jobs = [json.loads(p.read_text()) for p in (workspace / ".bertkit-ui" / "jobs").glob("*.json")]
         a, b = sorted(jobs, key=lambda j: j["created"])
         assert a["ended"] <= b["started"]  # b started after a ended
+        status, page = ui.call("GET", "/compare?run=a&run=b")
+        assert status == 200 and b"runs/a" in page and b"runs/b" in page and b"<svg" in page
     finally:
         ui.kill()
         _stop_jobs(workspace)
@@ -348,3 +353,46 @@ def test_the_yaml_panel_cannot_name_files_outside_the_workspace(workspace, tmp_p
     finally:
         ui.kill()
         _stop_jobs(workspace)
+
+
+def test_try_it_highlights_entities_in_chinese_text_and_a_qa_answer_in_its_context(workspace, tmp_path):
+    """Runs made by the CLI in the workspace show up in the UI; their Try-it panels mark NER entities in
+    (Chinese) text and the QA answer in its context."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from conftest import cli_train, write_jsonl
+    from evaluation.test_report import _chrome
+    from test_chinese import _conll, _sentences
+
+    cli_train("ner", _conll(tmp_path / "n.txt", _sentences(200, 1)), _conll(tmp_path / "nd.txt", _sentences(40, 2)),
+              workspace / "runs" / "ner", workspace / "models" / "tiny", "--max-steps", "80", "--lr", "5e-3")
+    rows = [{"id": str(k), "question": "who ?", "context": f"the film was fun and {n} was there",
+             "answers": {"text": [n], "answer_start": [21]}} for k, n in enumerate(["mary", "john", "anna"] * 10)]
+    cli_train("qa", write_jsonl(tmp_path / "q.jsonl", rows), write_jsonl(tmp_path / "qd.jsonl", rows[:6]),
+              workspace / "runs" / "qa", workspace / "models" / "tiny", "--max-steps", "10", "--max-length", "32")
+    ui = UI(workspace)
+    driver = _chrome()
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(ui.url + "/run/ner")
+        wait.until(lambda d: d.find_elements(By.ID, "text"))
+        driver.find_element(By.ID, "text").send_keys("张三在北京见了李四。")
+        driver.find_element(By.CSS_SELECTOR, "#try button").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#predicted mark"))
+        marks = driver.execute_script("return [...document.querySelectorAll('#predicted mark')].map(m => "
+                                      "[m.firstChild.textContent, m.querySelector('sub').textContent])")
+        assert marks == [["张三", "PER"], ["北京", "LOC"], ["李四", "PER"]]
+        driver.get(ui.url + "/run/qa")
+        wait.until(lambda d: d.find_elements(By.ID, "context"))
+        driver.find_element(By.ID, "question").send_keys("who ?")
+        context = "the film was fun and mary was there"
+        driver.find_element(By.ID, "context").send_keys(context)
+        driver.find_element(By.CSS_SELECTOR, "#try button").click()
+        wait.until(lambda d: d.find_elements(By.ID, "predicted"))
+        answer = driver.find_element(By.ID, "predicted").text
+        assert answer and answer in context
+        assert driver.execute_script("return document.querySelector('.context mark').firstChild.textContent") == answer
+    finally:
+        driver.quit()
+        ui.kill()
