@@ -179,5 +179,5 @@ function bertkitRun(name) {
     catch (e) { note(e.message); }
   });
   refresh();
-  setInterval(refresh, 1500);
+  setInterval(refresh, 1000);
 }
