@@ -76,6 +76,8 @@ def test_diagnosis_reads_overfitting_a_growing_gap_and_under_training():
     assert "--patience 2" in kinds["overfitting"].advice
     rising = _curve([0.70, 0.78, 0.84], [0.6, 0.5, 0.42], [0.65, 0.5, 0.4])
     assert [f.kind for f in diagnose(rising, "accuracy", True, 30)] == ["still_improving"]
+    two_epochs = _curve([0.807, 0.825], [0.42, 0.39], [0.45, 0.38])  # one evaluation per epoch, still rising
+    assert [f.kind for f in diagnose(two_epochs, "accuracy", True, 20)] == ["still_improving"]
     flat = _curve([0.5, 0.5, 0.5, 0.5], [0.69] * 4, [0.693, 0.692, 0.693, 0.692])
     assert "stuck" in {f.kind for f in diagnose(flat, "accuracy", True, 10)}
     level = _curve([0.80, 0.85, 0.86, 0.86], [0.5, 0.4, 0.38, 0.38], [0.6, 0.4, 0.35, 0.34])

@@ -55,7 +55,7 @@ def diagnose(records: list[dict[str, Any]], metric: str, greater_is_better: bool
                 f"new data. The final model is the step-{best_step} checkpoint.",
                 "Stop sooner (--patience 2, fewer --epochs), regularise (--weight-decay 0.05, "
                 "--freeze-embeddings, LoRA with --lora-r 8), lower --lr, or add training data."))
-        elif best_i == len(values) - 1 and len(values) >= 3 and sign * (values[-1] - values[-2]) > 0.002 * (
+        elif best_i == len(values) - 1 and sign * (values[-1] - values[-2]) > 0.002 * (
                 1.0 if greater_is_better else max(abs(values[-2]), 1e-9)):
             findings.append(Finding(
                 "still_improving",
