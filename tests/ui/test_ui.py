@@ -390,3 +390,14 @@ def test_try_it_highlights_entities_in_chinese_text_and_a_qa_answer_in_its_conte
     finally:
         driver.quit()
         ui.kill()
+
+
+def test_a_request_body_that_is_not_a_json_object_is_refused_not_a_crash(workspace):
+    ui = UI(workspace)
+    try:
+        for path in ("/api/runs", "/api/run/x/export", "/api/run/x/predict"):
+            for raw in (b"not json", b"[1, 2]"):
+                status, body = ui.call("POST", path, raw=raw)
+                assert status == 422 and "JSON" in body["error"], (path, raw, body)
+    finally:
+        ui.kill()

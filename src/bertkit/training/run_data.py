@@ -60,11 +60,14 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir,
         train_examples, dev_examples, fingerprints = _read_data(config, task, tokenizer, keep_all_below)
     added: list[str] = []
     if extend:
-        tokenizer, added, fingerprints["vocabulary"] = _extend_vocab(config, tokenizer, train_examples)
+        tokenizer, added, fingerprints["vocabulary"], fingerprints["coverage"] = _extend_vocab(
+            config, tokenizer, train_examples)
     if train_examples is not None:
         train_features = task_features(task, train_examples, tokenizer, config)
     dev_features = task_features(task, dev_examples, tokenizer, config) if dev_examples else []
-    fingerprints["coverage"] = coverage(train_examples if train_examples is not None else dev_examples, tokenizer)
+    if "coverage" not in fingerprints:  # an extended vocabulary measured it with its new tokenizer already
+        fingerprints["coverage"] = coverage(train_examples if train_examples is not None else dev_examples,
+                                            tokenizer)
     if fingerprints["coverage"]["unknown_share"] > UNKNOWN_WARNING:
         cov = fingerprints["coverage"]
         fix = (f"lower model.extend_vocab_min_count (now {config.model.extend_vocab_min_count}) to add rarer ones"
@@ -85,16 +88,17 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir,
 
 
 def _extend_vocab(config: RunConfig, tokenizer: Any, train_examples: list[dict[str, Any]]
-                  ) -> tuple[Any, list[str], dict[str, Any]]:
+                  ) -> tuple[Any, list[str], dict[str, Any], dict[str, Any]]:
     """The tokenizer with the training text's unknown characters (or model.extend_vocab_list) added, the
-    added tokens, and a record of what changed (for environment.json)."""
+    added tokens, a record of what changed (for environment.json), and the coverage under the new tokenizer."""
     mc = config.model
     texts = example_texts(train_examples, sample=len(train_examples))
     before = coverage(train_examples, tokenizer)["unknown_share"]
     wanted = (vocab.read_token_list(mc.extend_vocab_list) if mc.extend_vocab_list
               else vocab.new_tokens(texts, tokenizer, mc.extend_vocab_min_count))
     extended, added = vocab.extend_tokenizer(tokenizer, wanted) if wanted else (tokenizer, [])
-    after = coverage(train_examples, extended)["unknown_share"]
+    measured = coverage(train_examples, extended)
+    after = measured["unknown_share"]
     source = mc.extend_vocab_list or f"the training text, characters seen at least {mc.extend_vocab_min_count} times"
     if added:
         log.info("vocabulary: %d tokens added from %s (%s%s); unknown tokens %.1f%% -> %.1f%% of the training text; "
@@ -106,7 +110,7 @@ def _extend_vocab(config: RunConfig, tokenizer: Any, train_examples: list[dict[s
                  "every listed token already" if mc.extend_vocab_list else "the training text")
     record = {"added": len(added), "source": source, "unknown_share_before": before, "unknown_share_after": after,
               "vocab_size": len(extended)}
-    return extended, added, record
+    return extended, added, record, measured
 
 
 #: With no dev file, a training set smaller than this keeps all its examples (no dev split).

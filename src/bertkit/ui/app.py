@@ -411,6 +411,17 @@ def run_page(ws: Workspace, name: str) -> str:
     return _page(name, body, f"bertkitRun({json.dumps(name)});")
 
 
+async def _json_object(request) -> dict[str, Any]:
+    """The request's JSON object body; anything else is a DataError (a 422 in the form, not a 500)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise DataError("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise DataError("the request body must be a JSON object")
+    return body
+
+
 # --- the app ----------------------------------------------------------------------------------------------
 def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_mb: float = 200.0):
     from fastapi import FastAPI, Request
@@ -487,7 +498,8 @@ def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_
         if not _NAME.match(name) or not name.lower().endswith(DATA_SUFFIXES):
             return error(422, f"{raw!r}: upload a data file (.csv, .tsv, .jsonl, .json, .parquet, .conll, .txt, "
                          "optionally .gz) whose name is letters, digits, '.', '_' and '-'")
-        declared = int(request.headers.get("content-length") or 0)
+        declared = int(request.headers.get("content-length") or 0) if (request.headers.get(
+            "content-length") or "0").isdigit() else 0
         if declared > limit:
             return error(413, f"{name}: {declared / 2**20:.1f} MB is over the upload limit of "
                          f"{max_upload_mb:g} MB (bertkit ui --max-upload-mb)")
@@ -517,7 +529,7 @@ def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_
     async def start(request: Request):
         import yaml
 
-        form = await request.json()
+        form = await _json_object(request)
         config = build_config(ws, form)
         n = check_data(config)
         config_file = ws.jobs.folder / f"{Path(config.out).name}-{int(time.time())}.yaml"
@@ -561,8 +573,7 @@ def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_
         from bertkit.run_dir import RunDir
 
         path = ws.run(name)
-        body = await request.json()
-        inputs = body.get("inputs") if isinstance(body, dict) else None
+        inputs = (await _json_object(request)).get("inputs")
         if not isinstance(inputs, list) or not inputs or len(inputs) > 16:
             return error(422, "send {\"inputs\": [...]}, 1 to 16 inputs")
         status = RunDir(path).status().get("status") if RunDir(path).exists() else None
@@ -580,7 +591,7 @@ def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_
         from bertkit.run_dir import RunDir
 
         path = ws.run(name)
-        fmt = (await request.json()).get("format")
+        fmt = (await _json_object(request)).get("format")
         if fmt not in ("hf", "onnx", "int8"):
             return error(422, "format: hf, onnx or int8")
         if RunDir(path).status().get("status") != "completed":
