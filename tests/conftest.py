@@ -151,10 +151,13 @@ def toy_run(tmp_path_factory, tiny_model_dir) -> tuple[Path, Path]:
 
 
 def cli_train(task: str, train: Path, dev: Path, out: Path, model_dir: Path, *flags: str) -> Path:
-    """`bertkit train` through the command line on the tiny model, in fp32; returns the run directory."""
+    """`bertkit train` through the command line on the tiny model, in fp32, with its random word embeddings
+    trained (see tiny_config); returns the run directory."""
     from bertkit.cli import main
 
     method = ["--method", "standard"] if task == "classification" and "--method" not in flags else []
+    if not any(flag.endswith("freeze-embeddings") for flag in flags):
+        method.append("--no-freeze-embeddings")
     argv = ["train", "--task", task, "--train", str(train), "--dev", str(dev), "--out", str(out),
             "--model", str(model_dir), "--precision", "fp32", "--quiet", *method, *flags]
     assert main(argv) == 0
@@ -163,13 +166,15 @@ def cli_train(task: str, train: Path, dev: Path, out: Path, model_dir: Path, *fl
 
 def tiny_config(tiny_model_dir: Path, train: Path, dev: Path | None, out: Path, **overrides):
     """A RunConfig for quick runs on the tiny model (dotted overrides allowed), trained the standard way (the toy
-    sets are small enough for auto to take the few-shot recipe, which tests/training/test_few_shot.py covers)."""
+    sets are small enough for auto to take the few-shot recipe, which tests/training/test_few_shot.py covers),
+    with the word embeddings trained: the tiny model's are random, so the toy task is learnable in 60 steps
+    only when they learn too (the default, fixed, is tested on its own in tests/training/test_resume.py)."""
     from bertkit.config import RunConfig
 
     base = {"out": str(out), "model.name": str(tiny_model_dir), "data.train": str(train),
             "data.dev": str(dev) if dev else None, "data.label_column": "sentiment", "train.lr": 5e-3,
             "train.batch_size": 16, "train.max_steps": 60, "train.eval_every": 20, "train.log_every": 5,
             "train.warmup_ratio": 0.1, "train.precision": "fp32", "train.seed": 7,
-            "train.method": "standard"}
+            "train.method": "standard", "train.freeze_embeddings": False}
     base.update(overrides)
     return RunConfig().with_overrides(base)

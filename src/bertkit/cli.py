@@ -78,6 +78,8 @@ def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
         elif hint is bool:
             group.add_argument(flag, dest=key, action="store_const", const=not f.default, default=None,
                                help=help_text)
+        elif hint == (bool | None):  # auto unless given: --flag / --no-flag
+            group.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             choices = [a for a in typing.get_args(hint) if isinstance(a, str)]
             if not choices:  # Optional[Literal[...]]

@@ -86,6 +86,7 @@ def workspace(tmp_path, tiny_model_dir) -> Path:
     return ws
 
 
+LR_BY_MODEL = "by model: 1e-4 small (the embedded MiniLM), 5e-5 base, 2e-5 large"
 TINY = {"model": "models/tiny", "lr": "5e-3", "batch_size": "16", "method": "standard",
         "yaml": "train:\n  precision: fp32\n  eval_every: 10\n  seed: 3\n"}
 
@@ -112,8 +113,8 @@ def test_upload_preview_start_watch_try_and_export_over_http(workspace, tmp_path
         assert status == 200 and body["file"] == "uploads/reviews.csv"
         status, preview = ui.call("GET", "/api/preview?file=uploads/reviews.csv")
         assert preview["columns"] == ["review", "sentiment"] and len(preview["rows"]) == 8
-        assert preview["count"] == 240 and preview["defaults"] == {"examples": 216, "dev_split": True, "batch_size": 16,
-                                                                   "epochs": 9.0, "lr": 5e-05}
+        assert preview["count"] == 240 and preview["defaults"] == {"examples": 216, "dev_split": True, "batch_size": 8,
+                                                                   "epochs": 5.0, "lr": LR_BY_MODEL}
         assert preview["suggested"] == {"task": "classification", "text_column": "review", "text_pair_column": None,
                                         "label_column": "sentiment"}
         form = {"name": "first", "file": "uploads/reviews.csv", "task": "classification", "text_column": "review",

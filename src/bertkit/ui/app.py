@@ -174,9 +174,10 @@ def size_defaults_for(rows: int) -> dict[str, Any]:
 
     split = rows >= NO_DEV_BELOW
     n = rows - round(rows * DataConfig().dev_fraction) if split else rows
-    tc = TrainConfig()
+    tc = TrainConfig(lr=1.0)  # the rate follows the model, chosen further down the form
     size_defaults(tc, n)
-    return {"examples": n, "dev_split": split, "batch_size": tc.batch_size, "epochs": tc.epochs, "lr": tc.lr}
+    return {"examples": n, "dev_split": split, "batch_size": tc.batch_size, "epochs": tc.epochs,
+            "lr": "by model: 1e-4 small (the embedded MiniLM), 5e-5 base, 2e-5 large"}
 
 
 # --- starting a run ---------------------------------------------------------------------------------------

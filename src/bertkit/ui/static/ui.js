@@ -39,7 +39,7 @@ function bertkitNewRun() {
       $("#task").value = p.suggested.task || "classification";
       if (p.defaults) {
         const d = p.defaults;
-        for (const [f, v] of [["epochs", d.epochs], ["lr", d.lr], ["batch_size", d.batch_size]]) { form.elements[f].placeholder = `auto: ${v}`; }
+        for (const [f, v] of [["epochs", d.epochs], ["lr", "by model"], ["batch_size", d.batch_size]]) { form.elements[f].placeholder = `auto: ${v}`; }
         $("#defaults").textContent = `${p.count} rows: ${d.dev_split ? `${d.examples} train, a tenth split off as dev (or pick a dev file)` : `all ${d.examples} train, no dev split (too few)`}; with no changes: batch ${d.batch_size}, ${d.epochs} epochs, learning rate ${d.lr}.`;
       }
       if (p.kind === "table") {
