@@ -99,7 +99,7 @@ def _scores(run: Path) -> dict:
 
 
 def stage(name: str, data: Path, work: Path, epochs: str, pretrain_epochs: str, pretrain_lr: str,
-          lr: str | None = None) -> dict:
+          lr: str | None = None, train_embeddings: bool = False) -> dict:
     if name == "tfidf":
         return _tfidf(data)
     cls_train, cls_dev = _sentiment(data)
@@ -116,7 +116,8 @@ def stage(name: str, data: Path, work: Path, epochs: str, pretrain_epochs: str, 
         args = ["train", "--train", str(cls_train), "--dev", str(cls_dev)]
     else:
         args = ["train", "--task", "ner", "--train", str(ner_train), "--dev", str(ner_dev)]
-    seconds = _bertkit([*args, *init, "--epochs", epochs, *(["--lr", lr] if lr else []), "--out", str(run)])
+    extra = [*(["--lr", lr] if lr else []), *(["--no-freeze-embeddings"] if train_embeddings else [])]
+    seconds = _bertkit([*args, *init, "--epochs", epochs, *extra, "--out", str(run)])
     return {**_scores(run), "wall_seconds": round(seconds, 1)}
 
 
@@ -127,6 +128,8 @@ def main() -> None:
     p.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     p.add_argument("--epochs", default="1", help="epochs of each fine-tune")
     p.add_argument("--lr", help="learning rate of each fine-tune (default: bertkit's, by the model's width)")
+    p.add_argument("--train-embeddings", action="store_true",
+                   help="train the word embeddings in each fine-tune (the default before they were fixed)")
     p.add_argument("--pretrain-epochs", default="1")
     p.add_argument("--pretrain-lr", default="2e-4")
     a = p.parse_args()
@@ -137,7 +140,8 @@ def main() -> None:
     for name in a.stages:
         if name in done:
             continue
-        row = {"stage": name, **stage(name, data, work, a.epochs, a.pretrain_epochs, a.pretrain_lr, a.lr)}
+        row = {"stage": name, **stage(name, data, work, a.epochs, a.pretrain_epochs, a.pretrain_lr, a.lr,
+                                      a.train_embeddings)}
         print(json.dumps(row, ensure_ascii=False), flush=True)
         with open(results, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
