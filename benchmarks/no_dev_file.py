@@ -277,7 +277,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.only:
         name, system = args.only.split(":")
-        row = {"run": name, "system": system, "rows": SIZES[name], "seed": args.seed, **RUNS[name](system, args)}
+        with tempfile.TemporaryDirectory(prefix="bertkit-no-dev-") as root:
+            tempfile.tempdir = root  # every file and run of this child goes there, and is removed with it
+            row = {"run": name, "system": system, "rows": SIZES[name], "seed": args.seed, **RUNS[name](system, args)}
         print(json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         return 0
     for name in args.runs:
