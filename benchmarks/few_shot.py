@@ -58,6 +58,7 @@ def _data(name: str, data: Path) -> tuple[list, list]:
 
 
 def run_bertkit(train_rows: list, heldout_file: Path, tmp: Path, extra: dict) -> dict:
+    import bertkit.training.session  # noqa: F401  (torch and transformers: SetFit's clock starts after its imports)
     from bertkit.api import evaluate, train
     from bertkit.config import RunConfig
     from bertkit.run_dir import RunDir
