@@ -499,8 +499,8 @@ def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_
         if not _NAME.match(name) or not name.lower().endswith(DATA_SUFFIXES):
             return error(422, f"{raw!r}: upload a data file (.csv, .tsv, .jsonl, .json, .parquet, .conll, .txt, "
                          "optionally .gz) whose name is letters, digits, '.', '_' and '-'")
-        declared = int(request.headers.get("content-length") or 0) if (request.headers.get(
-            "content-length") or "0").isdigit() else 0
+        length = request.headers.get("content-length", "")
+        declared = int(length) if length.isdigit() else 0  # a missing or malformed length: the body counts
         if declared > limit:
             return error(413, f"{name}: {declared / 2**20:.1f} MB is over the upload limit of "
                          f"{max_upload_mb:g} MB (bertkit ui --max-upload-mb)")
