@@ -11,6 +11,9 @@ already there is skipped, so an interrupted benchmark continues):
 - adapt:        bertkit pretrain --extend-vocab on the training text of both sets (no dev text)
 - cls-adapted:  cls-base started from the adapted run (--init-from)
 - ner-adapted:  ner-base started from the adapted run
+- adapt-more:   more masked-LM pre-training, started from the adapted run (--init-from; --more-epochs at
+                --more-lr)
+- cls-more, ner-more: cls-base and ner-base started from adapt-more
 Every fine-tune uses bertkit's defaults except --epochs (--epochs here); selection and figures on the dev files.
 """
 
@@ -27,7 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("tfidf", "cls-base", "ner-base", "adapt", "cls-adapted", "ner-adapted")
+STAGES = ("tfidf", "cls-base", "ner-base", "adapt", "cls-adapted", "ner-adapted", "adapt-more", "cls-more",
+          "ner-more")
 
 
 def _sentiment(data: Path) -> tuple[Path, Path]:
@@ -98,26 +102,27 @@ def _scores(run: Path) -> dict:
             "train_seconds": round(results.get("train_seconds", 0.0), 1), "best_step": results.get("best_step")}
 
 
-def stage(name: str, data: Path, work: Path, epochs: str, pretrain_epochs: str, pretrain_lr: str,
-          lr: str | None = None, train_embeddings: bool = False) -> dict:
+def stage(name: str, data: Path, work: Path, a: argparse.Namespace) -> dict:
     if name == "tfidf":
         return _tfidf(data)
     cls_train, cls_dev = _sentiment(data)
     ner_train, ner_dev = _ner(data)
     run = work / name
-    if name == "adapt":
+    if name in ("adapt", "adapt-more"):
         text = _ner_text(ner_train, work / "zh_ner_train.txt")
-        seconds = _bertkit(["pretrain", "--train", str(cls_train), str(text), "--extend-vocab",
-                            "--epochs", pretrain_epochs, "--lr", pretrain_lr, "--out", str(run)])
+        how = (["--extend-vocab", "--epochs", a.pretrain_epochs, "--lr", a.pretrain_lr] if name == "adapt" else
+               ["--init-from", str(work / "adapt"), "--epochs", a.more_epochs, "--lr", a.more_lr])
+        seconds = _bertkit(["pretrain", "--train", str(cls_train), str(text), *how, "--out", str(run)])
         env = json.loads((run / "environment.json").read_text(encoding="utf-8"))
         return {**_scores(run), "wall_seconds": round(seconds, 1), "vocabulary": env["data"].get("vocabulary")}
-    init = ["--init-from", str(work / "adapt")] if name.endswith("adapted") else []
+    parent = {"adapted": "adapt", "more": "adapt-more"}.get(name.split("-")[1])
+    init = ["--init-from", str(work / parent)] if parent else []
     if name.startswith("cls"):
         args = ["train", "--train", str(cls_train), "--dev", str(cls_dev)]
     else:
         args = ["train", "--task", "ner", "--train", str(ner_train), "--dev", str(ner_dev)]
-    extra = [*(["--lr", lr] if lr else []), *(["--no-freeze-embeddings"] if train_embeddings else [])]
-    seconds = _bertkit([*args, *init, "--epochs", epochs, *extra, "--out", str(run)])
+    extra = [*(["--lr", a.lr] if a.lr else []), *(["--no-freeze-embeddings"] if a.train_embeddings else [])]
+    seconds = _bertkit([*args, *init, "--epochs", a.epochs, *extra, "--out", str(run)])
     return {**_scores(run), "wall_seconds": round(seconds, 1)}
 
 
@@ -132,6 +137,8 @@ def main() -> None:
                    help="train the word embeddings in each fine-tune (the default before they were fixed)")
     p.add_argument("--pretrain-epochs", default="1")
     p.add_argument("--pretrain-lr", default="2e-4")
+    p.add_argument("--more-epochs", default="2", help="epochs of the adapt-more stage")
+    p.add_argument("--more-lr", default="3e-4", help="learning rate of the adapt-more stage")
     a = p.parse_args()
     data, work = Path(a.data).resolve(), Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -140,8 +147,7 @@ def main() -> None:
     for name in a.stages:
         if name in done:
             continue
-        row = {"stage": name, **stage(name, data, work, a.epochs, a.pretrain_epochs, a.pretrain_lr, a.lr,
-                                      a.train_embeddings)}
+        row = {"stage": name, **stage(name, data, work, a)}
         print(json.dumps(row, ensure_ascii=False), flush=True)
         with open(results, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -4,7 +4,7 @@ training seconds.
 
     python benchmarks/few_shot.py [--data ../shared/data] [--sets sst2 trec] [--per-class 8 32 128]
         [--seeds 0 1 2] [--systems bertkit frozen-lr setfit standard few-shot]
-        [--setfit-python /path/to/venv/bin/python] [--selection-dev]
+        [--setfit-python /path/to/venv/bin/python] [--selection-dev] [--bertkit-set KEY=VALUE ...]
 
 - The body of every system is the embedded all-MiniLM-L6-v2. N examples per class are drawn from the shared
   SST-2 training file and from TREC-6 train_5500 (coarse labels) with each seed; the same sample goes to
@@ -12,6 +12,7 @@ training seconds.
   seed 0, kept out of every sample) for TREC-6.
 - bertkit: `bertkit train --train FILE` with no other setting (below 150 examples per class that is the
   few-shot recipe), scored with `bertkit evaluate RUN FILE`. standard: the same with `--method standard`.
+- `--bertkit-set` passes settings to the bertkit systems (to try them with `--selection-dev`).
 - frozen-lr: the frozen model's normalised mean embeddings and scikit-learn's LogisticRegression.
 - setfit: SetFit 1.2.0 `Trainer` with default `TrainingArguments` (`num_iterations=5` where the defaults'
   pair count, every unique pair oversampled, passes 10,000: SST-2 at 128 per class, TREC-6 at 32 and 128;
@@ -127,7 +128,10 @@ def main() -> None:
     ap.add_argument("--selection-dev", action="store_true",
                     help="score on 1,000 examples drawn from the training pool (never sampled) instead of the "
                     "held-out set: for choosing settings, such as the size below which auto takes few-shot")
+    ap.add_argument("--bertkit-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="settings for the bertkit systems, as `bertkit train --set` takes them")
     args = ap.parse_args()
+    settings = dict(item.split("=", 1) for item in args.bertkit_set)
     if "setfit" in args.systems and not args.setfit_python:
         ap.error("--setfit-python is needed for the setfit system (or leave setfit out of --systems)")
     table: dict[tuple, list[dict]] = defaultdict(list)
@@ -145,9 +149,9 @@ def main() -> None:
                     for system in args.systems:
                         tmp = Path(tempfile.mkdtemp(dir=tmp_root))
                         if system == "bertkit":
-                            row = run_bertkit(sample, heldout_file, tmp, {})
+                            row = run_bertkit(sample, heldout_file, tmp, settings)
                         elif system in ("standard", "few-shot"):
-                            row = run_bertkit(sample, heldout_file, tmp, {"train.method": system})
+                            row = run_bertkit(sample, heldout_file, tmp, {**settings, "train.method": system})
                         elif system == "frozen-lr":
                             row = run_frozen_lr(sample, heldout)
                         else:

@@ -31,8 +31,10 @@ class Flag(NamedTuple):
 def config_flags() -> list[Flag]:
     """Every setting of a run as a flag, generated from the config's fields: the flag is the field's name
     (`train.batch_size` -> `--batch-size`) unless its metadata names another; a boolean field is a switch
-    (`--packing`; `--no-length-grouping` for one that is on by default). The task section holds the options of
-    every task, each declared by its task (`Task.config_class`); a key two tasks share is one flag."""
+    (`--packing`), or a pair for one left unset to be decided at run start (`--length-grouping` and
+    `--no-length-grouping`).
+    The task section holds the options of every task, each declared by its task (`Task.config_class`); a
+    key two tasks share is one flag."""
     import dataclasses
     import typing
 

@@ -167,8 +167,8 @@ class TrainConfig:
     keep_checkpoints: int = _f(2, "how many recent checkpoints to keep")
     seed: int = _f(42, "seed of data order, splits, initialisation and dropout")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = _f("auto", "auto: bf16 where supported, else fp32")
-    length_grouping: bool = _f(True, "batch inputs of similar length together (less padding)",
-        flag="--no-length-grouping")
+    length_grouping: bool | None = _f(None, "batch inputs of similar length together (less padding); unset: on, "
+                                      "except for the few-shot recipe's pairs, batched at random as SetFit's")
     packing: bool = _f(False, "classification: pack several short inputs into each row (block-diagonal "
                        "attention, per-example positions); same results, less padding and overhead",
                            tasks=("classification",))

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from bertkit.config import DataConfig, TaskConfig
+from bertkit.config import DataConfig, TaskConfig, TrainConfig
 from bertkit.errors import ConfigError
 from bertkit.models.loading import build_model, load_tokenizer
 from bertkit.models.pooling import MEAN_POOLING_KEY, append_mean_pooling, mean_pooling_unsupported
 from bertkit.tasks.base import Task, get_task
-from bertkit.training.few_shot import choose_method, logistic_regression, make_pairs
+from bertkit.training.few_shot import choose_method, few_shot_defaults, logistic_regression, make_pairs
 from conftest import tiny_config, toy_sentiment, write_csv
 
 TEXTS = ["good film", "the plot was very dull and the acting quite weak", "fun", "a lovely warm story",
@@ -165,6 +165,15 @@ def test_the_method_follows_the_task_the_data_and_the_model(tiny_model_dir, tmp_
         choose_method(cfg, single, 40, bert)
 
 
+def test_few_shot_defaults_fill_only_what_is_unset():
+    unset = TrainConfig()
+    few_shot_defaults(unset, 40)
+    assert (unset.batch_size, unset.epochs, unset.lr, unset.length_grouping) == (16, 1.0, 2e-5, False)
+    given = TrainConfig(batch_size=4, epochs=2.0, lr=1e-5, length_grouping=True)
+    few_shot_defaults(given, 40)
+    assert (given.batch_size, given.epochs, given.lr, given.length_grouping) == (4, 2.0, 1e-5, True)
+
+
 def test_a_few_shot_run_is_an_ordinary_run(tiny_model_dir, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -181,6 +190,7 @@ def test_a_few_shot_run_is_an_ordinary_run(tiny_model_dir, tmp_path):
     run = RunDir(result.run_dir)
     saved = run.load_config().train
     assert (saved.method, saved.lr, saved.batch_size, saved.epochs) == ("few-shot", 2e-5, 16, 1.0)
+    assert saved.length_grouping is False  # pairs batched at random
     results = run.read_json("results.json")
     assert results["method"] == "few-shot" and results["dev"] == {}  # 24 examples: no dev split, all train
     assert results["calibration"] == {"skipped": "no dev set"}

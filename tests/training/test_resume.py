@@ -184,7 +184,8 @@ def test_a_default_run_keeps_the_word_embeddings_and_records_it(tmp_path, toy_fi
     config = tiny_config(tiny_model_dir, train_file, dev_file, out, **{"train.max_steps": 10})
     config.train.freeze_embeddings = None  # as a run with no setting
     train(config, progress=False)
-    assert RunDir(out).load_config().train.freeze_embeddings is True
+    saved = RunDir(out).load_config().train
+    assert saved.freeze_embeddings is True and saved.length_grouping is True  # the standard method groups by length
 
     def words(folder):
         return next(v for k, v in load(str(folder / "model.safetensors")).items()

@@ -162,6 +162,8 @@ def prepare(config: RunConfig) -> RunContext:
             data.train_features = few_shot.make_pairs(head_features, config.train.few_shot_pairs, config.train.seed)
             log.info("%s", few_shot.pairs_note(len(head_features), data.train_features))
         config.train.method = method
+        if config.train.length_grouping is None:
+            config.train.length_grouping = True
         auto_freeze_embeddings(config, parent_extended_vocab=bool(((init.parent or {}).get("data") or {})
                                                                    .get("vocabulary")))
         size_defaults(config.train, len(data.train_features), rt.num_processes,
