@@ -156,6 +156,18 @@ def test_a_run_started_from_the_adapted_one_reads_the_new_characters(adapted, ti
     assert json.loads(out.strip().splitlines()[-1])["label"] == "negative"
 
 
+def test_runs_down_the_lineage_of_an_extended_vocabulary_train_their_word_embeddings(adapted, tmp_path):
+    """The new rows had only the adapting run's pre-training: a run two steps down from it trains them as its
+    child does, unless told otherwise."""
+    from bertkit.run_dir import RunDir
+
+    assert RunDir(adapted / "cls").load_config().train.freeze_embeddings is False
+    assert main(["train", "--train", str(adapted / "train.csv"), "--out", str(tmp_path / "again"), "--method",
+                 "standard", "--init-from", str(adapted / "cls"), "--max-steps", "2", *COMMON]) == 0
+    assert RunDir(tmp_path / "again").load_config().train.freeze_embeddings is False
+    assert _json(tmp_path / "again" / "lineage.json")["parent"]["extended_vocab"] is True
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--lora-r", "4"], "LoRA keeps the embeddings frozen"),
     (["--freeze-embeddings"], "freeze_embeddings"),

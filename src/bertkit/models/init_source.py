@@ -59,6 +59,15 @@ def base_model_of(config: RunConfig, run: RunDir | None = None) -> str:
     return config.model.init_from or config.model.name
 
 
+def _extended_vocab(run: RunDir, env: dict[str, Any]) -> bool:
+    """Whether `run` or a run of its lineage extended the tokenizer's vocabulary (its own record, else what its
+    lineage recorded of the run it started from)."""
+    if (env.get("data") or {}).get("vocabulary"):
+        return True
+    grandparent = run.read_json("lineage.json", default={}).get("parent") or {}
+    return bool(grandparent.get("extended_vocab") or (grandparent.get("data") or {}).get("vocabulary"))
+
+
 def resolve_init(config: RunConfig) -> InitSource:
     """The starting point of a new run from `model.init_from` (a run or model directory) or `model.name`."""
     source = config.model.init_from
@@ -78,7 +87,8 @@ def resolve_init(config: RunConfig) -> InitSource:
     results = run.read_json("results.json", default={})
     parent = {"kind": "run", "path": str(run.path.resolve()), "task": parent_config.task.name,
               "config_sha256": _sha256(run.path / "config.yaml"), "data": env.get("data", {}),
-              "dev": results.get("dev", {}), "lora": bool(parent_config.model.lora_r)}
+              "dev": results.get("dev", {}), "lora": bool(parent_config.model.lora_r),
+              "extended_vocab": _extended_vocab(run, env)}
     init = InitSource(model=str(run.model_dir), head_state=head_state, parent=parent,
                       base_model=base_model_of(parent_config, run))
     if is_adapter_dir(run.model_dir):  # a LoRA run: merge its adapter into its base, in a temporary folder

@@ -164,8 +164,7 @@ def prepare(config: RunConfig) -> RunContext:
         config.train.method = method
         if config.train.length_grouping is None:
             config.train.length_grouping = True
-        auto_freeze_embeddings(config, parent_extended_vocab=bool(((init.parent or {}).get("data") or {})
-                                                                   .get("vocabulary")))
+        auto_freeze_embeddings(config, parent_extended_vocab=bool((init.parent or {}).get("extended_vocab")))
         size_defaults(config.train, len(data.train_features), rt.num_processes,
                       getattr(model_config, "hidden_size", None))
         ctx = _build_training(config, run, rt, task, tokenizer, data, init, mean_pooling=method == "few-shot",
