@@ -32,9 +32,8 @@ def config_flags() -> list[Flag]:
     """Every setting of a run as a flag, generated from the config's fields: the flag is the field's name
     (`train.batch_size` -> `--batch-size`) unless its metadata names another; a boolean field is a switch
     (`--packing`), or a pair for one left unset to be decided at run start (`--length-grouping` and
-    `--no-length-grouping`).
-    The task section holds the options of every task, each declared by its task (`Task.config_class`); a
-    key two tasks share is one flag."""
+    `--no-length-grouping`). The task section holds the options of every task, each declared by its task
+    (`Task.config_class`); a key two tasks share is one flag."""
     import dataclasses
     import typing
 
