@@ -14,6 +14,8 @@ already there is skipped, so an interrupted benchmark continues):
 - adapt-more:   more masked-LM pre-training, started from the adapted run (--init-from; --more-epochs at
                 --more-lr)
 - cls-more, ner-more: cls-base and ner-base started from adapt-more
+- adapt-3:      more masked-LM pre-training again, started from adapt-more (--more-epochs at --more-lr)
+- cls-3, ner-3: cls-base and ner-base started from adapt-3
 Every fine-tune uses bertkit's defaults except --epochs (--epochs here); selection and figures on the dev files.
 """
 
@@ -31,7 +33,10 @@ import time
 from pathlib import Path
 
 STAGES = ("tfidf", "cls-base", "ner-base", "adapt", "cls-adapted", "ner-adapted", "adapt-more", "cls-more",
-          "ner-more")
+          "ner-more", "adapt-3", "cls-3", "ner-3")
+
+
+PARENT = {"adapt-more": "adapt", "adapt-3": "adapt-more"}
 
 
 def _sentiment(data: Path) -> tuple[Path, Path]:
@@ -108,14 +113,14 @@ def stage(name: str, data: Path, work: Path, a: argparse.Namespace) -> dict:
     cls_train, cls_dev = _sentiment(data)
     ner_train, ner_dev = _ner(data)
     run = work / name
-    if name in ("adapt", "adapt-more"):
+    if name in ("adapt", "adapt-more", "adapt-3"):
         text = _ner_text(ner_train, work / "zh_ner_train.txt")
         how = (["--extend-vocab", "--epochs", a.pretrain_epochs, "--lr", a.pretrain_lr] if name == "adapt" else
-               ["--init-from", str(work / "adapt"), "--epochs", a.more_epochs, "--lr", a.more_lr])
+               ["--init-from", str(work / PARENT[name]), "--epochs", a.more_epochs, "--lr", a.more_lr])
         seconds = _bertkit(["pretrain", "--train", str(cls_train), str(text), *how, "--out", str(run)])
         env = json.loads((run / "environment.json").read_text(encoding="utf-8"))
         return {**_scores(run), "wall_seconds": round(seconds, 1), "vocabulary": env["data"].get("vocabulary")}
-    parent = {"adapted": "adapt", "more": "adapt-more"}.get(name.split("-")[1])
+    parent = {"adapted": "adapt", "more": "adapt-more", "3": "adapt-3"}.get(name.split("-")[1])
     init = ["--init-from", str(work / parent)] if parent else []
     if name.startswith("cls"):
         args = ["train", "--train", str(cls_train), "--dev", str(cls_dev)]
@@ -123,7 +128,8 @@ def stage(name: str, data: Path, work: Path, a: argparse.Namespace) -> dict:
         args = ["train", "--task", "ner", "--train", str(ner_train), "--dev", str(ner_dev)]
     extra = [*(["--lr", a.lr] if a.lr else []), *(["--no-freeze-embeddings"] if a.train_embeddings else [])]
     seconds = _bertkit([*args, *init, "--epochs", a.epochs, *extra, "--out", str(run)])
-    return {**_scores(run), "wall_seconds": round(seconds, 1)}
+    return {**_scores(run), "wall_seconds": round(seconds, 1), "epochs": float(a.epochs),
+            "embeddings": "trained" if a.train_embeddings else "default"}
 
 
 def main() -> None:

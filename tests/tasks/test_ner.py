@@ -159,3 +159,19 @@ def test_postprocess_gives_character_entities_for_raw_text(tokenizer):
     text = examples[0]["text"]
     assert all(text[e["start"]:e["end"]] == e["text"] and 0 < e["score"] <= 1 for e in out["entities"])
     json.dumps(out)
+
+
+def test_decoding_reads_the_tags_as_one_valid_sequence_unless_argmax_is_asked(tokenizer):
+    examples = [{"tokens": ["a", "b", "c"], "tags": ["B-LOC", "I-LOC", "O"], "where": "x"}]
+    # each tag's probability at the three words: word 2 leans to I-PER (a type switch inside the entity),
+    # with I-LOC a close second
+    scores = {"B-LOC": [0.9, 0.0, 0.0], "I-LOC": [0.0, 0.45, 0.0], "I-PER": [0.0, 0.5, 0.0], "O": [0.1, 0.05, 0.9]}
+    for decode, tags, f1 in (("bio", ["B-LOC", "I-LOC", "O"], 1.0), ("argmax", ["B-LOC", "I-PER", "O"], 0.0)):
+        task = _ner(decode=decode)
+        task.fit(examples + [{"tokens": ["d"], "tags": ["B-PER"], "where": "x"}])
+        probs = np.full((3, len(task.labels)), 1e-3)
+        for tag, column in scores.items():
+            probs[:, task.labels.index(tag)] += column
+        logits = [np.log(probs)]
+        assert task.postprocess(logits, examples)[0]["tags"] == tags
+        assert task.metrics(logits, examples)["f1"] == f1

@@ -1,14 +1,16 @@
 """Tag schemes and entity metrics, oracle-tested against seqeval on constructed and random sequences."""
 
+import itertools
 import random
 
+import numpy as np
 import pytest
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
 from seqeval.scheme import IOB2
 
 from bertkit.errors import DataError
-from bertkit.tasks.tagging import bio_labels, detect_scheme, entity_scores, get_entities, to_bio
+from bertkit.tasks.tagging import bio_decode, bio_labels, detect_scheme, entity_scores, get_entities, to_bio
 
 CONSTRUCTED = [
     ["B-PER", "I-PER", "O", "B-LOC"],
@@ -99,3 +101,35 @@ def test_spans_are_trimmed_to_the_token_text(text, span, expected):
     from bertkit.tasks.spans import trim_span
 
     assert trim_span(text, span) == expected
+
+
+def _valid_bio(tags):
+    return all(not t.startswith("I-") or (i > 0 and tags[i - 1][2:] == t[2:] and tags[i - 1] != "O")
+               for i, t in enumerate(tags))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_bio_decode_finds_the_best_valid_sequence_by_exhaustive_search(seed):
+    labels = bio_labels(["LOC", "PER"])
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5))
+    log_probs = np.log(rng.dirichlet(np.ones(len(labels)) * 0.3, size=n))
+    best = max((seq for seq in itertools.product(range(len(labels)), repeat=n)
+                if _valid_bio([labels[k] for k in seq])),
+               key=lambda seq: sum(log_probs[i, k] for i, k in enumerate(seq)))
+    path = bio_decode(log_probs, labels)
+    assert _valid_bio([labels[k] for k in path])
+    def total(seq):
+        return sum(log_probs[i, k] for i, k in enumerate(seq))
+
+    assert np.isclose(total(path), total(best))
+
+
+def test_bio_decode_keeps_a_valid_argmax_and_mends_an_entity_opened_by_i():
+    labels = bio_labels(["PER"])  # O, B-PER, I-PER
+    valid = np.log(np.array([[0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.8, 0.1, 0.1]]))
+    assert bio_decode(valid, labels).tolist() == valid.argmax(-1).tolist()
+    # argmax would open the entity with I-PER; B-PER is nearly as likely there, O far less
+    opened_by_i = np.log(np.array([[0.05, 0.45, 0.5], [0.1, 0.1, 0.8], [0.8, 0.1, 0.1]]))
+    assert [labels[k] for k in bio_decode(opened_by_i, labels)] == ["B-PER", "I-PER", "O"]
+    assert bio_decode(np.zeros((0, 3)), labels).tolist() == []

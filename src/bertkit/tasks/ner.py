@@ -24,7 +24,7 @@ from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
 from bertkit.tasks.ner_view import ner_view
 from bertkit.tasks.spans import spaces_words, trim_span
-from bertkit.tasks.tagging import bio_labels, detect_scheme, entity_scores, get_entities, split_tag, to_bio
+from bertkit.tasks.tagging import bio_decode, bio_labels, detect_scheme, entity_scores, get_entities, split_tag, to_bio
 
 __all__ = ["NerTask", "NerConfig"]
 
@@ -38,6 +38,8 @@ class NerConfig(TaskConfig):
     stride: int = option(32, "tokens shared by consecutive windows over a long input")
     context_sentences: int = option(0, "neighbouring sentences of the same document fed as context")
     strict: bool = option(False, "seqeval strict mode (entities must start with B-)", flag="--strict-entities")
+    decode: Literal["bio", "argmax"] = option("bio", "tags from the scores: the best valid BIO sequence (an I-X only "
+                                              "after B-X or I-X), or each word's likeliest tag alone")
 
     def __post_init__(self) -> None:
         if self.stride < 0 or self.context_sentences < 0:
@@ -308,10 +310,11 @@ class NerTask(Task):
         return words
 
     def _decode(self, logits: np.ndarray) -> tuple[list[str], np.ndarray]:
-        z = np.exp(logits - logits.max(-1, keepdims=True))
-        probs = z / z.sum(-1, keepdims=True)
-        ids = probs.argmax(-1)
-        return [self.labels[k] for k in ids], probs[np.arange(len(ids)), ids]
+        """Tags of one example's words, and each chosen tag's probability."""
+        shifted = logits - logits.max(-1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        ids = bio_decode(log_probs, self.labels) if self.cfg.decode == "bio" else log_probs.argmax(-1)
+        return [self.labels[k] for k in ids], np.exp(log_probs[np.arange(len(ids)), ids])
 
     def postprocess(self, outputs, examples) -> list[dict[str, Any]]:
         predictions = []

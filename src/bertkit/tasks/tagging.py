@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
+
 from bertkit.errors import DataError
 
-__all__ = ["SCHEMES", "split_tag", "detect_scheme", "to_bio", "get_entities", "entity_scores", "bio_labels"]
+__all__ = ["SCHEMES", "split_tag", "detect_scheme", "to_bio", "get_entities", "entity_scores", "bio_labels",
+           "bio_decode"]
 
 SCHEMES = ("auto", "iob1", "iob2", "iobes", "bilou")
 
@@ -75,6 +78,34 @@ def to_bio(tags: Sequence[str], scheme: str, *, repair: bool = True, where: str 
 def bio_labels(types: Sequence[str]) -> list[str]:
     """The label list of a tagger: O, then B- and I- of each entity type in sorted order."""
     return ["O"] + [f"{p}-{t}" for t in sorted(set(types)) for p in ("B", "I")]
+
+
+def bio_decode(log_probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """The best valid IOB2 sequence (label ids) for per-word log-probabilities (n, L): the highest summed
+    log-probability among sequences where every `I-X` follows `B-X` or `I-X` (Viterbi). A tagger trained with
+    cross-entropy scores each word alone, and its argmax can open an entity with `I-X` or switch type inside
+    one; this reads the same scores as one sequence."""
+    n, n_labels = log_probs.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    parts = [split_tag(t) for t in labels]
+    inside = np.array([p == "I" for p, _ in parts])
+    allowed = np.ones((n_labels, n_labels), dtype=bool)  # [previous, current]
+    for j, (prefix, kind) in enumerate(parts):
+        if prefix == "I":
+            allowed[:, j] = [p in ("B", "I") and k == kind for p, k in parts]
+    penalty = np.where(allowed, 0.0, -np.inf)
+    score = np.where(inside, -np.inf, log_probs[0].astype(np.float64))
+    back = np.zeros((n, n_labels), dtype=np.int64)
+    for i in range(1, n):
+        total = score[:, None] + penalty  # (previous, current)
+        back[i] = total.argmax(0)
+        score = total[back[i], np.arange(n_labels)] + log_probs[i]
+    path = np.zeros(n, dtype=np.int64)
+    path[-1] = int(score.argmax())
+    for i in range(n - 1, 0, -1):
+        path[i - 1] = back[i, path[i]]
+    return path
 
 
 def get_entities(tags: Sequence[str], strict: bool = False) -> list[tuple[str, int, int]]:
