@@ -16,6 +16,8 @@ already there is skipped, so an interrupted benchmark continues):
 - cls-more, ner-more: cls-base and ner-base started from adapt-more
 - adapt-3:      more masked-LM pre-training again, started from adapt-more (--more-epochs at --more-lr)
 - cls-3, ner-3: cls-base and ner-base started from adapt-3
+- adapt-wwm:    adapt with whole-word masking of jieba's words (--whole-word-masking --word-segmenter jieba)
+- cls-wwm, ner-wwm: cls-base and ner-base started from adapt-wwm
 Every fine-tune uses bertkit's defaults except --epochs (--epochs here); selection and figures on the dev files.
 """
 
@@ -33,7 +35,7 @@ import time
 from pathlib import Path
 
 STAGES = ("tfidf", "cls-base", "ner-base", "adapt", "cls-adapted", "ner-adapted", "adapt-more", "cls-more",
-          "ner-more", "adapt-3", "cls-3", "ner-3")
+          "ner-more", "adapt-3", "cls-3", "ner-3", "adapt-wwm", "cls-wwm", "ner-wwm")
 
 
 PARENT = {"adapt-more": "adapt", "adapt-3": "adapt-more"}
@@ -113,14 +115,16 @@ def stage(name: str, data: Path, work: Path, a: argparse.Namespace) -> dict:
     cls_train, cls_dev = _sentiment(data)
     ner_train, ner_dev = _ner(data)
     run = work / name
-    if name in ("adapt", "adapt-more", "adapt-3"):
+    if name.startswith("adapt"):
         text = _ner_text(ner_train, work / "zh_ner_train.txt")
-        how = (["--extend-vocab", "--epochs", a.pretrain_epochs, "--lr", a.pretrain_lr] if name == "adapt" else
-               ["--init-from", str(work / PARENT[name]), "--epochs", a.more_epochs, "--lr", a.more_lr])
+        how = (["--init-from", str(work / PARENT[name]), "--epochs", a.more_epochs, "--lr", a.more_lr]
+               if name in PARENT else ["--extend-vocab", "--epochs", a.pretrain_epochs, "--lr", a.pretrain_lr])
+        if name == "adapt-wwm":
+            how += ["--whole-word-masking", "--word-segmenter", "jieba"]
         seconds = _bertkit(["pretrain", "--train", str(cls_train), str(text), *how, "--out", str(run)])
         env = json.loads((run / "environment.json").read_text(encoding="utf-8"))
         return {**_scores(run), "wall_seconds": round(seconds, 1), "vocabulary": env["data"].get("vocabulary")}
-    parent = {"adapted": "adapt", "more": "adapt-more", "3": "adapt-3"}.get(name.split("-")[1])
+    parent = {"adapted": "adapt", "more": "adapt-more", "3": "adapt-3", "wwm": "adapt-wwm"}.get(name.split("-")[1])
     init = ["--init-from", str(work / parent)] if parent else []
     if name.startswith("cls"):
         args = ["train", "--train", str(cls_train), "--dev", str(cls_dev)]

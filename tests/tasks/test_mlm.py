@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from bertkit.config import DataConfig, TaskConfig
+from bertkit.config import DataConfig, TaskConfig, task_config
 from bertkit.data.task_files import read_examples
 from bertkit.models.loading import load_tokenizer
 from bertkit.tasks import get_task
@@ -95,3 +95,33 @@ def test_fill_mask_predictions_come_back_per_mask(mlm, tiny_model_dir):
     assert len(scores) == 5 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001
     with pytest.raises(Exception, match="MASK"):
         task.make_examples(["no mask here"], tokenizer)
+
+
+def test_jieba_words_group_the_characters_of_a_chinese_word_for_whole_word_masking(tiny_model_dir, tmp_path):
+    pytest.importorskip("jieba")
+    from bertkit.errors import ConfigError
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("我喜欢这部电影\n张三去了北京 qxz\n", encoding="utf-8")
+    by_char = get_task(task_config("mlm", whole_word_masking=True))
+    by_word = get_task(task_config("mlm", whole_word_masking=True, word_segmenter="jieba"))
+    examples = read_examples(by_word, str(corpus), DataConfig(max_length=32), tokenizer)
+    chars, words = (task.preprocess(examples, tokenizer, DataConfig(max_length=32)) for task in (by_char, by_word))
+    assert [f["input_ids"] for f in chars] == [f["input_ids"] for f in words]
+    tokens = tokenizer.convert_ids_to_tokens(words[0]["input_ids"])
+    assert tokens[1:-1] == list("我喜欢这部电影")
+    assert len(set(chars[0]["word_ids"][1:-1])) == 7  # BERT's pre-tokenizer: every character a word
+    # jieba: 我 / 喜欢 / 这部 / 电影; special tokens stay out of every word
+    assert words[0]["word_ids"] == [-1, 0, 1, 1, 2, 2, 3, 3, -1]
+    second = tokenizer.convert_ids_to_tokens(words[1]["input_ids"])
+    pieces = [w for t, w in zip(second, words[1]["word_ids"]) if t in ("q", "##x", "##z")]
+    assert len(pieces) == 3 and len(set(pieces)) == 1  # the subwords of a Latin-script word stay one word
+    word_ids = words[0]["word_ids"]
+    for seed in range(20):
+        _, labels = mask_tokens(words[0]["input_ids"], word_ids, probability=0.3, whole_word=True, mask_id=MASK,
+                                vocab_size=VOCAB, generator=torch.Generator().manual_seed(seed))
+        masked = {word_ids[i] for i, label in enumerate(labels) if label != IGNORE}
+        assert [label != IGNORE for label in labels] == [w in masked for w in word_ids]  # 喜欢 masked whole
+    with pytest.raises(ConfigError, match="whole_word_masking"):
+        task_config("mlm", word_segmenter="jieba")

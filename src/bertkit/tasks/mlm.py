@@ -3,14 +3,17 @@
 Documents are tokenised whole and cut into windows of `max_length` tokens. Training batches are masked
 afresh each time (dynamic masking, the global RNG, so a resumed run masks as the uninterrupted one would);
 evaluation masks each window the same way every time (seeded by its index), so dev perplexity is
-comparable across evaluations. With whole-word masking every subword of a chosen word is masked.
+comparable across evaluations. With whole-word masking every subword of a chosen word is masked; the words
+are the tokenizer's, or with `task.word_segmenter jieba` those of the jieba segmenter, for Chinese, where
+BERT's pre-tokenizer makes every character a word.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ from bertkit.data.text import table_documents
 from bertkit.errors import ConfigError, DataError
 from bertkit.tasks.base import Task, register_task
 
-__all__ = ["MlmTask", "MlmConfig", "mask_tokens"]
+__all__ = ["MlmTask", "MlmConfig", "mask_tokens", "jieba_words"]
 
 IGNORE = -100
 
@@ -59,10 +62,28 @@ def mask_tokens(input_ids: list[int], word_ids: list[int], *, probability: float
 class MlmConfig(TaskConfig):
     mlm_probability: float = option(0.15, "share of tokens (or words) masked")
     whole_word_masking: bool = option(False, "mask every subword of a chosen word together")
+    word_segmenter: Literal["tokenizer", "jieba"] = option(
+        "tokenizer", "the words of whole-word masking: the tokenizer's, or jieba's Chinese words (pip install jieba)")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mlm_probability < 1.0:
             raise ConfigError(f"task.mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if self.word_segmenter != "tokenizer" and not self.whole_word_masking:
+            raise ConfigError(f"task.word_segmenter {self.word_segmenter} finds the words of whole-word masking; "
+                              "set task.whole_word_masking (--whole-word-masking) too")
+
+
+def jieba_words(text: str) -> np.ndarray:
+    """For each character of `text`, the index of the jieba word it belongs to (one more entry, for the end)."""
+    try:
+        import jieba
+    except ImportError:
+        raise ConfigError("task.word_segmenter jieba needs the jieba package: pip install jieba") from None
+    jieba.setLogLevel(logging.WARNING)
+    owner = np.zeros(len(text) + 1, dtype=np.int64)
+    for k, (_, start, end) in enumerate(jieba.tokenize(text)):
+        owner[start:end] = k
+    return owner
 
 
 @register_task("mlm")
@@ -120,12 +141,20 @@ class MlmTask(Task):
     def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
         self.use_tokenizer(tokenizer)
         # Long documents become consecutive windows (overflowing tokens), each with its special tokens.
+        jieba = self.cfg.whole_word_masking and self.cfg.word_segmenter == "jieba"
         enc = tokenizer([ex["text"] for ex in examples], truncation=True, max_length=self.max_length(data_cfg),
-                        return_overflowing_tokens=True, return_attention_mask=False)
-        features = []
+                        return_overflowing_tokens=True, return_attention_mask=False, return_offsets_mapping=jieba)
+        features, owners = [], {}
         for j, ids in enumerate(enc["input_ids"]):
             i = enc["overflow_to_sample_mapping"][j]
             word_ids = [w if w is not None else -1 for w in enc.word_ids(j)]
+            if jieba and not examples[i].get("fill"):
+                # the tokens whose first character falls in one jieba word share its id (an English word's
+                # subwords too); special tokens keep -1
+                if i not in owners:
+                    owners = {i: jieba_words(examples[i]["text"])}  # a document's windows come together
+                word_ids = [int(owners[i][a]) if w >= 0 and b > a else w
+                            for (a, b), w in zip(enc["offset_mapping"][j], word_ids)]
             features.append({"input_ids": ids, "word_ids": word_ids, "example_index": i,
                              "mask_seed": None if examples[i].get("fill") else j})
         return features
@@ -240,6 +269,7 @@ class MlmTask(Task):
     def state(self) -> dict[str, Any]:
         return {"task": self.name, "problem": "masked_lm", "mask_token_id": self.mask_id,
                 "vocab_size": self.vocab_size, "whole_word_masking": self.cfg.whole_word_masking,
+                "word_segmenter": self.cfg.word_segmenter,
                 "mlm_probability": self.cfg.mlm_probability}
 
     def load_state(self, state: dict[str, Any]) -> None:
