@@ -125,3 +125,19 @@ def test_jieba_words_group_the_characters_of_a_chinese_word_for_whole_word_maski
         assert [label != IGNORE for label in labels] == [w in masked for w in word_ids]  # 喜欢 masked whole
     with pytest.raises(ConfigError, match="whole_word_masking"):
         task_config("mlm", word_segmenter="jieba")
+
+
+@pytest.mark.parametrize("family", ["roberta", "deberta-v2"])
+def test_jieba_words_hold_across_bpe_and_sentencepiece_pieces(family, tmp_path):
+    pytest.importorskip("jieba")
+    from families import build_family
+
+    tokenizer = load_tokenizer(str(build_family(family, tmp_path / family)))
+    task = get_task(task_config("mlm", whole_word_masking=True, word_segmenter="jieba"))
+    examples = [{"where": "x", "text": "我喜欢北京 hello world"}]
+    feature = task.preprocess(examples, tokenizer, DataConfig(max_length=64))[0]
+    pairs = list(zip(tokenizer.convert_ids_to_tokens(feature["input_ids"]), feature["word_ids"]))[1:-1]
+    # the last four pieces spell " world" (the space folded into the first); they are one word, not two
+    world = [w for _, w in pairs[-4:]]
+    assert "".join(t for t, _ in pairs[-4:]).lstrip("Ġ▁") == "world" and len(set(world)) == 1
+    assert world[0] not in {w for _, w in pairs[:-4]}

@@ -10,6 +10,7 @@ BERT's pre-tokenizer makes every character a word.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from bertkit.data.batching import pad_batch
 from bertkit.data.text import table_documents
 from bertkit.errors import ConfigError, DataError
 from bertkit.tasks.base import Task, register_task
+from bertkit.tasks.spans import trim_span
 
 __all__ = ["MlmTask", "MlmConfig", "mask_tokens", "jieba_words"]
 
@@ -73,16 +75,23 @@ class MlmConfig(TaskConfig):
                               "set task.whole_word_masking (--whole-word-masking) too")
 
 
-def jieba_words(text: str) -> np.ndarray:
-    """For each character of `text`, the index of the jieba word it belongs to (one more entry, for the end)."""
+@functools.cache
+def _jieba() -> Any:
     try:
         import jieba
     except ImportError:
         raise ConfigError("task.word_segmenter jieba needs the jieba package: pip install jieba") from None
-    jieba.setLogLevel(logging.WARNING)
+    jieba.setLogLevel(logging.WARNING)  # once, not per document
+    return jieba
+
+
+def jieba_words(text: str) -> np.ndarray:
+    """For each character of `text`, the index of the jieba word it belongs to (one more entry, for the end)."""
     owner = np.zeros(len(text) + 1, dtype=np.int64)
-    for k, (_, start, end) in enumerate(jieba.tokenize(text)):
+    k = -1
+    for k, (_, start, end) in enumerate(_jieba().tokenize(text)):
         owner[start:end] = k
+    owner[len(text)] = k + 1  # a token of no characters at the very end: a word of its own
     return owner
 
 
@@ -149,12 +158,13 @@ class MlmTask(Task):
             i = enc["overflow_to_sample_mapping"][j]
             word_ids = [w if w is not None else -1 for w in enc.word_ids(j)]
             if jieba and not examples[i].get("fill"):
-                # the tokens whose first character falls in one jieba word share its id (an English word's
-                # subwords too); special tokens keep -1
+                # the tokens whose first character (past the space a BPE or SentencePiece piece carries) falls
+                # in one jieba word share its id (an English word's subwords too); special tokens keep -1
                 if i not in owners:
                     owners = {i: jieba_words(examples[i]["text"])}  # a document's windows come together
-                word_ids = [int(owners[i][a]) if w >= 0 and b > a else w
-                            for (a, b), w in zip(enc["offset_mapping"][j], word_ids)]
+                text = examples[i]["text"]
+                word_ids = [int(owners[i][trim_span(text, span)[0]]) if w >= 0 else w
+                            for span, w in zip(enc["offset_mapping"][j], word_ids)]
             features.append({"input_ids": ids, "word_ids": word_ids, "example_index": i,
                              "mask_seed": None if examples[i].get("fill") else j})
         return features
