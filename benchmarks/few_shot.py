@@ -16,8 +16,9 @@ training seconds.
 - frozen-lr: the frozen model's normalised mean embeddings and scikit-learn's LogisticRegression.
 - setfit: SetFit 1.2.0 `Trainer` with default `TrainingArguments` (`num_iterations=5` where the defaults'
   pair count, every unique pair oversampled, passes 10,000: SST-2 at 128 per class, TREC-6 at 32 and 128;
-  those take up to hours on a 2-core CPU), run in the virtual environment
-  of --setfit-python (SetFit is never a dependency of bertkit): `python -m venv V; V/bin/pip install setfit`.
+  those take up to hours on a 2-core CPU; `--setfit-defaults` runs the defaults there too), run in the
+  virtual environment of --setfit-python (SetFit is never a dependency of bertkit):
+  `python -m venv V; V/bin/pip install setfit`.
 """
 
 from __future__ import annotations
@@ -104,14 +105,14 @@ def run_frozen_lr(train_rows: list, heldout: list) -> dict:
     return {"accuracy": float(np.mean(predicted == np.array([y for _, y in heldout]))), "train_seconds": seconds}
 
 
-def run_setfit(python: str, train_rows: list, heldout: list, per_class: int, tmp: Path) -> dict:
+def run_setfit(python: str, train_rows: list, heldout: list, per_class: int, tmp: Path, full: bool = False) -> dict:
     from bertkit.models.loading import embedded_model_dir
 
     labels = [y for _, y in train_rows]
     n = len(labels)
     positive = sum(labels.count(y) * (labels.count(y) + 1) // 2 for y in set(labels))
     default_pairs = 2 * max(positive, n * (n + 1) // 2 - positive)  # SetFit's oversampling
-    iterations = "5" if default_pairs > 10_000 else "default"
+    iterations = "5" if default_pairs > 10_000 and not full else "default"
     out = subprocess.run([python, "-c", _SETFIT, str(embedded_model_dir()), json.dumps(train_rows), json.dumps(heldout),
                           iterations], capture_output=True, text=True, check=True, cwd=tmp)  # its checkpoints
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "num_iterations": iterations}
@@ -128,6 +129,9 @@ def main() -> None:
     ap.add_argument("--selection-dev", action="store_true",
                     help="score on 1,000 examples drawn from the training pool (never sampled) instead of the "
                     "held-out set: for choosing settings, such as the size below which auto takes few-shot")
+    ap.add_argument("--setfit-defaults", action="store_true",
+                    help="run SetFit with its defaults at every size (every unique pair, oversampled; slow past "
+                         "10,000 pairs), not num_iterations=5 there")
     ap.add_argument("--bertkit-set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="settings for the bertkit systems, as `bertkit train --set` takes them")
     args = ap.parse_args()
@@ -155,7 +159,7 @@ def main() -> None:
                         elif system == "frozen-lr":
                             row = run_frozen_lr(sample, heldout)
                         else:
-                            row = run_setfit(args.setfit_python, sample, heldout, per_class, tmp)
+                            row = run_setfit(args.setfit_python, sample, heldout, per_class, tmp, args.setfit_defaults)
                         row = {"data": name, "per_class": per_class, "seed": seed, "system": system,
                                "train_rows": len(sample), **row}
                         print(json.dumps(row), flush=True)
