@@ -113,6 +113,48 @@ def test_pairs_are_setfit_s_oversampled_unique_pairs():
     assert len(make_pairs(_features([i % 2 for i in range(200)]), None, seed=3)) == 8000
 
 
+def test_a_pair_batch_encodes_each_distinct_input_once_with_the_same_loss_and_gradients(tiny_model_dir):
+    """Deduplicated, a batch of pairs gives the loss and gradients of encoding all 2B members one by one (dropout
+    off); an example paired with itself keeps a second input of its own, for dropout to draw apart."""
+    from bertkit.training.few_shot import ContrastiveTask
+
+    task, model, features = _classifier(tiny_model_dir)
+    append_mean_pooling(model)
+    model.eval()
+    pairs = make_pairs(features, None, seed=0)[:24]
+    contrastive = ContrastiveTask(task)
+    batch = contrastive.collate_train(pairs, 0)
+    itself = [i for i, p in enumerate(pairs) if p["input_ids"] == p["pair_input_ids"]]
+    distinct = {tuple(ids) for p in pairs for ids in (p["input_ids"], p["pair_input_ids"])}
+    assert itself and len(batch["input_ids"]) == len(distinct) + len(itself) < 2 * len(pairs)
+    for i in range(len(pairs)):  # each member points at its own tokens; one with itself at a second copy
+        for key, member in (("first", "input_ids"), ("second", "pair_input_ids")):
+            row = batch["input_ids"][batch[key][i]]
+            assert row[: len(pairs[i][member])].tolist() == list(pairs[i][member])
+        if i in itself:
+            assert batch["first"][i] != batch["second"][i]
+
+    def loss_and_grads(b):
+        model.zero_grad()
+        loss = contrastive.loss(contrastive.forward(model, b), b)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    deduplicated = loss_and_grads(batch)
+    # the old way: the first members, then the second ones, every one an input of its own
+    sides = [{"input_ids": p["input_ids"]} for p in pairs] + [{"input_ids": p["pair_input_ids"]} for p in pairs]
+    from bertkit.data.batching import pad_batch
+
+    plain = pad_batch(sides, 0, None)
+    plain["first"], plain["second"] = torch.arange(len(pairs)), torch.arange(len(pairs), 2 * len(pairs))
+    plain["targets"] = batch["targets"]
+    every = loss_and_grads(plain)
+    torch.testing.assert_close(deduplicated[0], every[0], atol=1e-6, rtol=1e-5)
+    assert deduplicated[1].keys() == every[1].keys() and deduplicated[1]
+    for name, grad in every[1].items():
+        torch.testing.assert_close(deduplicated[1][name], grad, atol=1e-6, rtol=1e-4)
+
+
 def test_multi_label_pairs_are_positive_when_the_label_sets_meet():
     labels = [[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 1, 0]]
     sets = [{i for i, v in enumerate(x) if v} for x in labels]

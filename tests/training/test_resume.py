@@ -137,7 +137,10 @@ def test_batch_size_and_epochs_follow_the_training_set_size(n, given, expected):
 
 @pytest.mark.parametrize("hidden,given,expected", [
     (384, None, 1e-4),     # the embedded MiniLM-L6
+    (512, None, 1e-4),     # the widest small encoder
+    (513, None, 5e-5),
     (768, None, 5e-5),     # BERT-base, RoBERTa-base
+    (1023, None, 5e-5),
     (1024, None, 2e-5),    # the large models
     (None, None, 5e-5),    # unknown width: the base-size rate
     (384, 3e-5, 3e-5),     # a given rate wins

@@ -7,6 +7,7 @@ with `B-X` and continue with `I-X`. Both are oracle-tested against seqeval.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 
@@ -80,6 +81,22 @@ def bio_labels(types: Sequence[str]) -> list[str]:
     return ["O"] + [f"{p}-{t}" for t in sorted(set(types)) for p in ("B", "I")]
 
 
+@functools.lru_cache(maxsize=16)
+def _bio_constraints(labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Which labels are `I-X` (no sequence opens with one), and the transition penalty [previous, current]:
+    0 where `I-X` follows `B-X` or `I-X` or the current label is not `I-`, else -inf. Built once per label set,
+    not per sentence."""
+    parts = [split_tag(t) for t in labels]
+    inside = np.array([p == "I" for p, _ in parts])
+    allowed = np.ones((len(labels), len(labels)), dtype=bool)
+    for j, (prefix, kind) in enumerate(parts):
+        if prefix == "I":
+            allowed[:, j] = [p in ("B", "I") and k == kind for p, k in parts]
+    penalty = np.where(allowed, 0.0, -np.inf)
+    inside.flags.writeable = penalty.flags.writeable = False  # shared by every call with these labels
+    return inside, penalty
+
+
 def bio_decode(log_probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     """The best valid IOB2 sequence (label ids) for per-word log-probabilities (n, L): the highest summed
     log-probability among sequences where every `I-X` follows `B-X` or `I-X` (Viterbi). A tagger trained with
@@ -88,13 +105,7 @@ def bio_decode(log_probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     n, n_labels = log_probs.shape
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    parts = [split_tag(t) for t in labels]
-    inside = np.array([p == "I" for p, _ in parts])
-    allowed = np.ones((n_labels, n_labels), dtype=bool)  # [previous, current]
-    for j, (prefix, kind) in enumerate(parts):
-        if prefix == "I":
-            allowed[:, j] = [p in ("B", "I") and k == kind for p, k in parts]
-    penalty = np.where(allowed, 0.0, -np.inf)
+    inside, penalty = _bio_constraints(tuple(labels))
     score = np.where(inside, -np.inf, log_probs[0].astype(np.float64))
     back = np.zeros((n, n_labels), dtype=np.int64)
     for i in range(1, n):

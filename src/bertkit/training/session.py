@@ -274,12 +274,21 @@ BATCH_32_STEPS = 600
 MIN_DEFAULT_STEPS, MAX_DEFAULT_EPOCHS = 120, 40
 
 
+#: The learning rate a run gets when none is given, by the encoder's width: (widest hidden size, rate, kind),
+#: narrowest first; 2e-5 from 1,024 up follows the large models' published recipes.
+LR_BY_WIDTH: tuple[tuple[int | None, float, str], ...] = (
+    (512, 1e-4, "small (the embedded MiniLM)"), (1023, 5e-5, "base"), (None, 2e-5, "large"))
+
+
 def default_lr(hidden_size: int | None) -> float:
-    """The learning rate a run gets when none is given, by the encoder's width: 1e-4 for small encoders
-    (hidden size up to 512, such as the embedded MiniLM-L6), 5e-5 for base-size ones, 2e-5 from 1,024 up
-    (the large models' published recipes)."""
+    """The learning rate of `LR_BY_WIDTH` for an encoder of this hidden size (base-size when unknown)."""
     width = hidden_size or 768
-    return 1e-4 if width <= 512 else 5e-5 if width < 1024 else 2e-5
+    return next(lr for widest, lr, _ in LR_BY_WIDTH if widest is None or width <= widest)
+
+
+def lr_rule() -> str:
+    """`LR_BY_WIDTH` in words, as the web app's form shows it."""
+    return "by model: " + ", ".join(f"{lr:.0e}".replace("e-0", "e-") + f" {kind}" for _, lr, kind in LR_BY_WIDTH)
 
 
 def size_defaults(tc: TrainConfig, n_train: int, processes: int = 1, hidden_size: int | None = None) -> None:

@@ -170,14 +170,14 @@ def size_defaults_for(rows: int) -> dict[str, Any]:
     """What a standard run on `rows` training rows and no dev file would choose (the form shows it)."""
     from bertkit.config import DataConfig, TrainConfig
     from bertkit.training.run_data import NO_DEV_BELOW
-    from bertkit.training.session import size_defaults
+    from bertkit.training.session import lr_rule, size_defaults
 
     split = rows >= NO_DEV_BELOW
     n = rows - round(rows * DataConfig().dev_fraction) if split else rows
     tc = TrainConfig(lr=1.0)  # the rate follows the model, chosen further down the form
     size_defaults(tc, n)
     return {"examples": n, "dev_split": split, "batch_size": tc.batch_size, "epochs": tc.epochs,
-            "lr": "by model: 1e-4 small (the embedded MiniLM), 5e-5 base, 2e-5 large"}
+            "lr": lr_rule()}
 
 
 # --- starting a run ---------------------------------------------------------------------------------------
