@@ -113,17 +113,19 @@ def test_pairs_are_setfit_s_oversampled_unique_pairs():
     assert len(make_pairs(_features([i % 2 for i in range(200)]), None, seed=3)) == 8000
 
 
-def test_a_pair_batch_encodes_each_distinct_input_once_with_the_same_loss_and_gradients(tiny_model_dir):
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
+def test_a_pair_batch_encodes_each_distinct_input_once_with_the_same_loss_and_gradients(family_dirs, family):
     """Deduplicated, a batch of pairs gives the loss and gradients of encoding all 2B members one by one (dropout
     off); an example paired with itself keeps a second input of its own, for dropout to draw apart."""
     from bertkit.training.few_shot import ContrastiveTask
 
-    task, model, features = _classifier(tiny_model_dir)
+    task, model, features = _classifier(family_dirs[family])
     append_mean_pooling(model)
     model.eval()
     pairs = make_pairs(features, None, seed=0)[:24]
     contrastive = ContrastiveTask(task)
-    batch = contrastive.collate_train(pairs, 0)
+    pad = 0 if family != "roberta" else 1
+    batch = contrastive.collate_train(pairs, pad)
     itself = [i for i, p in enumerate(pairs) if p["input_ids"] == p["pair_input_ids"]]
     distinct = {tuple(ids) for p in pairs for ids in (p["input_ids"], p["pair_input_ids"])}
     assert itself and len(batch["input_ids"]) == len(distinct) + len(itself) < 2 * len(pairs)
@@ -145,7 +147,7 @@ def test_a_pair_batch_encodes_each_distinct_input_once_with_the_same_loss_and_gr
     sides = [{"input_ids": p["input_ids"]} for p in pairs] + [{"input_ids": p["pair_input_ids"]} for p in pairs]
     from bertkit.data.batching import pad_batch
 
-    plain = pad_batch(sides, 0, None)
+    plain = pad_batch(sides, pad, None)
     plain["first"], plain["second"] = torch.arange(len(pairs)), torch.arange(len(pairs), 2 * len(pairs))
     plain["targets"] = batch["targets"]
     every = loss_and_grads(plain)

@@ -188,26 +188,26 @@ class ContrastiveTask:
     def collate_train(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         types = "token_type_ids" in features[0]
         inputs: list[dict[str, Any]] = []
-        seen: dict[tuple, int] = {}
-        members: tuple[list[int], list[int]] = ([], [])
+        seen: dict[tuple, int] = {}  # an input's (ids, token types) -> its row in the batch
+        first, second = [], []
 
-        def place(ids: Any, token_types: Any, own: bool) -> int:
-            key = (tuple(ids), tuple(token_types) if types else ())
-            if own or key not in seen:
+        def place(ids: Any, token_types: Any, key: tuple | None) -> int:
+            """The row of this input: its earlier one, or a new row (always new when `key` is None)."""
+            if key is None or key not in seen:
                 inputs.append({"input_ids": ids, **({"token_type_ids": token_types} if types else {})})
-                if not own:
+                if key is not None:
                     seen[key] = len(inputs) - 1
                 return len(inputs) - 1
             return seen[key]
 
         for f in features:
-            first_types, second_types = (f["token_type_ids"], f["pair_token_type_ids"]) if types else (None, None)
-            members[0].append(place(f["input_ids"], first_types, own=False))
-            with_itself = (tuple(f["input_ids"]) == tuple(f["pair_input_ids"])
-                           and (not types or tuple(first_types) == tuple(second_types)))
-            members[1].append(place(f["pair_input_ids"], second_types, own=with_itself))
+            a_types, b_types = (f["token_type_ids"], f["pair_token_type_ids"]) if types else (None, None)
+            a_key = (tuple(f["input_ids"]), tuple(a_types) if types else ())
+            b_key = (tuple(f["pair_input_ids"]), tuple(b_types) if types else ())
+            first.append(place(f["input_ids"], a_types, a_key))
+            second.append(place(f["pair_input_ids"], b_types, None if b_key == a_key else b_key))
         batch = pad_batch(inputs, pad_id, {"token_type_ids": 0} if types else None)
-        batch["first"], batch["second"] = (torch.tensor(m, dtype=torch.long) for m in members)
+        batch["first"], batch["second"] = torch.tensor(first), torch.tensor(second)
         batch["targets"] = torch.tensor([f["target"] for f in features], dtype=torch.float)
         return batch
 
