@@ -18,6 +18,9 @@ already there is skipped, so an interrupted benchmark continues):
 - cls-3, ner-3: cls-base and ner-base started from adapt-3
 - adapt-wwm:    adapt with whole-word masking of jieba's words (--whole-word-masking --word-segmenter jieba)
 - cls-wwm, ner-wwm: cls-base and ner-base started from adapt-wwm
+- adapt-tapt:   task-adaptive pre-training: more masked-LM pre-training on the zh_sentiment training reviews
+                alone, started from adapt-3 (--more-epochs at --more-lr)
+- cls-tapt:     cls-base started from adapt-tapt
 Every fine-tune uses bertkit's defaults except --epochs (--epochs here); selection and figures on the dev files.
 """
 
@@ -35,10 +38,10 @@ import time
 from pathlib import Path
 
 STAGES = ("tfidf", "cls-base", "ner-base", "adapt", "cls-adapted", "ner-adapted", "adapt-more", "cls-more",
-          "ner-more", "adapt-3", "cls-3", "ner-3", "adapt-wwm", "cls-wwm", "ner-wwm")
+          "ner-more", "adapt-3", "cls-3", "ner-3", "adapt-wwm", "cls-wwm", "ner-wwm", "adapt-tapt", "cls-tapt")
 
 
-PARENT = {"adapt-more": "adapt", "adapt-3": "adapt-more"}
+PARENT = {"adapt-more": "adapt", "adapt-3": "adapt-more", "adapt-tapt": "adapt-3"}
 
 
 def _sentiment(data: Path) -> tuple[Path, Path]:
@@ -121,10 +124,12 @@ def stage(name: str, data: Path, work: Path, a: argparse.Namespace) -> dict:
                if name in PARENT else ["--extend-vocab", "--epochs", a.pretrain_epochs, "--lr", a.pretrain_lr])
         if name == "adapt-wwm":
             how += ["--whole-word-masking", "--word-segmenter", "jieba"]
-        seconds = _bertkit(["pretrain", "--train", str(cls_train), str(text), *how, "--out", str(run)])
+        texts = [str(cls_train)] if name == "adapt-tapt" else [str(cls_train), str(text)]
+        seconds = _bertkit(["pretrain", "--train", *texts, *how, "--out", str(run)])
         env = json.loads((run / "environment.json").read_text(encoding="utf-8"))
         return {**_scores(run), "wall_seconds": round(seconds, 1), "vocabulary": env["data"].get("vocabulary")}
-    parent = {"adapted": "adapt", "more": "adapt-more", "3": "adapt-3", "wwm": "adapt-wwm"}.get(name.split("-")[1])
+    parent = {"adapted": "adapt", "more": "adapt-more", "3": "adapt-3", "wwm": "adapt-wwm",
+              "tapt": "adapt-tapt"}.get(name.split("-")[1])
     init = ["--init-from", str(work / parent)] if parent else []
     if name.startswith("cls"):
         args = ["train", "--train", str(cls_train), "--dev", str(cls_dev)]
