@@ -1,7 +1,8 @@
 """Chinese with the embedded (English) MiniLM: unadapted, adapted (vocabulary extended + masked-LM pre-training
 on the training text), and a TF-IDF baseline; zh_sentiment dev accuracy and zh_ner dev entity F1 (per type).
 
-    python benchmarks/chinese.py [--data ../shared/data] [--work /tmp/zh-bench] [--stages ...]
+    python benchmarks/chinese.py [--data ../shared/data] [--work /tmp/zh-bench] [--stages ...] [--label L]
+    python benchmarks/chinese.py --show-errors RUN [--max-chars 30] [--limit 40]
 
 Stages (each one `bertkit` command, timed whole-process; results append to WORK/results.jsonl, and a stage
 already there is skipped, so an interrupted benchmark continues):
@@ -22,6 +23,8 @@ already there is skipped, so an interrupted benchmark continues):
                 alone, started from adapt-3 (--more-epochs at --more-lr)
 - cls-tapt:     cls-base started from adapt-tapt
 Every fine-tune uses bertkit's defaults except --epochs (--epochs here); selection and figures on the dev files.
+`--label L` runs the stages again with other flags beside the first runs: run folders and result rows are
+named STAGE@L, and parents are still the unlabelled runs (e.g. `--stages cls-tapt --lr 5e-5 --label lr5e-5`).
 """
 
 from __future__ import annotations
@@ -94,6 +97,26 @@ def _tfidf(data: Path) -> dict:
     return {"accuracy": round(float(acc), 4), "seconds": round(time.perf_counter() - start, 1)}
 
 
+def show_errors(run: Path, dev: Path, max_chars: int, limit: int) -> None:
+    """Print a fine-tune's first `limit` wrong dev predictions among reviews of at most `max_chars` characters:
+    its `dev_predictions.jsonl` line by line against the dev file (text, label, predicted label, score)."""
+    with open(dev, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not (run / "dev_predictions.jsonl").is_file():
+        raise SystemExit(f"{run}: no dev_predictions.jsonl; give a zh_sentiment fine-tune run with a dev file")
+    with open(run / "dev_predictions.jsonl", encoding="utf-8") as fh:
+        predictions = [json.loads(line) for line in fh]
+    if len(rows) != len(predictions):
+        raise SystemExit(f"{run}/dev_predictions.jsonl has {len(predictions)} lines, {dev} {len(rows)} rows: "
+                         "not this run's dev file")
+    wrong = [(r["text"], r["label"], p["label"], round(p["score"], 2)) for r, p in zip(rows, predictions)
+             if r["label"] != p["label"] and len(r["text"]) <= max_chars]
+    print(f"{len(wrong)} wrong among dev reviews of {max_chars} characters or fewer; "
+          f"the first {min(limit, len(wrong))}:")
+    for row in wrong[:limit]:
+        print(json.dumps(row, ensure_ascii=False))
+
+
 def _bertkit(args: list[str]) -> float:
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "bertkit", *args, "--quiet"]
@@ -117,7 +140,7 @@ def stage(name: str, data: Path, work: Path, a: argparse.Namespace) -> dict:
         return _tfidf(data)
     cls_train, cls_dev = _sentiment(data)
     ner_train, ner_dev = _ner(data)
-    run = work / name
+    run = work / (f"{name}@{a.label}" if a.label else name)
     if name.startswith("adapt"):
         text = _ner_text(ner_train, work / "zh_ner_train.txt")
         how = (["--init-from", str(work / PARENT[name]), "--epochs", a.more_epochs, "--lr", a.more_lr]
@@ -154,15 +177,24 @@ def main() -> None:
     p.add_argument("--pretrain-lr", default="2e-4")
     p.add_argument("--more-epochs", default="2", help="epochs of the adapt-more stage")
     p.add_argument("--more-lr", default="3e-4", help="learning rate of the adapt-more stage")
+    p.add_argument("--label", help="run the stages again beside the first runs, as STAGE@LABEL (other flags)")
+    p.add_argument("--show-errors", metavar="RUN", type=Path,
+                   help="print RUN's wrong zh_sentiment dev predictions on short reviews, then stop")
+    p.add_argument("--max-chars", type=int, default=30, help="with --show-errors: the longest review shown")
+    p.add_argument("--limit", type=int, default=40, help="with --show-errors: how many")
     a = p.parse_args()
     data, work = Path(a.data).resolve(), Path(a.work)
+    if a.show_errors:
+        show_errors(a.show_errors, _sentiment(data)[1], a.max_chars, a.limit)
+        return
     work.mkdir(parents=True, exist_ok=True)
     results = work / "results.jsonl"
     done = {json.loads(line)["stage"] for line in results.read_text().splitlines()} if results.exists() else set()
     for name in a.stages:
-        if name in done:
+        key = f"{name}@{a.label}" if a.label else name
+        if key in done:
             continue
-        row = {"stage": name, **stage(name, data, work, a)}
+        row = {"stage": key, **stage(name, data, work, a)}
         print(json.dumps(row, ensure_ascii=False), flush=True)
         with open(results, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
