@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from bertkit.config import DataConfig, TaskConfig, TrainConfig
+from bertkit.data.batching import pad_batch
 from bertkit.errors import ConfigError
 from bertkit.models.loading import build_model, load_tokenizer
 from bertkit.models.pooling import MEAN_POOLING_KEY, append_mean_pooling, mean_pooling_unsupported
 from bertkit.tasks.base import Task, get_task
-from bertkit.training.few_shot import choose_method, few_shot_defaults, logistic_regression, make_pairs
+from bertkit.training.few_shot import ContrastiveTask, choose_method, few_shot_defaults, logistic_regression, make_pairs
 from conftest import tiny_config, toy_sentiment, write_csv
 
 TEXTS = ["good film", "the plot was very dull and the acting quite weak", "fun", "a lovely warm story",
@@ -117,8 +118,6 @@ def test_pairs_are_setfit_s_oversampled_unique_pairs():
 def test_a_pair_batch_encodes_each_distinct_input_once_with_the_same_loss_and_gradients(family_dirs, family):
     """Deduplicated, a batch of pairs gives the loss and gradients of encoding all 2B members one by one (dropout
     off); an example paired with itself keeps a second input of its own, for dropout to draw apart."""
-    from bertkit.training.few_shot import ContrastiveTask
-
     task, model, features = _classifier(family_dirs[family])
     append_mean_pooling(model)
     model.eval()
@@ -145,8 +144,6 @@ def test_a_pair_batch_encodes_each_distinct_input_once_with_the_same_loss_and_gr
     deduplicated = loss_and_grads(batch)
     # the old way: the first members, then the second ones, every one an input of its own
     sides = [{"input_ids": p["input_ids"]} for p in pairs] + [{"input_ids": p["pair_input_ids"]} for p in pairs]
-    from bertkit.data.batching import pad_batch
-
     plain = pad_batch(sides, pad, None)
     plain["first"], plain["second"] = torch.arange(len(pairs)), torch.arange(len(pairs), 2 * len(pairs))
     plain["targets"] = batch["targets"]
