@@ -30,18 +30,35 @@ class DevData:
     top: int  # rows of the "worst examples" tables
 
 
-def to_svg(fig) -> str:
-    """A matplotlib figure as inline SVG (text stays text, so the browser draws any script), then closed."""
+def to_svg(fig, *, fit: bool = True) -> str:
+    """A matplotlib figure as inline SVG (text stays text, so the browser draws any script), then closed.
+
+    `fit` crops the page to what was drawn, so long tick labels (class names) are never cut off; that lays
+    the figure out twice. Plots whose tick labels are numbers pass `fit=False` and get fixed margins in
+    inches instead: one layout, about a third less time, which every run's report pays twice."""
     import matplotlib.pyplot as plt
 
+    if not fit:
+        _fixed_margins(fig)
     buf = io.StringIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})  # the same run, the same page
+        fig.savefig(buf, format="svg", bbox_inches="tight" if fit else None,
+                    metadata={"Date": None})  # the same run, the same page
     plt.close(fig)
     text = buf.getvalue()
     text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)  # creator/date RDF: not needed inline
     return text[text.index("<svg"):]
+
+
+def _fixed_margins(fig, left: float = 0.6, right: float = 0.15, bottom: float = 0.48, top: float = 0.3,
+                   gap: float = 0.7) -> None:
+    """Margins in inches around a row of axes: room for numeric tick labels, an axis label and a title."""
+    width, height = fig.get_size_inches()
+    n = max(1, len(fig.axes))
+    axis_width = (width - left - right - gap * (n - 1)) / n
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=gap / axis_width)
 
 
 def new_figure(width: float = 7.5, height: float = 3.2, ncols: int = 1):

@@ -57,7 +57,7 @@ def _curves(records, metric: str, best_step, stop_step) -> str:
         right.set_xticks([]), right.set_yticks([])
     right.set_xlabel("step")
     right.set_title(f"Dev {metric}")
-    return to_svg(fig)
+    return to_svg(fig, fit=False)
 
 
 def _schedule(records) -> str:
@@ -69,7 +69,7 @@ def _schedule(records) -> str:
     right.plot([r["step"] for r in trains], [r.get("tokens_per_s", 0) for r in trains], color=_TRAIN)
     right.set_title("Throughput (real tokens/s, all processes)")
     right.set_xlabel("step")
-    return to_svg(fig)
+    return to_svg(fig, fit=False)
 
 
 # --- the page -------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def render_comparison(paths: list[str | Path]) -> str:
     right.set_title(f"Dev {metric} (dotted: each run's best checkpoint)")
     right.set_xlabel("step")
     right.legend(frameon=False, fontsize=7)
-    body.append("<h2>Learning curves</h2>" + plot_block(to_svg(fig)))
+    body.append("<h2>Learning curves</h2>" + plot_block(to_svg(fig, fit=False)))
     body.append("<p>Runs: " + ", ".join(f"<code>{html.escape(n)}</code> = {html.escape(str(r.path))}"
                                           for n, r in zip(names, runs)) + "</p>")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>bertkit run comparison</title>'
