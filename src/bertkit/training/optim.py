@@ -3,7 +3,6 @@ decay, and warmup + decay schedules."""
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -45,32 +44,9 @@ def count_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
 
 
-def _linear(step: int, *, warmup: int, total: int) -> float:
-    if step < warmup:
-        return step / max(1, warmup)
-    return max(0.0, (total - step) / max(1, total - warmup))
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    from transformers import get_scheduler
 
-
-def _cosine(step: int, *, warmup: int, total: int) -> float:
-    if step < warmup:
-        return step / max(1, warmup)
-    progress = (step - warmup) / max(1, total - warmup)
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def _constant(step: int, *, warmup: int, total: int) -> float:
-    return step / max(1, warmup) if step < warmup else 1.0
-
-
-SCHEDULES = {"linear": _linear, "cosine": _cosine, "constant": _constant}
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
-                    ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup over `warmup_ratio` of the steps, then linear decay to 0, half a cosine to 0, or constant:
-    the factors of transformers' linear, cosine and constant-with-warmup schedules (tested against them),
-    without importing `transformers.optimization`, which pulls in the Trainer's utilities and PEFT (about
-    4 s of a 2-core CPU's start-up, paid by every training process)."""
     warmup = int(round(cfg.warmup_ratio * total_steps))
-    factor = functools.partial(SCHEDULES[cfg.scheduler], warmup=warmup, total=total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.scheduler]
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)

@@ -131,7 +131,7 @@ def open_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
 
 def prepare(config: RunConfig) -> RunContext:
     """Everything up to the first step: a run that fails here leaves no run directory it created."""
-    from accelerate.utils import set_seed  # transformers' own imports PEFT and the Trainer's utilities
+    from transformers import set_seed
 
     fresh = not Path(config.out or ".").exists()
     config, run = open_run(config)
@@ -226,7 +226,7 @@ def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tok
     """Model (resized for the tokens the run added to `base_tokenizer`; with LoRA and frozen parts as
     configured; the mean-pooling layer for the few-shot recipe), optimiser and schedule, prepared for the
     runtime."""
-    from accelerate.utils import set_seed
+    from transformers import set_seed
 
     set_seed(config.train.seed)  # the new head's initialisation depends only on the seed
     mc, tc = config.model, config.train
