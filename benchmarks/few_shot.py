@@ -90,9 +90,11 @@ def run_bertkit_process(train_rows: list, heldout_file: Path, tmp: Path, extra: 
     out = tmp / "run"
     settings = [arg for key, value in extra.items() for arg in ("--set", f"{key}={value}")]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bertkit", "train", "--train", str(train_file), "--out", str(out), "--quiet",
-                    *settings], check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "bertkit", "train", "--train", str(train_file), "--out", str(out),
+                           "--quiet", *settings], capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"bertkit train failed (exit status {done.returncode}): {done.stderr.strip()[-2000:]}")
     return {"accuracy": evaluate(out, heldout_file)["accuracy"], "process_seconds": seconds}
 
 
@@ -135,15 +137,16 @@ def run_setfit(python: str, train_rows: list, heldout: list, per_class: int, tmp
     iterations = "5" if default_pairs > 10_000 and not full else "default"
     start = time.perf_counter()
     proc = subprocess.Popen([python, "-c", _SETFIT, str(embedded_model_dir()), json.dumps(train_rows),
-                             json.dumps(heldout), iterations], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, cwd=tmp)  # its checkpoints and saved model go to tmp
+                             json.dumps(heldout), iterations], stdout=subprocess.PIPE,
+                            stderr=open(tmp / "setfit.log", "w"), text=True, cwd=tmp)  # its files go to tmp
     process_seconds, last = None, ""
     for line in proc.stdout:
         if line.strip() == "TRAINED":  # from its start: imports, loading, training, saving the model
             process_seconds = time.perf_counter() - start
         last = line
     if proc.wait() != 0 or process_seconds is None:
-        raise RuntimeError(f"the SetFit run failed (exit status {proc.returncode})")
+        log = (tmp / "setfit.log").read_text(errors="replace").strip()[-2000:]
+        raise RuntimeError(f"the SetFit run failed (exit status {proc.returncode}): {log}")
     return {**json.loads(last), "num_iterations": iterations, "process_seconds": process_seconds}
 
 
