@@ -227,3 +227,18 @@ def test_labels_that_do_not_fit_the_model_are_a_damaged_run(toy_run, tmp_path, c
     (run / "labels.json").write_text('{"task": "classification"}', encoding="utf-8")
     assert main(["predict", str(run), "--text", "a fine film"]) == 2
     assert "the saved state of the classification task is damaged" in capsys.readouterr().err
+
+
+def test_the_program_exits_with_the_status_of_main_and_leaves_the_last_collection_out(monkeypatch):
+    import gc
+
+    import bertkit.cli as cli
+
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.entry()
+        assert exit_.value.code == 3
+        assert gc.get_freeze_count() > 0  # the exit does not walk what torch and transformers made
+    finally:
+        gc.unfreeze()

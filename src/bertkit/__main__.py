@@ -1,5 +1,3 @@
-import sys
+from bertkit.cli import entry
 
-from bertkit.cli import main
-
-sys.exit(main())
+entry()

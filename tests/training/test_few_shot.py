@@ -96,10 +96,10 @@ def test_pairs_are_setfit_s_oversampled_unique_pairs():
     labels = [0, 0, 0, 1, 1, 2]
     pairs = make_pairs(_features(labels), None, seed=3)
     # 6 examples: 21 unordered pairs with self-pairs, 3 + 6 + 3 + 1 = 10 of them positive, 11 negative;
-    # 20 rounds per example would be 120 of each, but the few unique pairs are cycled at most twice over: 22.
+    # SetFit's count: 11 of each, the positives cycled once past their end.
     same = [p for p in pairs if p["target"] == 1.0]
     other = [p for p in pairs if p["target"] == 0.0]
-    assert len(same) == len(other) == 22
+    assert len(same) == len(other) == 11
     assert all(labels[p["input_ids"][0]] == labels[p["pair_input_ids"][0]] for p in same)
     assert all(labels[p["input_ids"][0]] != labels[p["pair_input_ids"][0]] for p in other)
     unique_same = {tuple(sorted((p["input_ids"][0], p["pair_input_ids"][0]))) for p in same}
@@ -107,9 +107,10 @@ def test_pairs_are_setfit_s_oversampled_unique_pairs():
     assert make_pairs(_features(labels), None, seed=3) == pairs  # a resumed run draws the same pairs
     assert make_pairs(_features(labels), None, seed=4) != pairs
     assert len(make_pairs(_features(labels), 4, seed=3)) == 2 * 2 * len(labels)  # 4 per example, half each
-    # 64 examples, two classes: 1,056 positive and 1,024 negative unique pairs; 20 rounds give 1,280 of each
+    # 64 examples, two classes: 1,056 positive and 1,024 negative unique pairs, so 1,056 of each
     sixty_four = make_pairs(_features([i % 2 for i in range(64)]), None, seed=3)
-    assert sum(p["target"] == 1.0 for p in sixty_four) == sum(p["target"] == 0.0 for p in sixty_four) == 1280
+    assert sum(p["target"] == 1.0 for p in sixty_four) == sum(p["target"] == 0.0 for p in sixty_four) == 1056
+    assert len({tuple(sorted((p["input_ids"][0], p["pair_input_ids"][0]))) for p in sixty_four}) == 1056 + 1024
     # 200 examples: SetFit's count (10,050 positive unique pairs) is past the 8,000-pair cap
     assert len(make_pairs(_features([i % 2 for i in range(200)]), None, seed=3)) == 8000
 
@@ -236,11 +237,11 @@ def test_a_few_shot_run_is_an_ordinary_run(tiny_model_dir, tmp_path):
     assert results["method"] == "few-shot" and results["dev"] == {}  # 24 examples: no dev split, all train
     assert results["calibration"] == {"skipped": "no dev set"}
     assert run.read_json("environment.json")["data"]["dev"]["rows"] == 0
-    # 24 examples (13 and 11): 300 unordered pairs with self-pairs, 157 positive and 143 negative; 20 rounds
-    # would be 480 of each, capped at twice the larger count: 314 of each, 628 pairs in batches of 16
+    # 24 examples (13 and 11): 300 unordered pairs with self-pairs, 157 positive and 143 negative; SetFit's
+    # count: 157 of each, 314 pairs in batches of 16
     labels = [y for _, y in rows]
     assert sorted(labels.count(y) for y in set(labels)) == [11, 13]
-    assert result.steps == -(-628 // 16)
+    assert result.steps == -(-314 // 16)
     config = json.loads((run.model_dir / "config.json").read_text())
     assert config["num_hidden_layers"] == 3 and config[MEAN_POOLING_KEY] == 2
     texts = [t for t, _ in rows[:6]]
@@ -264,7 +265,7 @@ def test_the_head_fits_the_training_examples(tiny_model_dir, tmp_path):
     train_file = write_csv(tmp_path / "train.csv", ["text", "sentiment"], rows)
     cfg = tiny_config(tiny_model_dir, train_file, None, tmp_path / "run", **{
         "train.lr": 1e-3, "train.batch_size": None, "train.max_steps": None, "train.eval_every": None,
-        "train.method": "few-shot"})
+        "train.method": "few-shot", "train.few_shot_pairs": 40})  # 1,600 pairs: enough for the random tiny model
     train(cfg, progress=False)
     assert evaluate(tmp_path / "run", train_file)["accuracy"] >= 0.9
 

@@ -36,8 +36,7 @@ from bertkit.tasks.base import Task, takes_token_types
 from bertkit.tasks.classification import output_layer
 
 __all__ = ["ContrastiveTask", "choose_method", "fit_head", "logistic_regression", "make_pairs", "few_shot_defaults",
-           "FEW_SHOT_BELOW",
-           "ROUNDS", "MAX_PAIRS"]
+           "FEW_SHOT_BELOW", "MAX_PAIRS"]
 
 log = logging.getLogger("bertkit")
 
@@ -46,8 +45,8 @@ FEW_SHOT_BELOW = 150
 #: With no dev file, a few-shot run below this many training examples holds none out (its split would be under
 #: 50: nothing to select, too few to calibrate on).
 FEW_SHOT_NO_DEV_BELOW = 500
-#: Rounds of pair drawing (SetFit's default num_iterations), and the most pairs a run draws.
-ROUNDS, MAX_PAIRS = 20, 8000
+#: The most pairs a run draws.
+MAX_PAIRS = 8000
 
 
 def choose_method(config: RunConfig, task: Task, n_train: int, model_config: Any, *, quiet: bool = False) -> str:
@@ -119,7 +118,7 @@ def make_pairs(features: Sequence[dict[str, Any]], per_example: int | None, seed
     (an example with itself included) in a seeded order, split into positives (sharing a label; multi-label
     examples whose label sets meet) and negatives; then as many of each as the run takes, cycling through
     each list. The run takes `per_example` / 2 of each per example when set; else as many as the larger
-    list holds (SetFit's oversampling) and at least `ROUNDS` per example, at most `MAX_PAIRS` / 2. Above a
+    list holds (SetFit's oversampling), at most `MAX_PAIRS` / 2. Above a
     million unordered pairs a seeded million of them is drawn instead of all. Deterministic for a seed, so
     a resumed run draws the same pairs."""
     n = len(features)
@@ -142,10 +141,9 @@ def make_pairs(features: Sequence[dict[str, Any]], per_example: int | None, seed
     if per_example is not None:
         per_side = max(1, per_example // 2) * n
     else:
-        unique = max(len(pos), len(neg))  # SetFit's count: the larger list, the other oversampled to it
-        # at least ROUNDS per example, but a tiny set's few unique pairs are not cycled past twice over: repeats
-        # add time, not information (16 SST-2 examples: 288 pairs, not 640, for the same held-out accuracy)
-        per_side = min(MAX_PAIRS // 2, max(unique, min(ROUNDS * n, 2 * unique)))
+        # SetFit's count: the larger list, the other oversampled to it. Cycling a small set's pairs further adds
+        # time, not accuracy (README, "Small training sets": SST-2 dev samples of 16 and 64 examples)
+        per_side = min(MAX_PAIRS // 2, max(len(pos), len(neg)))
     pairs = []
     for side, target in ((pos, 1.0), (neg, 0.0)):
         if len(side):
