@@ -203,8 +203,8 @@ class TrainConfig:
         "recipe); standard: fine-tune with the task's loss; auto: few-shot below 150 training examples per class",
         tasks=("classification",))
     few_shot_pairs: int | None = _f(None, "few-shot: contrastive pairs per training example (half same-label); unset: "
-                                    "as many as the label pairs give (SetFit's oversampling), at most 8,000 "
-                                    "in all",
+                                    "as many as the label pairs give (SetFit's oversampling), at most 2,560 "
+                                    "for two classes, 5,120 for three, 8,000 from four",
                                     tasks=("classification",))
 
     def __post_init__(self) -> None:

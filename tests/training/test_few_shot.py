@@ -111,8 +111,11 @@ def test_pairs_are_setfit_s_oversampled_unique_pairs():
     sixty_four = make_pairs(_features([i % 2 for i in range(64)]), None, seed=3)
     assert sum(p["target"] == 1.0 for p in sixty_four) == sum(p["target"] == 0.0 for p in sixty_four) == 1056
     assert len({tuple(sorted((p["input_ids"][0], p["pair_input_ids"][0]))) for p in sixty_four}) == 1056 + 1024
-    # 200 examples: SetFit's count (10,050 positive unique pairs) is past the 8,000-pair cap
-    assert len(make_pairs(_features([i % 2 for i in range(200)]), None, seed=3)) == 8000
+    # 200 examples of two classes: SetFit's count (10,050 positive unique pairs) is past the cap of two classes;
+    # of three, past 5,120; of six, past the 8,000 of every larger set
+    assert len(make_pairs(_features([i % 2 for i in range(200)]), None, seed=3)) == 2560
+    assert len(make_pairs(_features([i % 3 for i in range(200)]), None, seed=3)) == 5120
+    assert len(make_pairs(_features([i % 6 for i in range(300)]), None, seed=3)) == 8000
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
@@ -153,6 +156,36 @@ def test_a_pair_batch_encodes_each_distinct_input_once_with_the_same_loss_and_gr
     assert deduplicated[1].keys() == every[1].keys() and deduplicated[1]
     for name, grad in every[1].items():
         torch.testing.assert_close(deduplicated[1][name], grad, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
+def test_the_contrastive_phase_skips_the_pooling_layer_and_takes_the_mean_below_it(family_dirs, family):
+    """The pairs' embeddings are the mean of the token states under the mean-pooling layer, as the whole model
+    computes them, without running that layer's work; the layer is itself again afterwards. Either call may
+    come first (transformers installs its hidden-state hooks on a model's first call)."""
+    for first_call in ("contrastive", "whole"):
+        task, model, features = _classifier(family_dirs[family])
+        append_mean_pooling(model)
+        model.eval()
+        contrastive = ContrastiveTask(task)
+        batch = contrastive.collate_train(make_pairs(features, None, seed=0)[:8], 0 if family != "roberta" else 1)
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if first_call == "whole":
+            with torch.no_grad():
+                model(**inputs, output_hidden_states=True)
+        pooling = model.base_model.encoder.layer[-1]
+        calls = []
+        hook = pooling.attention.register_forward_hook(lambda *_, seen=calls: seen.append(1))
+        pooled = contrastive.forward(model, batch)
+        assert not calls  # the pooling layer's attention did not run
+        assert "forward" not in vars(pooling)  # the layer is itself again
+        with torch.no_grad():
+            whole = model(**inputs, output_hidden_states=True)
+        assert calls  # and runs in the whole model
+        hook.remove()
+        assert len(whole.hidden_states) == model.config.num_hidden_layers + 1
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        torch.testing.assert_close(pooled, (whole.hidden_states[-2] * mask).sum(1) / mask.sum(1))
 
 
 def test_multi_label_pairs_are_positive_when_the_label_sets_meet():

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-__all__ = ["MEAN_POOLING_KEY", "SCALE", "append_mean_pooling", "has_mean_pooling", "mean_pooling_unsupported",
-           "pre_head_dense"]
+__all__ = ["MEAN_POOLING_KEY", "SCALE", "append_mean_pooling", "below_mean_pooling", "has_mean_pooling",
+           "mean_pooling_unsupported", "pre_head_dense"]
 
 MEAN_POOLING_KEY = "bertkit_mean_pooling_layer"
 SCALE = 1000.0
@@ -37,6 +39,7 @@ BERT_LAYOUT = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 
 
 def _core(model: torch.nn.Module) -> torch.nn.Module:
+    model = getattr(model, "module", model)  # under data parallelism, the model it wraps
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
@@ -105,6 +108,28 @@ def append_mean_pooling(model: torch.nn.Module) -> int:
         attention.self.layer_idx = index
     setattr(config, MEAN_POOLING_KEY, index)
     return index
+
+
+@contextmanager
+def below_mean_pooling(model: torch.nn.Module) -> Iterator[None]:
+    """Run `model` with its mean-pooling layer passing its input through for the duration: the layer's
+    output (the encoder's last hidden state) is then the token states it would average. The few-shot
+    recipe's contrastive phase takes their mean itself, so the layer's forward and backward passes (a
+    seventh of the embedded MiniLM's encoder) would be work for nothing. The layer stays in place, so the
+    hooks transformers keeps on the layers (to collect hidden states) see the same modules."""
+    if not has_mean_pooling(model):
+        yield
+        return
+    layer = _layers(model)[int(getattr(_core(model).config, MEAN_POOLING_KEY))]
+    layer.forward = _pass_through  # an instance attribute over the class's forward
+    try:
+        yield
+    finally:
+        del layer.forward
+
+
+def _pass_through(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return hidden_states
 
 
 def freeze_mean_pooling(model: torch.nn.Module) -> None:

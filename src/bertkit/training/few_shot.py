@@ -30,13 +30,13 @@ import torch.nn.functional as F
 from bertkit.config import RunConfig, TrainConfig
 from bertkit.data.batching import pad_batch
 from bertkit.errors import ConfigError
-from bertkit.models.pooling import mean_pooling_unsupported
+from bertkit.models.pooling import below_mean_pooling, mean_pooling_unsupported
 from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task, takes_token_types
 from bertkit.tasks.classification import output_layer
 
 __all__ = ["ContrastiveTask", "choose_method", "fit_head", "logistic_regression", "make_pairs", "few_shot_defaults",
-           "FEW_SHOT_BELOW", "MAX_PAIRS"]
+           "FEW_SHOT_BELOW", "MAX_PAIRS", "PAIRS_PER_EXTRA_CLASS"]
 
 log = logging.getLogger("bertkit")
 
@@ -45,8 +45,9 @@ FEW_SHOT_BELOW = 150
 #: With no dev file, a few-shot run below this many training examples holds none out (its split would be under
 #: 50: nothing to select, too few to calibrate on).
 FEW_SHOT_NO_DEV_BELOW = 500
-#: The most pairs a run draws.
-MAX_PAIRS = 8000
+#: The most pairs a run draws, and the most per class past the first: two classes take at most 2,560 pairs,
+#: three 5,120, four or more 8,000.
+MAX_PAIRS, PAIRS_PER_EXTRA_CLASS = 8000, 2560
 
 
 def choose_method(config: RunConfig, task: Task, n_train: int, model_config: Any, *, quiet: bool = False) -> str:
@@ -118,7 +119,8 @@ def make_pairs(features: Sequence[dict[str, Any]], per_example: int | None, seed
     (an example with itself included) in a seeded order, split into positives (sharing a label; multi-label
     examples whose label sets meet) and negatives; then as many of each as the run takes, cycling through
     each list. The run takes `per_example` / 2 of each per example when set; else as many as the larger
-    list holds (SetFit's oversampling), at most `MAX_PAIRS` / 2. Above a
+    list holds (SetFit's oversampling), at most `MAX_PAIRS` / 2 and `PAIRS_PER_EXTRA_CLASS` / 2 per class past
+    the first. Above a
     million unordered pairs a seeded million of them is drawn instead of all. Deterministic for a seed, so
     a resumed run draws the same pairs."""
     n = len(features)
@@ -142,8 +144,10 @@ def make_pairs(features: Sequence[dict[str, Any]], per_example: int | None, seed
         per_side = max(1, per_example // 2) * n
     else:
         # SetFit's count: the larger list, the other oversampled to it. Cycling a small set's pairs further adds
-        # time, not accuracy (README, "Small training sets": SST-2 dev samples of 16 and 64 examples)
-        per_side = min(MAX_PAIRS // 2, max(len(pos), len(neg)))
+        # time, not accuracy (README, "Small training sets": SST-2 dev samples of 16 and 64 examples); two
+        # classes need fewer pairs than six (SST-2 at 128 per class: 2,560 pairs as good as 8,000)
+        cap = min(MAX_PAIRS, PAIRS_PER_EXTRA_CLASS * max(1, labels.shape[1] - 1))
+        per_side = min(cap // 2, max(len(pos), len(neg)))
     pairs = []
     for side, target in ((pos, 1.0), (neg, 0.0)):
         if len(side):
@@ -214,7 +218,8 @@ class ContrastiveTask:
 
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         keys = ("input_ids", "attention_mask") + (("token_type_ids",) if takes_token_types(model) else ())
-        out = model(**{k: batch[k] for k in keys if k in batch}, output_hidden_states=True)
+        with below_mean_pooling(model):  # the layer would only average what is averaged here
+            out = model(**{k: batch[k] for k in keys if k in batch}, output_hidden_states=True)
         # The mean of the token states below the mean-pooling layer, which standardises it on top: the
         # sentence embedding sentence-transformers trains, and that the cosine is taken of.
         mask = batch["attention_mask"].unsqueeze(-1).to(out.hidden_states[-2].dtype)
