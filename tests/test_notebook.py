@@ -12,8 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 #: The notebook's settings, and what the quick run uses instead.
 QUICK = {'\\"train.max_steps\\": 150': '\\"train.max_steps\\": 20',
-         '\\"train.eval_every\\": 50': '\\"train.eval_every\\": 10',
-         '\\"train.epochs\\": 3': '\\"train.epochs\\": 1'}
+         '\\"train.eval_every\\": 50': '\\"train.eval_every\\": 20',
+         '\\"train.epochs\\": 3': '\\"train.epochs\\": 0.5'}
 
 
 def _execute(tmp_path: Path, replace: dict[str, str]) -> list[str]:
@@ -43,7 +43,7 @@ def _execute(tmp_path: Path, replace: dict[str, str]) -> list[str]:
 
 def test_quickstart_notebook_runs_top_to_bottom(tmp_path):
     outputs = _execute(tmp_path, QUICK)
-    assert "best step 20" in outputs[1] or "best step 10" in outputs[1]  # the quick settings took effect
+    assert "best step 20" in outputs[1]  # the quick settings took effect (one evaluation, at step 20)
 
 
 @pytest.mark.slow
