@@ -32,7 +32,9 @@ print(time.time(), flush=True)
 
 
 def exit_seconds(way: str) -> float:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, way], capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-c", _CHILD, way], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the child process failed (exit status {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return time.time() - float(proc.stdout.split()[-1])
 
 

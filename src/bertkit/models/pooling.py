@@ -39,7 +39,9 @@ BERT_LAYOUT = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 
 
 def _core(model: torch.nn.Module) -> torch.nn.Module:
-    model = getattr(model, "module", model)  # under data parallelism, the model it wraps
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(model, keep_torch_compile=False)  # the model data parallelism wraps
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
