@@ -1,8 +1,8 @@
 """Every BERT family end to end, on tiny random models with their own real tokenizer types (tests/families.py):
 classification on pairs, NER (CoNLL training, raw-text prediction with exact character spans), QA with
-exact answer spans, masked-LM pre-training then --init-from, LoRA, ONNX export, and RUN/model with plain
-transformers. The models are random: what is checked is that everything runs and every offset slices the
-text exactly, not what the models learned."""
+exact answer spans, masked-LM pre-training then --init-from, LoRA, ONNX export (once per model code), and
+RUN/model with plain transformers. The models are random: what is checked is that everything runs and every
+offset slices the text exactly, not what the models learned."""
 
 import json
 
@@ -14,6 +14,9 @@ from conftest import toy_ner, toy_sentiment, write_conll, write_csv
 from families import FAMILIES, build_family
 
 CONTEXT = "john smith visited paris on monday . mary met anna in london ."
+#: Families whose classifier is another family's code: the same class (BERT with a Chinese vocabulary), or one
+#: transformers generates from it (XLM-R from RoBERTa).
+SAME_MODEL_CODE = {"bert-chinese": "bert", "xlm-roberta": "roberta"}
 QUESTIONS = [("who visited paris ?", "john smith"), ("where did mary meet anna ?", "london"), ("when ?", "monday")]
 
 
@@ -88,7 +91,10 @@ def test_family_end_to_end(family, data, tmp_path):
     init = json.loads((run / "lineage.json").read_text())["init"]
     assert 0 < init["trainable"] < init["parameters"]
 
-    # ONNX export agrees with PyTorch.
+    # ONNX export agrees with PyTorch (the export is a graph of the model's code: two families that share it
+    # with another are exported there, as each export takes seconds).
+    if family in SAME_MODEL_CODE:
+        return
     pytest.importorskip("onnxruntime")
     assert main(["export", str(tmp_path / "cls"), "--out", str(tmp_path / "onnx"), "--format", "onnx"]) == 0
     pair = [{"text": "a dull story", "text_pair": "story dull a"}]

@@ -1,4 +1,6 @@
-"""A real `bertkit serve` process on a free loopback port, driven over HTTP."""
+"""A real `bertkit serve` process on a free loopback port, driven over HTTP; where the process itself is not
+what is tested (the schemas of each task, the API key, the body timeout), the same app under the same uvicorn
+in a thread of the test process, which spares the interpreter's start-up and imports."""
 
 import json
 import socket
@@ -60,6 +62,49 @@ class Server:
         self.proc.terminate()
         self.proc.wait(timeout=30)
         self.log.close()
+
+
+def serve_in_thread(app, ready):
+    """`app` under uvicorn on a free loopback port, in a daemon thread, once `ready(port)` holds (60 s at most);
+    returns (port, stop)."""
+    import threading
+
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    def stop():
+        server.should_exit = True
+        thread.join(timeout=30)
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if ready(port):
+                return port, stop
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        assert thread.is_alive(), "the server thread ended"
+        time.sleep(0.05)
+    stop()
+    raise AssertionError("the server did not start")
+
+
+class ThreadServer(Server):
+    """`bertkit serve RUN` as its command builds it (`create_app` under uvicorn), in a thread."""
+
+    def __init__(self, run, **settings):
+        from bertkit.serve.app import ServeSettings, create_app
+
+        self.port, self.stop = serve_in_thread(create_app(ServeSettings(path=str(run), **settings)),
+                                               lambda port: self._health(port))
+
+    def _health(self, port):
+        self.port = port
+        return self.call("GET", "/health")[1]["model_loaded"]
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +198,8 @@ def test_malformed_json_and_oversized_body(classification):
     assert status in (413, 422) and answer["error"]["code"] in ("invalid_request", "body_too_large")
 
 
-def test_a_half_sent_body_is_answered_408_after_the_body_timeout(tmp_path, toy_run):
-    server = Server(toy_run[0], tmp_path, "--body-timeout", "1")
+def test_a_half_sent_body_is_answered_408_after_the_body_timeout(toy_run):
+    server = ThreadServer(toy_run[0], body_timeout=1.0)
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
             conn.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -216,7 +261,7 @@ def test_any_request_body_gets_an_answer_or_a_json_error_never_a_crash(classific
 
 def test_api_key(classification, tmp_path):
     _, run = classification
-    server = Server(run, tmp_path, "--api-key", "s3cret")
+    server = ThreadServer(run, api_key="s3cret")
     try:
         assert server.call("POST", "/v1/predict", {"inputs": ["good"]})[0] == 401
         assert server.call("POST", "/v1/predict", {"inputs": ["good"]}, {"Authorization": "Bearer nope"})[0] == 401
@@ -231,7 +276,7 @@ def test_ner_and_qa_schemas(tmp_path, tiny_model_dir):
     ner = cli_train("ner", write_conll(tmp_path / "n.conll", toy_ner(60, seed=1)),
                     write_conll(tmp_path / "nd.conll", toy_ner(20, seed=2)), tmp_path / "ner", tiny_model_dir,
                     "--max-steps", "10", "--max-length", "32")
-    server = Server(ner, tmp_path)
+    server = ThreadServer(ner)
     try:
         status, body = server.call("POST", "/v1/predict", {"inputs": ["john smith visited paris",
                                                                       ["mary", "left", "rome"]]})
@@ -246,7 +291,7 @@ def test_ner_and_qa_schemas(tmp_path, tiny_model_dir):
              "answers": {"text": [n], "answer_start": [21]}} for k, n in enumerate(["mary", "john", "anna"] * 10)]
     qa = cli_train("qa", write_jsonl(tmp_path / "q.jsonl", rows), write_jsonl(tmp_path / "qd.jsonl", rows[:6]),
                    tmp_path / "qa", tiny_model_dir, "--max-steps", "10", "--max-length", "32")
-    server = Server(qa, tmp_path)
+    server = ThreadServer(qa)
     try:
         item = {"question": "who ?", "context": "the film was fun and mary was there"}
         status, body = server.call("POST", "/v1/predict", {"inputs": [item]})
@@ -300,7 +345,7 @@ def test_pair_multilabel_and_regression_schemas(tmp_path, tiny_model_dir):
     for name, (data, flags, inputs, keys) in runs.items():
         run = cli_train("classification", data, data, tmp_path / name, tiny_model_dir, "--max-steps", "5",
                         "--label-column", "label", *flags)
-        server = Server(run, tmp_path)
+        server = ThreadServer(run)
         try:
             status, body = server.call("POST", "/v1/predict", {"inputs": inputs})
             assert status == 200 and set(body["predictions"][0]) == keys, (name, body)

@@ -159,6 +159,40 @@ def test_a_pair_batch_encodes_each_distinct_input_once_with_the_same_loss_and_gr
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
+def test_sub_batches_by_length_give_the_embeddings_and_gradients_of_one_call(family_dirs, family, monkeypatch):
+    """A batch's inputs run in sub-batches of similar length, each cut to its own longest input: the pooled
+    embeddings, loss and gradients are those of the whole padded batch in one call (dropout off)."""
+    import bertkit.training.few_shot as few_shot
+
+    task, model, features = _classifier(family_dirs[family])
+    append_mean_pooling(model)
+    model.eval()
+    contrastive = ContrastiveTask(task)
+    batch = contrastive.collate_train(make_pairs(features, None, seed=0)[:16], 0 if family != "roberta" else 1)
+    widths = []
+    hook = model.base_model.embeddings.register_forward_hook(lambda _m, _a, out: widths.append(out.shape[:2]))
+
+    def run(call_cost):
+        monkeypatch.setattr(few_shot, "CALL_COST_TOKENS", call_cost)
+        widths.clear()
+        model.zero_grad()
+        pooled = contrastive.forward(model, batch)
+        contrastive.loss(pooled, batch).backward()
+        return pooled.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    one_call = run(10**9)
+    assert len(widths) == 1
+    chunked = run(0)
+    lengths = batch["attention_mask"].sum(1)
+    assert len(widths) == len(set(lengths.tolist())) > 1  # a call per distinct length, with no padding at all
+    assert sum(shape[0] * shape[1] for shape in widths) == int(lengths.sum())
+    hook.remove()
+    torch.testing.assert_close(chunked[0], one_call[0], atol=1e-5, rtol=1e-5)
+    for name, grad in one_call[1].items():
+        torch.testing.assert_close(chunked[1][name], grad, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra"])
 def test_the_contrastive_phase_skips_the_pooling_layer_and_takes_the_mean_below_it(family_dirs, family):
     """The pairs' embeddings are the mean of the token states under the mean-pooling layer, as the whole model
     computes them, without running that layer's work; the layer is itself again afterwards. Either call may

@@ -1,7 +1,8 @@
 """`bertkit ui`: a real UI process on a loopback port over a workspace holding the tiny model, driven over
 HTTP and in headless Chromium: upload, preview and column suggestions, a run started from the form and
 watched to completion, try it, the report, export and download, a bad file's error in the form, the
-workspace's confinement and API key, and jobs that outlive the UI."""
+workspace's confinement and API key, and jobs that outlive the UI. The confinement, API key and refusal tests run
+the same app in a thread of the test process (the process's start-up is not what they test)."""
 
 import io
 import json
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import toy_sentiment, write_csv
-from serve.test_server import _free_port
+from serve.test_server import _free_port, serve_in_thread
 
 pytest.importorskip("fastapi")  # the serve extra
 
@@ -76,6 +77,26 @@ class UI:
         self.proc.kill()
         self.proc.wait(timeout=30)
         self.log.close()
+
+
+class ThreadUI(UI):
+    """`bertkit ui` as its command builds it (`create_app` under uvicorn), in a thread of the test process: for
+    the tests of what the UI answers, not of its process or its jobs."""
+
+    def __init__(self, workspace: Path, **options) -> None:
+        from bertkit.ui.app import create_app
+
+        self.workspace = workspace
+
+        def up(port: int) -> bool:
+            self.url = f"http://127.0.0.1:{port}"
+            try:
+                urllib.request.urlopen(self.url + "/api/files", timeout=5)
+            except urllib.error.HTTPError:
+                pass  # up (a 401 with an API key)
+            return True
+
+        self.port, self.kill = serve_in_thread(create_app(workspace, **options), up)
 
 
 @pytest.fixture
@@ -151,7 +172,7 @@ def test_upload_preview_start_watch_try_and_export_over_http(workspace, tmp_path
 @pytest.mark.parametrize("path", ["../outside.csv", "/etc/passwd", "uploads/../../x.csv", ".bertkit-ui/jobs"])
 def test_no_path_outside_the_workspace_is_read(workspace, tmp_path, path):
     (tmp_path / "outside.csv").write_text("text,label\nsecret,1\n")
-    ui = UI(workspace)
+    ui = ThreadUI(workspace)
     try:
         status, body = ui.call("GET", "/api/preview?file=" + urllib.request.quote(path))
         assert status == 422 and ("outside the workspace" in body["error"] or "not data" in body["error"])
@@ -165,7 +186,7 @@ def test_no_path_outside_the_workspace_is_read(workspace, tmp_path, path):
 
 
 def test_upload_limit_and_api_key(workspace, tmp_path):
-    ui = UI(workspace, "--api-key", "s3cret", "--max-upload-mb", "0.01")
+    ui = ThreadUI(workspace, api_key="s3cret", max_upload_mb=0.01)
     try:
         assert ui.call("GET", "/api/files")[0] == 401
         key = {"X-API-Key": "s3cret"}
@@ -178,7 +199,7 @@ def test_upload_limit_and_api_key(workspace, tmp_path):
 
 
 def test_bad_data_and_settings_are_refused_in_the_clis_words(workspace, tmp_path):
-    ui = UI(workspace)
+    ui = ThreadUI(workspace)
     try:
         ui.call("PUT", "/api/upload?name=reviews.csv", raw=_csv(tmp_path))
         ui.call("PUT", "/api/upload?name=ragged.csv", raw=b"review,sentiment\ngood film,positive\nbad,negative,extra\n")
@@ -394,7 +415,7 @@ def test_try_it_highlights_entities_in_chinese_text_and_a_qa_answer_in_its_conte
 
 
 def test_a_request_body_that_is_not_a_json_object_is_refused_not_a_crash(workspace):
-    ui = UI(workspace)
+    ui = ThreadUI(workspace)
     try:
         for path in ("/api/runs", "/api/run/x/export", "/api/run/x/predict"):
             for raw in (b"not json", b"[1, 2]"):

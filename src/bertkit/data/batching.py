@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-__all__ = ["epoch_batches", "eval_batches", "pad_batch"]
+__all__ = ["epoch_batches", "eval_batches", "length_chunks", "pad_batch"]
 
 
 def epoch_batches(
@@ -95,6 +95,27 @@ def eval_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None
     if current:
         batches.append(current)
     return batches
+
+
+def length_chunks(lengths: Sequence[int], call_cost: int) -> list[list[int]]:
+    """The rows of one padded batch cut into sub-batches of similar length, for a batch that must keep its
+    members (random pairs) but need not run them in one call: the rows sorted by length, then cut where the
+    padded tokens (rows x longest, per sub-batch) plus `call_cost` tokens for each further call are fewest
+    (exact, by dynamic programming over the cut points). Returns each sub-batch's row indices, shortest
+    first; one sub-batch when the lengths are alike."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    best, cut = [0] + [float("inf")] * len(order), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        longest = lengths[order[end - 1]]
+        for start in range(end):
+            cost = best[start] + (end - start) * longest + call_cost
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    chunks, end = [], len(order)
+    while end:
+        chunks.append(order[cut[end]:end])
+        end = cut[end]
+    return chunks[::-1]
 
 
 def pad_batch(features: Sequence[dict], pad_id: int, extra: dict[str, int] | None = None) -> dict:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from bertkit.config import RunConfig, TrainConfig
-from bertkit.data.batching import pad_batch
+from bertkit.data.batching import length_chunks, pad_batch
 from bertkit.errors import ConfigError
 from bertkit.models.pooling import below_mean_pooling, mean_pooling_unsupported
 from bertkit.runtime import Runtime
@@ -48,6 +48,9 @@ FEW_SHOT_NO_DEV_BELOW = 500
 #: The most pairs a run draws, and the most per class past the first: two classes take at most 2,560 pairs,
 #: three 5,120, four or more 8,000.
 MAX_PAIRS, PAIRS_PER_EXTRA_CLASS = 8000, 2560
+#: What one more call of the model costs in the contrastive phase, in padded tokens: a batch's inputs run in
+#: sub-batches by length where that saves more than this per sub-batch (`length_chunks`).
+CALL_COST_TOKENS = 64
 
 
 def choose_method(config: RunConfig, task: Task, n_train: int, model_config: Any, *, quiet: bool = False) -> str:
@@ -217,16 +220,34 @@ class ContrastiveTask:
         raise ConfigError("train.packing: the few-shot recipe does not pack its pairs; drop train.packing")
 
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        keys = ("input_ids", "attention_mask") + (("token_type_ids",) if takes_token_types(model) else ())
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids")
+                if k in batch and (k != "token_type_ids" or takes_token_types(model))]
+        lengths = batch["attention_mask"].sum(1).tolist()
+        # Random pairs mix short inputs with long ones (on SST-2 a third of a padded batch is text), so the
+        # inputs run in sub-batches of similar length: the same embeddings, a fraction of the padding. A model
+        # wrapped for data parallelism is called once, as its gradient synchronisation needs.
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            chunks = [list(range(len(lengths)))]
+        else:
+            chunks = length_chunks(lengths, CALL_COST_TOKENS)
+        parts, touch = [], 0.0
         with below_mean_pooling(model):  # the layer would only average what is averaged here
-            out = model(**{k: batch[k] for k in keys if k in batch}, output_hidden_states=True)
-        # The mean of the token states below the mean-pooling layer, which standardises it on top: the
-        # sentence embedding sentence-transformers trains, and that the cosine is taken of.
-        mask = batch["attention_mask"].unsqueeze(-1).to(out.hidden_states[-2].dtype)
-        pooled = (out.hidden_states[-2] * mask).sum(1) / mask.sum(1).clamp(min=1)  # (distinct inputs, H)
+            for rows in chunks:
+                index = torch.tensor(rows, device=batch["input_ids"].device)
+                width = max(lengths[i] for i in rows)
+                inputs = {k: batch[k].index_select(0, index)[:, :width] for k in keys}  # padding is on the right
+                out = model(**inputs, output_hidden_states=True)
+                # The mean of the token states below the mean-pooling layer, which standardises it on top: the
+                # sentence embedding sentence-transformers trains, and that the cosine is taken of.
+                states = out.hidden_states[-2]
+                mask = inputs["attention_mask"].unsqueeze(-1).to(states.dtype)
+                parts.append((states * mask).sum(1) / mask.sum(1).clamp(min=1))
+                touch = touch + out.logits.sum()
+        order = torch.tensor([i for rows in chunks for i in rows], device=batch["input_ids"].device)
+        pooled = torch.cat(parts).index_select(0, torch.argsort(order))  # (distinct inputs, H), in batch order
         # The head takes no part in this loss; a zero-weighted touch gives it a (zero) gradient, as data
         # parallelism needs of every parameter that trains (the head is fitted on its own before evaluation).
-        return pooled + 0.0 * out.logits.sum()
+        return pooled + 0.0 * touch
 
     def loss(self, pooled: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         targets = batch["targets"]
