@@ -67,10 +67,10 @@ def test_a_character_level_tagger_finds_entities_in_raw_text_with_offsets(tagger
     assert _found(pred["entities"]) == [(t, k, s + 2, e + 2) for t, k, s, e in EXPECTED]
 
 
-def test_the_server_takes_and_returns_chinese(tagger, tmp_path):
-    from serve.test_server import Server
+def test_the_server_takes_and_returns_chinese(tagger):
+    from serve.test_server import ThreadServer
 
-    server = Server(tagger, tmp_path)
+    server = ThreadServer(tagger)  # the app of `bertkit serve`, under uvicorn in a thread
     try:
         status, body = server.call("POST", "/v1/predict", {"inputs": [TEXT, list("李四去了上海")]})
         assert status == 200
