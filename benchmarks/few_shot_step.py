@@ -1,16 +1,17 @@
 """One contrastive step of the few-shot recipe on the embedded MiniLM, timed two ways each for two choices.
 
     python benchmarks/few_shot_step.py [--compare sub-batches|pooling] [--rounds 4] [--steps 8]
-                                       [--data ../shared/data] [--per-class 128] [--call-costs N ...]
+                                       [--data ../shared/data] [--set sst2|zh_sentiment] [--per-class 128]
+                                       [--call-costs N ...]
                                        [--batch 30] [--length 30]
 
 `--compare sub-batches` (the default): real batches of the recipe, 16 pairs each, drawn as a run draws them
-(`make_pairs`, seed 0) from `--per-class` SST-2 training sentences per class (sampled as
-`benchmarks/few_shot.py` samples them, seed 0) and collated by `ContrastiveTask`; each step is
-`ContrastiveTask.forward`, the loss and its backward pass, with the batch's inputs in one padded call and in
-sub-batches by length (`bertkit.data.batching.length_chunks`, as the recipe runs them; `--call-costs` times
-other values of the recipe's `CALL_COST_TOKENS`). Prints the seconds per step and the padded tokens per step
-of each.
+(`make_pairs`, seed 0) from `--per-class` training texts per class of SST-2 or, with `--set zh_sentiment`,
+the Chinese reviews (sampled as `benchmarks/few_shot.py` samples them, seed 0) and collated by
+`ContrastiveTask`; each step is `ContrastiveTask.forward`, the loss and its backward pass, with the batch's
+inputs in one padded call and in sub-batches by length (`bertkit.data.batching.length_chunks`, as the recipe
+runs them; `--call-costs` times other values of the recipe's `CALL_COST_TOKENS`). Prints the seconds per
+step and the padded tokens per step of each.
 
 `--compare pooling`: `--batch` inputs of `--length` random tokens, the forward pass (hidden states kept) and
 the backward pass of the mean of the states below the mean-pooling layer plus the zero-weighted logits, with
@@ -53,7 +54,15 @@ def _sub_batches(args: argparse.Namespace, model, torch) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from small_data import _sample, _sst2
 
-    rows = _sample(_sst2(Path(args.data))[0], f"{args.per_class}pc", 0)
+    if args.set == "sst2":
+        pool = _sst2(Path(args.data))[0]
+    else:  # zh_sentiment: Chinese reviews, far more varied in length
+        import csv
+        import gzip
+
+        with gzip.open(Path(args.data) / "zh_sentiment" / "train.csv.gz", "rt", encoding="utf-8") as fh:
+            pool = [(r["text"], r["label"]) for r in csv.DictReader(fh)]
+    rows = _sample(pool, f"{args.per_class}pc", 0)
     task = get_task(TaskConfig())
     examples = [{"text": t, "label": y, "where": str(i)} for i, (t, y) in enumerate(rows)]
     task.fit(examples)
@@ -73,7 +82,7 @@ def _sub_batches(args: argparse.Namespace, model, torch) -> dict:
         contrastive.loss(contrastive.forward(model, batch), batch).backward()
         model.zero_grad(set_to_none=True)
 
-    print(f"{len(rows)} SST-2 sentences, {len(pairs)} pairs, {len(batches)} batches of 16 pairs; real tokens per "
+    print(f"{len(rows)} {args.set} texts, {len(pairs)} pairs, {len(batches)} batches of 16 pairs; real tokens per "
           f"batch: {statistics.mean(int(b['attention_mask'].sum()) for b in batches):.0f}")
     steps = {"one padded call": lambda i: step(i, 10**9, "one padded call")}
     for cost in args.call_costs or [default_cost]:
@@ -89,8 +98,9 @@ def main() -> None:
     ap.add_argument("--compare", choices=("sub-batches", "pooling"), default="sub-batches")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--data", default="../shared/data", help="the folder holding sst2/ (sub-batches)")
-    ap.add_argument("--per-class", type=int, default=128, help="SST-2 sentences per class (sub-batches)")
+    ap.add_argument("--data", default="../shared/data", help="the folder holding sst2/ and zh_sentiment/")
+    ap.add_argument("--set", choices=("sst2", "zh_sentiment"), default="sst2", help="the texts (sub-batches)")
+    ap.add_argument("--per-class", type=int, default=128, help="training texts per class (sub-batches)")
     ap.add_argument("--call-costs", type=int, nargs="*", help="sub-batches: the CALL_COST_TOKENS values to time "
                     "(default: the recipe's)")
     ap.add_argument("--batch", type=int, default=30, help="distinct inputs in a batch (pooling)")

@@ -64,14 +64,13 @@ class Server:
         self.log.close()
 
 
-def serve_in_thread(app, ready):
-    """`app` under uvicorn on a free loopback port, in a daemon thread, once `ready(port)` holds (60 s at most);
-    returns (port, stop)."""
+def serve_in_thread(app, port, ready):
+    """`app` under uvicorn on loopback `port`, in a daemon thread, once `ready()` holds (60 s at most);
+    returns the function that stops it."""
     import threading
 
     import uvicorn
 
-    port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -83,8 +82,8 @@ def serve_in_thread(app, ready):
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
-            if ready(port):
-                return port, stop
+            if ready():
+                return stop
         except (urllib.error.URLError, ConnectionError):
             pass
         assert thread.is_alive(), "the server thread ended"
@@ -99,12 +98,9 @@ class ThreadServer(Server):
     def __init__(self, run, **settings):
         from bertkit.serve.app import ServeSettings, create_app
 
-        self.port, self.stop = serve_in_thread(create_app(ServeSettings(path=str(run), **settings)),
-                                               lambda port: self._health(port))
-
-    def _health(self, port):
-        self.port = port
-        return self.call("GET", "/health")[1]["model_loaded"]
+        self.port = _free_port()
+        self.stop = serve_in_thread(create_app(ServeSettings(path=str(run), **settings)), self.port,
+                                    lambda: self.call("GET", "/health")[1]["model_loaded"])
 
 
 @pytest.fixture(scope="module")

@@ -86,17 +86,17 @@ class ThreadUI(UI):
     def __init__(self, workspace: Path, **options) -> None:
         from bertkit.ui.app import create_app
 
-        self.workspace = workspace
+        self.workspace, self.port = workspace, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
 
-        def up(port: int) -> bool:
-            self.url = f"http://127.0.0.1:{port}"
+        def up() -> bool:
             try:
                 urllib.request.urlopen(self.url + "/api/files", timeout=5)
             except urllib.error.HTTPError:
                 pass  # up (a 401 with an API key)
             return True
 
-        self.port, self.kill = serve_in_thread(create_app(workspace, **options), up)
+        self.kill = serve_in_thread(create_app(workspace, **options), self.port, up)
 
 
 @pytest.fixture
