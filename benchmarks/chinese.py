@@ -22,6 +22,11 @@ already there is skipped, so an interrupted benchmark continues):
 - adapt-tapt:   task-adaptive pre-training: more masked-LM pre-training on the zh_sentiment training reviews
                 alone, started from adapt-3 (--more-epochs at --more-lr)
 - cls-tapt:     cls-base started from adapt-tapt
+- adapt-words:  adapt with Chinese words as tokens too: the characters --extend-vocab adds, plus every word of
+                two or more CJK characters that jieba finds at least --word-min-count times in the text, as an
+                explicit list (--extend-vocab-list; the words become added tokens, matched before the
+                characters); needs jieba (`pip install "bertkit[chinese]"`)
+- cls-words, ner-words: cls-base and ner-base started from adapt-words
 Every fine-tune uses bertkit's defaults except --epochs (--epochs here); selection and figures on the dev files.
 `--label L` runs the stages again with other flags beside the first runs: run folders and result rows are
 named STAGE@L, and parents are still the unlabelled runs (e.g. `--stages cls-tapt --lr 5e-5 --label lr5e-5`).
@@ -41,7 +46,8 @@ import time
 from pathlib import Path
 
 STAGES = ("tfidf", "cls-base", "ner-base", "adapt", "cls-adapted", "ner-adapted", "adapt-more", "cls-more",
-          "ner-more", "adapt-3", "cls-3", "ner-3", "adapt-wwm", "cls-wwm", "ner-wwm", "adapt-tapt", "cls-tapt")
+          "ner-more", "adapt-3", "cls-3", "ner-3", "adapt-wwm", "cls-wwm", "ner-wwm", "adapt-tapt", "cls-tapt",
+          "adapt-words", "cls-words", "ner-words")
 
 
 PARENT = {"adapt-more": "adapt", "adapt-3": "adapt-more", "adapt-tapt": "adapt-3"}
@@ -74,6 +80,41 @@ def _ner_text(train: Path, out: Path) -> Path:
     tmp = out.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     tmp.replace(out)
+    return out
+
+
+def _texts(data: Path, work: Path) -> list[str]:
+    """The pre-training text: the zh_sentiment training reviews and the zh_ner training sentences."""
+    with gzip.open(_sentiment(data)[0], "rt", encoding="utf-8") as fh:
+        reviews = [row["text"] for row in csv.DictReader(io.StringIO(fh.read()))]
+    sentences = _ner_text(_ner(data)[0], work / "zh_ner_train.txt").read_text(encoding="utf-8").splitlines()
+    return reviews + [s for s in sentences if s]
+
+
+def _word_list(data: Path, work: Path, min_count: int) -> Path:
+    """The characters `--extend-vocab` would add to the embedded tokenizer, then jieba's words of two or more
+    CJK characters seen at least `min_count` times (most frequent first), one per line."""
+    import re
+    from collections import Counter
+
+    import jieba
+
+    from bertkit.models.loading import embedded_model_dir, load_tokenizer
+    from bertkit.models.vocab import new_tokens
+
+    out = work / f"zh_words_{min_count}.txt"
+    if out.exists():
+        return out
+    texts = _texts(data, work)
+    chars = new_tokens(texts, load_tokenizer(str(embedded_model_dir())), 3)
+    jieba.setLogLevel(60)
+    cjk = re.compile(r"[\u4e00-\u9fff]{2,}")
+    counts = Counter(w for text in texts for w in jieba.lcut(text) if cjk.fullmatch(w))
+    words = [w for w, n in counts.most_common() if n >= min_count]
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("\n".join(chars + words) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    print(f"{out}: {len(chars)} characters and {len(words)} words", flush=True)
     return out
 
 
@@ -145,6 +186,8 @@ def stage(name: str, data: Path, work: Path, a: argparse.Namespace) -> dict:
         text = _ner_text(ner_train, work / "zh_ner_train.txt")
         how = (["--init-from", str(work / PARENT[name]), "--epochs", a.more_epochs, "--lr", a.more_lr]
                if name in PARENT else ["--extend-vocab", "--epochs", a.pretrain_epochs, "--lr", a.pretrain_lr])
+        if name == "adapt-words":
+            how[0:1] = ["--extend-vocab-list", str(_word_list(data, work, a.word_min_count))]
         if name == "adapt-wwm":
             how += ["--whole-word-masking", "--word-segmenter", "jieba"]
         texts = [str(cls_train)] if name == "adapt-tapt" else [str(cls_train), str(text)]
@@ -152,7 +195,7 @@ def stage(name: str, data: Path, work: Path, a: argparse.Namespace) -> dict:
         env = json.loads((run / "environment.json").read_text(encoding="utf-8"))
         return {**_scores(run), "wall_seconds": round(seconds, 1), "vocabulary": env["data"].get("vocabulary")}
     parent = {"adapted": "adapt", "more": "adapt-more", "3": "adapt-3", "wwm": "adapt-wwm",
-              "tapt": "adapt-tapt"}.get(name.split("-")[1])
+              "tapt": "adapt-tapt", "words": "adapt-words"}.get(name.split("-")[1])
     init = ["--init-from", str(work / parent)] if parent else []
     if name.startswith("cls"):
         args = ["train", "--train", str(cls_train), "--dev", str(cls_dev)]
@@ -177,6 +220,7 @@ def main() -> None:
     p.add_argument("--pretrain-lr", default="2e-4")
     p.add_argument("--more-epochs", default="2", help="epochs of the adapt-more stage")
     p.add_argument("--more-lr", default="3e-4", help="learning rate of the adapt-more stage")
+    p.add_argument("--word-min-count", type=int, default=30, help="adapt-words: the fewest times a word must occur")
     p.add_argument("--label", help="run the stages again beside the first runs, as STAGE@LABEL (other flags)")
     p.add_argument("--show-errors", metavar="RUN", type=Path,
                    help="print RUN's wrong zh_sentiment dev predictions on short reviews, then stop")
