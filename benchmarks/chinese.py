@@ -97,8 +97,12 @@ def _word_list(data: Path, work: Path, min_count: int) -> Path:
     import re
     from collections import Counter
 
-    import jieba
+    try:
+        import jieba
+    except ImportError:
+        raise SystemExit('the adapt-words stage needs jieba: pip install "bertkit[chinese]"') from None
 
+    from bertkit.config import ModelConfig
     from bertkit.models.loading import embedded_model_dir, load_tokenizer
     from bertkit.models.vocab import new_tokens
 
@@ -106,7 +110,7 @@ def _word_list(data: Path, work: Path, min_count: int) -> Path:
     if out.exists():
         return out
     texts = _texts(data, work)
-    chars = new_tokens(texts, load_tokenizer(str(embedded_model_dir())), 3)
+    chars = new_tokens(texts, load_tokenizer(str(embedded_model_dir())), ModelConfig().extend_vocab_min_count)
     jieba.setLogLevel(60)
     cjk = re.compile(r"[\u4e00-\u9fff]{2,}")
     counts = Counter(w for text in texts for w in jieba.lcut(text) if cjk.fullmatch(w))

@@ -63,6 +63,9 @@ def main() -> None:
     a = p.parse_args()
     if a.pooling == "mean":
         use_mean_pooling()
+    bad = [s for s in a.settings if "=" not in s]
+    if bad:
+        p.error(f"settings are KEY=VALUE (e.g. train.epochs=1), got {' '.join(bad)}")
     overrides = dict(s.split("=", 1) for s in a.settings)
     start = time.perf_counter()
     result = train(RunConfig().with_overrides({"out": a.out, "train.method": "standard", **overrides}),
