@@ -178,3 +178,14 @@ def tiny_config(tiny_model_dir: Path, train: Path, dev: Path | None, out: Path, 
             "train.method": "standard", "train.freeze_embeddings": False}
     base.update(overrides)
     return RunConfig().with_overrides(base)
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_model_dir) -> Path:
+    """A `bertkit ui` workspace holding the tiny model under models/tiny."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(tiny_model_dir, ws / "models" / "tiny")
+    return ws

@@ -178,6 +178,21 @@ def test_outputs_write_through_links_and_never_over_their_input(toy_run, tmp_pat
     assert "is a folder; name a file" in capsys.readouterr().err
 
 
+
+def test_an_unwritable_output_is_refused_before_any_prediction(toy_run, tmp_path, capsys, monkeypatch):
+    import bertkit.evaluation.predictor as predictor
+
+    run, _ = toy_run
+    inputs = tmp_path / "in.csv"
+    inputs.write_text("text\nthe film was great\n", encoding="utf-8")
+    monkeypatch.setattr(predictor.Predictor, "from_path", lambda *a, **k: pytest.fail("the model was loaded"))
+    for place in ("/proc/preds.jsonl", "/sys/kernel/preds.jsonl"):  # read-only even for root
+        assert main(["predict", str(run), "--input", str(inputs), "--output", place]) == 2
+        err = capsys.readouterr().err
+        assert f"{place}: cannot write in " in err and "choose a file in a writable folder" in err, err
+        assert "--resume" not in err
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--lr", "nan"], "--lr (train.lr) must be a finite number"),
     (["--epochs", "inf"], "--epochs (train.epochs) must be a finite number"),

@@ -185,6 +185,9 @@ def _model_commands(sub) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for company")
     p.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="answer 408 to a client that has not sent its whole body after this long")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="close a connection whose request line and headers are not in after this long (408)")
+    p.add_argument("--max-json-depth", type=int, default=16, help="nesting of the request's JSON (422 above)")
     p.add_argument("--quiet", action="store_true", help="only warnings (no access log)")
 
     p = sub.add_parser("ui", help="a local web app: start, watch and try runs from a browser",
@@ -193,9 +196,18 @@ def _model_commands(sub) -> None:
     p.add_argument("--workspace", default=".", help="the folder of the UI's uploads, runs and exports (default: .)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--api-key", default=None, help="require this key (open the page once with ?key=KEY; default: "
-                   "$BERTKIT_API_KEY; none: open)")
+    p.add_argument("--token", "--api-key", dest="token", default=None,
+                   help="the secret every request must carry (default: $BERTKIT_UI_TOKEN, else a fresh one each "
+                   "launch, printed in the address to open)")
+    p.add_argument("--no-token", action="store_true", help="serve without a token (anyone who can reach the port "
+                   "can read the workspace and start jobs)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name to answer besides localhost and IP addresses (repeatable; '*': any)")
+    p.add_argument("--allow-path", action="append", default=[], metavar="FOLDER",
+                   help="a folder outside the workspace that its paths and symlinks may lead into (repeatable)")
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="the largest file an upload may be")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="close a connection whose request headers are not in after this long")
 
     p = sub.add_parser("evaluate", help="score a run's model on a labelled file")
     p.add_argument("run_dir")
@@ -460,8 +472,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.max_wait_ms < 0:
         raise ConfigError(f"--max-wait-ms must be >= 0, got {args.max_wait_ms}")
-    if not args.body_timeout > 0:
-        raise ConfigError(f"--body-timeout must be positive, got {args.body_timeout}")
+    for flag in ("body_timeout", "header_timeout"):
+        if not getattr(args, flag) > 0:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    if args.max_json_depth < 2:
+        raise ConfigError(f"--max-json-depth must be at least 2 (an object holding a list), got {args.max_json_depth}")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be a TCP port, 0 to 65535, got {args.port}")
     key = args.api_key if args.api_key is not None else os.environ.get("BERTKIT_API_KEY")
@@ -469,6 +484,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("the API key (--api-key or $BERTKIT_API_KEY) is empty, which would leave the server open; "
                           "give a key, or unset it to serve without one")
     settings = ServeSettings(path=args.run_dir, api_key=key, body_timeout=args.body_timeout,
+                             header_timeout=args.header_timeout, max_json_depth=args.max_json_depth,
                              max_items=args.max_items, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
                              batching=not args.no_batching, max_batch_items=args.max_batch_items,
                              max_wait_ms=args.max_wait_ms)
@@ -495,13 +511,22 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be a TCP port, 0 to 65535, got {args.port}")
     if not args.max_upload_mb > 0:
         raise ConfigError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
-    key = args.api_key if args.api_key is not None else os.environ.get("BERTKIT_API_KEY")
-    if key is not None and not key.strip():
-        raise ConfigError("the API key (--api-key or $BERTKIT_API_KEY) is empty, which would leave the UI open; "
-                          "give a key, or unset it to run without one")
+    if not args.header_timeout > 0:
+        raise ConfigError(f"--header-timeout must be positive, got {args.header_timeout}")
+    token = args.token if args.token is not None else os.environ.get("BERTKIT_UI_TOKEN")
+    if token is not None and not token.strip():
+        raise ConfigError("the token (--token or $BERTKIT_UI_TOKEN) is empty; give one, leave it unset for a fresh "
+                          "one, or pass --no-token to run without")
+    if token and args.no_token:
+        raise ConfigError("--token and --no-token contradict each other; pass one")
     if not os.path.isdir(args.workspace):
         raise ConfigError(f"--workspace {args.workspace}: not a folder; create it first")
-    serve_ui(args.workspace, host=args.host, port=args.port, api_key=key, max_upload_mb=args.max_upload_mb)
+    for folder in args.allow_path:
+        if not os.path.isdir(folder):
+            raise ConfigError(f"--allow-path {folder}: not a folder")
+    serve_ui(args.workspace, host=args.host, port=args.port, token=token, no_token=args.no_token,
+             allowed_hosts=tuple(args.allowed_host), allowed_paths=tuple(args.allow_path),
+             max_upload_mb=args.max_upload_mb, header_timeout=args.header_timeout)
     return 0
 
 

@@ -56,7 +56,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def output_target(path: str | Path, *, inputs: tuple[str | Path, ...] = ()) -> Path:
     """Where a file the user named for output (predictions, a report) is written: through a symbolic link
-    to its target. Refused, before any work: a folder, and a file that is one of `inputs`."""
+    to its target. Refused, before any work: a folder, a file that is one of `inputs`, and a place where no
+    file can be created (a read-only folder or file system)."""
     target = Path(os.path.realpath(path))
     if target.is_dir():
         raise DataError(f"{path}: is a folder; name a file to write")
@@ -64,6 +65,15 @@ def output_target(path: str | Path, *, inputs: tuple[str | Path, ...] = ()) -> P
         if source and Path(source).exists() and target.exists() and os.path.samefile(target, source):
             raise DataError(f"{path}: is the input file {source}; writing there would replace it; choose another "
                             "file")
+    if not target.exists() or target.is_file():  # written through a temp file beside it: that must be possible
+        folder = next(p for p in (target.parent, *target.parent.parents) if p.exists())
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot write in {folder} ({exc.strerror}); choose a file in a writable "
+                            "folder") from None
+        os.close(fd)
+        os.unlink(probe)
     return target
 
 

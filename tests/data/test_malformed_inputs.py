@@ -52,6 +52,11 @@ def _parquet(rows) -> bytes:
 
 
 PARQUET_GOOD = _parquet([{"text": t, "label": s} for t, s in GOOD])
+_twice = pa.Table.from_arrays([pa.array([t for t, _ in GOOD]), pa.array([s for _, s in GOOD]),
+                                pa.array(["other"] * len(GOOD))], names=["text", "label", "text"])
+_sink = io.BytesIO()
+pq.write_table(_twice, _sink)
+PARQUET_TWICE = _sink.getvalue()
 
 # (id, task, file name, train bytes, extra flags, expected: "ok" or a regex the message must match)
 CASES = [
@@ -93,6 +98,26 @@ CASES = [
      ["--problem", "regression"], r"train.csv:3: regression target 'lots' is not a finite number"),
     ("single-label-only-one-class", "classification", "train.csv", _csv([("a", "pos"), ("b", "pos")]), [],
      r"train.csv: training data has only the label 'pos'"),
+    ("csv-duplicate-column", "classification", "train.csv", _csv([(t, f"{s},{t}") for t, s in GOOD], "text,label,text"),
+     [], r"train.csv:1: the header names the column 'text' twice \(fields 1 and 3 of text, label, text\).*rename"),
+    ("csv-duplicate-label-column", "classification", "train.csv",
+     _csv([(t, f"{s},negative") for t, s in GOOD], "text,label,label"), [], r"the column 'label' twice"),
+    ("csv-utf16-bom", "classification", "train.csv", _csv(GOOD).decode().encode("utf-16"), [],
+     r"train.csv:1: bytes that are not valid utf-8.*--encoding utf-16\): the file is UTF-16 \(it starts with a "
+     r"UTF-16 byte-order mark\)"),
+    ("csv-utf16-with-encoding", "classification", "train.csv", _csv(GOOD).decode().encode("utf-16"),
+     ["--encoding", "utf-16"], "ok"),
+    ("csv-utf8-read-as-utf16", "classification", "train.csv", _csv(GOOD), ["--encoding", "utf-16"],
+     r"train.csv: cannot be read as utf-16 \(UTF-16 stream does not start with BOM\)"),
+    ("csv-utf16le-no-bom", "classification", "train.csv", _csv(GOOD).decode().encode("utf-16-le"), [],
+     r"train.csv:2: NUL bytes in the row: the file is UTF-16 .*--encoding utf-16-le"),
+    ("classes-with-one-fraction", "classification", "train.csv",
+     _csv([(t, str(i % 2)) for i, (t, _) in enumerate(GOOD[:39])] + [("an odd one", "0.5")]), [],
+     r"train.csv:41: the label '0.5' is a fraction \(1 of 40 labels are; the rest are the whole numbers 0, 1, "
+     r".*set --problem \(task.problem\) to regression if the labels are scores"),
+    ("regression-with-one-fraction-asked-for", "classification", "train.csv",
+     _csv([(t, str(i % 2)) for i, (t, _) in enumerate(GOOD[:39])] + [("an odd one", "0.5")]),
+     ["--problem", "regression"], "ok"),
     ("tsv-ragged-row", "classification", "train.tsv", _csv(GOOD[:3], "text\tlabel", "\t") + b"x\ty\tz\n", [],
      r"train.tsv:5: 3 fields where the header has 2"),
     # --- JSONL -------------------------------------------------------------------------------------
@@ -119,6 +144,8 @@ CASES = [
     # --- Parquet -----------------------------------------------------------------------------------
     ("parquet-truncated", "classification", "train.parquet", PARQUET_GOOD[: len(PARQUET_GOOD) // 2], [],
      r"train.parquet: not a readable Parquet file"),
+    ("parquet-duplicate-column", "classification", "train.parquet", PARQUET_TWICE, [],
+     r"train.parquet: the schema names the column 'text' twice"),
     ("parquet-null-label", "classification", "train.parquet",
      _parquet([{"text": t, "label": s} for t, s in GOOD[:4]] + [{"text": "x", "label": None}]), [],
      r"train.parquet row 5: missing label"),
@@ -135,6 +162,8 @@ CASES = [
      r"train.conll:\d+: bytes that are not valid utf-8"),
     ("conll-nul-byte", "ner", "train.conll", GOOD_CONLL + b"\n\nnu\x00l O\n", [], r"train.conll:\d+: .*NUL"),
     ("conll-one-megabyte-token", "ner", "train.conll", GOOD_CONLL + b"\n\n" + b"x" * 1_000_000 + b" O\n", [], "ok"),
+    ("conll-no-break-space", "ner", "train.conll", GOOD_CONLL + "\n\n10\u00a0000 O\npeople O\n".encode(), [],
+     r"train.conll:\d+: 3 columns where earlier lines have 2: the line holds U\+00A0 \(NO-BREAK SPACE\)"),
     ("conll-empty", "ner", "train.conll", b"\n\n", [], r"train.conll: (the file is empty|no sentences found)"),
     # --- SQuAD JSON --------------------------------------------------------------------------------
     ("squad-truncated", "qa", "train.json", _squad(GOOD_SQUAD)[:-30], [], r"train.json:1: not valid JSON"),
@@ -191,6 +220,8 @@ def test_malformed_training_input(case, tmp_path, tiny_model_dir, capsys):
     dev_name, dev_content = DEV[task]
     dev = tmp_path / dev_name
     dev.write_bytes(dev_content if "regression" not in name and "nan" not in name else _csv([("a", "0.5")]))
+    if name == "csv-utf16-with-encoding":  # --encoding is the dev file's too
+        dev.write_bytes(dev_content.decode().encode("utf-16"))
     if name == "jsonl-mixed-label-types":
         dev = tmp_path / "dev.jsonl"
         dev.write_bytes(content)

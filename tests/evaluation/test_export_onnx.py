@@ -71,9 +71,17 @@ def test_torch_dynamic_int8_predicts_like_the_run(run):
     assert evaluate(run[0], run[1], quantize="int8")["accuracy"] >= 0.85
 
 
-def test_export_refuses_bad_requests(run, exported, tmp_path):
+def test_export_refuses_bad_requests(run, exported, tmp_path, capsys):
     with pytest.raises(ConfigError, match="not an empty folder"):
         export_onnx(run[0], exported)
+    before = sum(f.stat().st_size for f in run[0].rglob("*") if f.is_file())
+    for out, fmt in ((run[0] / "model" / "inner", "hf"), (run[0] / "exports" / "x", "onnx"), (run[0], "hf"),
+                     (run[0].parent, "hf")):
+        assert main(["export", str(run[0]), "--out", str(out), "--format", fmt]) == 2, (out, fmt)
+        err = capsys.readouterr().err
+        assert "inside the run directory" in err or "holds the run directory" in err, err
+    assert not (run[0] / "model" / "inner").exists() and not (run[0] / "exports").exists()
+    assert sum(f.stat().st_size for f in run[0].rglob("*") if f.is_file()) == before  # nothing copied in
     assert main(["export", str(run[0]), "--out", str(tmp_path / "x"), "--quantize", "int8"]) == 2
     with pytest.raises(ConfigError, match="quantised when exported"):
         Predictor.from_path(exported, quantize="int8")

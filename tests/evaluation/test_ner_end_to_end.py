@@ -93,3 +93,17 @@ def test_the_report_has_per_type_scores_errors_and_hardest_sentences(ner_run):
                            [["B-PER", "O", "O", "B-ORG", "B-MISC", "O"], ["O", "B-PER"]])
     assert errors == {"boundary: PER span cut or stretched": 1, "type: LOC read as ORG": 1, "missed ORG": 1,
                       "spurious MISC": 1, "missed LOC": 1, "spurious PER": 1}
+
+
+def test_evaluating_raw_text_without_entities_is_refused_not_scored_as_all_o(ner_run, tmp_path, capsys):
+    run, _ = ner_run
+    data = tmp_path / "raw.jsonl"
+    data.write_text('{"text": "john smith visited paris"}\n{"text": "mary left rome"}\n', encoding="utf-8")
+    assert main(["evaluate", str(run), "--data", str(data), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "raw.jsonl: raw text but no 'entities' field" in err and "[] for a sentence without entities" in err
+    data.write_text('{"text": "john smith visited paris", "entities": [{"start": 0, "end": 10, "label": "PER"}, '
+                    '{"start": 19, "end": 24, "label": "LOC"}]}\n{"text": "mary left rome", "entities": []}\n',
+                    encoding="utf-8")
+    assert main(["evaluate", str(run), "--data", str(data), "--json"]) == 0  # labelled: scored
+    assert json.loads(capsys.readouterr().out)["f1"] > 0

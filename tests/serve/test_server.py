@@ -64,14 +64,17 @@ class Server:
         self.log.close()
 
 
-def serve_in_thread(app, port, ready):
-    """`app` under uvicorn on loopback `port`, in a daemon thread, once `ready()` holds (60 s at most);
-    returns the function that stops it."""
+def serve_in_thread(app, port, ready, header_timeout: float = 10.0):
+    """`app` under uvicorn on loopback `port` with bertkit's uvicorn settings (the header timeout), in a
+    daemon thread, once `ready()` holds (60 s at most); returns the function that stops it."""
     import threading
 
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    from bertkit.serve.protocol import uvicorn_settings
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                           **uvicorn_settings(header_timeout)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
 
@@ -99,8 +102,9 @@ class ThreadServer(Server):
         from bertkit.serve.app import ServeSettings, create_app
 
         self.port = _free_port()
-        self.stop = serve_in_thread(create_app(ServeSettings(path=str(run), **settings)), self.port,
-                                    lambda: self.call("GET", "/health")[1]["model_loaded"])
+        config = ServeSettings(path=str(run), **settings)
+        self.stop = serve_in_thread(create_app(config), self.port,
+                                    lambda: self.call("GET", "/health")[1]["model_loaded"], config.header_timeout)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +157,10 @@ def test_model_and_health_endpoints(classification):
     server, run = classification
     status, info = server.call("GET", "/v1/model")
     assert status == 200 and info["task"] == "classification" and info["labels"] == ["negative", "positive"]
-    assert {"type": "string", "minLength": 1} in info["input_schema"]["anyOf"] and info["input_examples"]
+    text = {"type": "string", "pattern": r"\S", "description": "not blank"}
+    assert text in info["input_schema"]["anyOf"] and info["input_examples"]  # a pair-free model: no text_pair
+    assert {"not": {"required": ["text_pair"]}}.items() <= info["input_schema"]["anyOf"][1].items()
+    assert info["model"] == run.name and str(run.parent.parent) not in json.dumps(info)  # no local path
     assert info["dev_metrics"]["accuracy"] >= 0.9 and info["lineage"]["base_model"]
     assert server.call("GET", "/health") == (200, {"status": "ok", "model_loaded": True})
     assert server.call("GET", "/openapi.json")[1]["paths"]["/v1/predict"]
@@ -262,7 +269,9 @@ def test_api_key(classification, tmp_path):
         assert server.call("POST", "/v1/predict", {"inputs": ["good"]})[0] == 401
         assert server.call("POST", "/v1/predict", {"inputs": ["good"]}, {"Authorization": "Bearer nope"})[0] == 401
         assert server.call("GET", "/v1/model")[0] == 401
-        assert server.call("POST", "/v1/predict", {"inputs": ["good"]}, {"Authorization": "Bearer s3cret"})[0] == 200
+        for scheme in ("Bearer", "bearer", "BEARER"):  # the scheme is case-insensitive (RFC 9110)
+            ok = server.call("POST", "/v1/predict", {"inputs": ["good"]}, {"Authorization": f"{scheme} s3cret"})
+            assert ok[0] == 200, scheme
         assert server.call("GET", "/health")[0] == 200
     finally:
         server.stop()
@@ -349,3 +358,88 @@ def test_pair_multilabel_and_regression_schemas(tmp_path, tiny_model_dir):
                 assert server.call("POST", "/v1/predict", {"inputs": ["only one text"]})[0] == 422
         finally:
             server.stop()
+
+
+def _depth(value) -> int:
+    """The reference: nesting depth of parsed JSON, by recursion."""
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+_brackets = st.text(alphabet='[]{}"\\ab:,')
+_json = st.recursive(st.none() | st.booleans() | st.integers() | _brackets,
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_brackets, inner, max_size=3),
+                     max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_the_depth_measured_without_parsing_matches_the_parsed_depth(value):
+    from bertkit.serve.app import json_depth
+
+    assert json_depth(json.dumps(value).encode()) == _depth(value)  # brackets and quotes inside strings too
+
+
+def test_deep_nesting_is_refused_before_parsing_and_logs_no_traceback(toy_run, tmp_path):
+    server = Server(toy_run[0], tmp_path)
+    try:
+        deep = b'{"inputs":[{"text":"good","x":' + b"[" * 600 + b"]" * 600 + b"}]}"
+        status, body = server.call("POST", "/v1/predict", raw=deep)
+        assert status == 422 and body["error"]["code"] == "too_deep" and body["error"]["max"] == 16
+        assert "603 levels" in body["error"]["message"]
+        deep = b'{"inputs":[' + b"[" * 100_000 + b"]" * 100_000 + b"]}"  # 200 KB
+        assert server.call("POST", "/v1/predict", raw=deep)[1]["error"]["code"] == "too_deep"
+        assert server.call("POST", "/v1/predict", {"inputs": [{"text": "good", "x": [[[1]]]}]})[0] == 200
+        assert "Traceback" not in server.logs() and "RecursionError" not in server.logs()
+    finally:
+        server.stop()
+
+
+def test_connections_that_dribble_their_headers_are_closed_after_the_header_timeout(toy_run):
+    server = ThreadServer(toy_run[0], header_timeout=1.0)
+    conns = []
+    try:
+        start = time.monotonic()
+        for _ in range(100):
+            conn = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            conn.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            conns.append(conn)
+        silent = socket.create_connection(("127.0.0.1", server.port), timeout=10)  # sends nothing at all
+        conns.append(silent)
+        answers = []
+        for conn in conns:
+            data = b""
+            while chunk := conn.recv(4096):  # until the server closes it
+                data += chunk
+            answers.append(data)
+        waited = time.monotonic() - start
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers[:2]
+        assert waited < 8, waited  # all closed about 1 s after they opened, not 60
+        # a client that sends its headers in pieces but in time is answered
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            body = b'{"inputs": ["in time"]}'
+            for piece in (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n", b"Content-Type: application/json\r\n",
+                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body):
+                conn.sendall(piece)
+                time.sleep(0.3)
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for conn in conns:
+            conn.close()
+        server.stop()
+
+
+def test_a_wrong_method_is_answered_405_with_allow(classification):
+    server, _ = classification
+    for method, path, allowed in (("GET", "/v1/predict", "POST"), ("POST", "/v1/model", "GET"),
+                                  ("DELETE", "/health", "GET")):
+        req = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", method=method,
+                                     data=b"{}" if method == "POST" else None,
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=30)
+        assert err.value.code == 405 and err.value.headers["Allow"] == allowed, (method, path)
+        assert json.loads(err.value.read())["error"]["code"] == "method_not_allowed"

@@ -49,12 +49,14 @@ def test_conll_ragged_line_and_unseen_tag(tmp_path, tokenizer):
         task.check_examples(dev, "dev.conll")
 
 
-def test_invalid_tags_rejected_with_file_line(tmp_path, tokenizer):
+def test_invalid_tags_rejected_with_file_line(tmp_path, tokenizer, caplog):
     (tmp_path / "t.conll").write_text("john B-PER\n\nthe O\nparis I-LOC\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"t.conll:3: tag 2 'I-LOC'"):
         read_examples(_ner(invalid_tags="reject", tag_scheme="iob2"), tmp_path / "t.conll", DataConfig(), tokenizer)
     repaired = read_examples(_ner(tag_scheme="iob2"), str(tmp_path / "t.conll"), DataConfig(), tokenizer)
     assert repaired[1]["tags"] == ["O", "B-LOC"]
+    assert "1 tag(s) in 1 sentence(s) continued an entity that never started and were made B-" in caplog.text
+    assert "t.conll:3, tag 2 'I-LOC'" in caplog.text and "--invalid-tags reject" in caplog.text
 
 
 def test_jsonl_tokens_and_tags_errors(tmp_path, tokenizer):

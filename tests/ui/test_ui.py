@@ -7,7 +7,7 @@ the same app in a thread of the test process (the process's start-up is not what
 import io
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -32,17 +32,25 @@ class UI:
         self.proc = subprocess.Popen([sys.executable, "-m", "bertkit", "ui", "--workspace", str(workspace), "--port",
                                       str(self.port), *flags], stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.token: str | None = None
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
                 urllib.request.urlopen(self.url + "/api/files", timeout=5)
                 return
-            except urllib.error.HTTPError:
-                return  # up (a 401 with an API key)
+            except urllib.error.HTTPError:  # up: a 403 without the token, which the command printed
+                found = re.search(rf"http://127\.0\.0\.1:{self.port}/\?token=([\w-]+)", self.logs())
+                assert found, self.logs()
+                self.token = found.group(1)
+                return
             except (urllib.error.URLError, ConnectionError):
                 assert self.proc.poll() is None, self.logs()
                 time.sleep(0.2)
         raise AssertionError("the UI did not start: " + self.logs())
+
+    def open(self, driver, page: str) -> None:
+        """Open `page` in a browser as a user does: through the printed address (which sets the cookie)."""
+        driver.get(f"{self.url}{page}?token={self.token}")
 
     def logs(self) -> str:
         self.log.seek(0)
@@ -50,8 +58,10 @@ class UI:
 
     def call(self, method: str, path: str, body=None, raw: bytes | None = None, headers=None):
         data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
+        kind = "application/octet-stream" if path.startswith("/api/upload") else "application/json"
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+                                     headers={"Content-Type": kind, **auth, **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
                 payload = resp.read()
@@ -88,23 +98,17 @@ class ThreadUI(UI):
 
         self.workspace, self.port = workspace, _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        options.setdefault("token", "launch-token")
+        self.token = options["token"]
 
         def up() -> bool:
             try:
                 urllib.request.urlopen(self.url + "/api/files", timeout=5)
             except urllib.error.HTTPError:
-                pass  # up (a 401 with an API key)
+                pass  # up (a 403 without the token)
             return True
 
         self.kill = serve_in_thread(create_app(workspace, **options), self.port, up)
-
-
-@pytest.fixture
-def workspace(tmp_path, tiny_model_dir) -> Path:
-    ws = tmp_path / "ws"
-    (ws / "models").mkdir(parents=True)
-    shutil.copytree(tiny_model_dir, ws / "models" / "tiny")
-    return ws
 
 
 LR_BY_MODEL = "by model: 1e-4 small (the embedded MiniLM), 5e-5 base, 2e-5 large"
@@ -185,13 +189,10 @@ def test_no_path_outside_the_workspace_is_read(workspace, tmp_path, path):
         ui.kill()
 
 
-def test_upload_limit_and_api_key(workspace, tmp_path):
-    ui = ThreadUI(workspace, api_key="s3cret", max_upload_mb=0.01)
+def test_upload_limit(workspace, tmp_path):
+    ui = ThreadUI(workspace, max_upload_mb=0.01)
     try:
-        assert ui.call("GET", "/api/files")[0] == 401
-        key = {"X-API-Key": "s3cret"}
-        assert ui.call("GET", "/api/files", headers=key)[0] == 200
-        status, body = ui.call("PUT", "/api/upload?name=big.csv", raw=b"text,label\n" + b"x,1\n" * 5000, headers=key)
+        status, body = ui.call("PUT", "/api/upload?name=big.csv", raw=b"text,label\n" + b"x,1\n" * 5000)
         assert status == 413 and "upload limit" in body["error"]
         assert not list((workspace / "uploads").iterdir())  # nothing half-written left
     finally:
@@ -214,6 +215,25 @@ def test_bad_data_and_settings_are_refused_in_the_clis_words(workspace, tmp_path
         assert not (workspace / "runs" / "r").exists() and not ui.call("GET", "/api/runs")[1]["runs"]
     finally:
         ui.kill()
+
+
+def test_the_forms_regression_task_starts_a_regression_run(workspace, tmp_path):
+    rows = [(t, "0.25" if s == "negative" else "0.8") for t, s in toy_sentiment(60, seed=4)]
+    ui = ThreadUI(workspace)
+    try:
+        ui.call("PUT", "/api/upload?name=scores.csv", raw=write_csv(tmp_path / "s.csv", ["review", "score"],
+                                                                   rows).read_bytes())
+        assert ui.call("GET", "/api/preview?file=uploads/scores.csv")[1]["suggested"]["task"] == "regression"
+        form = {"name": "reg", "file": "uploads/scores.csv", "task": "regression", "text_column": "review",
+                "label_column": "score", "max_steps": "5", **TINY}
+        status, body = ui.call("POST", "/api/runs", form)
+        assert status == 200, body
+        job = json.loads(next((workspace / ".bertkit-ui" / "jobs").glob("*.json")).read_text())
+        config = Path(next(a for a in job["args"] if a.endswith(".yaml"))).read_text()
+        assert "name: classification" in config and "problem: regression" in config
+    finally:
+        ui.kill()
+        _stop_jobs(workspace)
 
 
 def test_a_job_outlives_the_ui_and_a_new_ui_stops_and_resumes_it(workspace, tmp_path):
@@ -290,7 +310,7 @@ def test_the_browser_path_from_upload_to_prediction_and_report(workspace, tmp_pa
     timings = {}
     try:
         start = time.time()
-        driver.get(ui.url + "/new")
+        ui.open(driver, "/new")
         wait = WebDriverWait(driver, 60)
         driver.find_element(By.ID, "upload").send_keys(str(good))
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "table.preview tbody tr"))
@@ -391,7 +411,7 @@ def test_try_it_highlights_entities_in_chinese_text_and_a_qa_answer_in_its_conte
     driver = _chrome()
     try:
         wait = WebDriverWait(driver, 60)
-        driver.get(ui.url + "/run/ner")
+        ui.open(driver, "/run/ner")
         wait.until(lambda d: d.find_elements(By.ID, "text"))
         driver.find_element(By.ID, "text").send_keys("张三在北京见了李四。")
         driver.find_element(By.CSS_SELECTOR, "#try button").click()

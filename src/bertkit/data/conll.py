@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,12 @@ def read_conll(path: str | Path, *, token_index: int = 0, tag_index: int = -1, e
                 raise DataError(f"{p}:{n}: {width} column(s), but the token and tag columns need {max(needed, 2)}; "
                                 "check data.format, data.token_index and data.tag_index")
         elif len(columns) != width:
+            odd = sorted({ch for ch in line.strip() if ch.isspace() and ch not in " \t"})
+            if odd:
+                named = ", ".join(f"U+{ord(ch):04X} ({unicodedata.name(ch, 'a space character')})" for ch in odd)
+                raise DataError(f"{p}:{n}: {len(columns)} columns where earlier lines have {width}: the line holds "
+                                f"{named}, which separates columns like a space; replace it in the token (with "
+                                "nothing, '_' or a plain character)")
             raise DataError(f"{p}:{n}: {len(columns)} columns where earlier lines have {width}; "
                             "a token with a space, or a missing tag?")
         if not tokens:

@@ -150,6 +150,9 @@ def text_lines(path: Path, encoding: str) -> Iterator[str]:
                 yield line
     except UnicodeDecodeError:
         raise _decode_error(path, codec) from None
+    except UnicodeError as exc:  # a codec's own complaint, e.g. utf-16 without its byte-order mark
+        raise DataError(f"{path}: cannot be read as {codec} ({exc}); save the file as UTF-8 or set data.encoding "
+                        "to the one it was saved in") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read the file ({exc}); is it a truncated gzip?") from None
     if not seen:
@@ -172,12 +175,37 @@ def _decode_error(path: Path, codec: str) -> DataError:
         else:
             bad = b""
     hint = "set data.encoding (for example latin-1)"
-    if codec != "gb18030" and _reads_as_chinese(path):
+    utf16 = utf16_guess(path)
+    if utf16 and not codec.startswith("utf-16"):
+        hint = f"set data.encoding {utf16} (--encoding {utf16}): the file is UTF-16 ({_UTF16_WHY[utf16]})"
+    elif codec != "gb18030" and _reads_as_chinese(path):
         hint = "set data.encoding gb18030 (--encoding gb18030): the file reads as Chinese text in GB18030"
     return DataError(
         f"{path}:{line}: bytes that are not valid {codec.removesuffix('-sig')} ({bad!r}); "
         f"save the file as UTF-8 or {hint}"
     )
+
+
+_UTF16_WHY = {"utf-16": "it starts with a UTF-16 byte-order mark",
+              "utf-16-le": "every other byte is NUL", "utf-16-be": "every other byte is NUL"}
+
+
+def utf16_guess(path: Path, size: int = 4096) -> str | None:
+    """The UTF-16 codec a file is in (what Excel's "Unicode text" and PowerShell write), or None: its byte-order
+    mark, else NUL bytes in most odd (little-endian) or even (big-endian) places of mostly-ASCII text."""
+    with _open_binary(path) as fh:
+        head = fh.read(size)
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return None
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    pairs = len(head) // 2
+    if pairs < 4:
+        return None
+    for codec, nul_at in (("utf-16-le", 1), ("utf-16-be", 0)):
+        if head[nul_at::2].count(0) > 0.6 * pairs and head[1 - nul_at::2].count(0) < 0.05 * pairs:
+            return codec
+    return None
 
 
 def _reads_as_chinese(path: Path, size: int = 1 << 16) -> bool:
@@ -212,6 +240,7 @@ def _delimited_rows(path: Path, lines: Iterator[str], fmt: str) -> Iterator[Any]
     if len(header) < 2 and fmt == "csv" and any("\t" in h for h in header):
         raise DataError(f"{path}:1: the header has tabs but is read as CSV; set data.format to tsv")
     header = [h.strip() for h in header]
+    _unique_columns(path, header, "1: the header")
     yield header
     line = reader.line_num + 1
     try:
@@ -225,11 +254,25 @@ def _delimited_rows(path: Path, lines: Iterator[str], fmt: str) -> Iterator[Any]
                     f"check the delimiter ({'tab' if fmt == 'tsv' else 'comma'}) and quoting of this row"
                 )
             if any("\x00" in f for f in fields):
+                utf16 = utf16_guess(path)
+                if utf16:
+                    raise DataError(f"{path}:{line}: NUL bytes in the row: the file is UTF-16 ({_UTF16_WHY[utf16]});"
+                                    f" set data.encoding {utf16} (--encoding {utf16}) or save it as UTF-8")
                 raise DataError(f"{path}:{line}: NUL byte in the row; the file looks binary or corrupt")
             yield line, dict(zip(header, fields))
             line = reader.line_num + 1
     except csv.Error as exc:
         raise DataError(f"{path}:{reader.line_num}: malformed {fmt.upper()} ({exc}); check quoting") from None
+
+
+def _unique_columns(path: Path, columns: list[str], where: str) -> None:
+    """Refuse a header that names a column twice: one of the two would silently win."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(columns, start=1):
+        if name in seen:
+            raise DataError(f"{path}:{where} names the column {name!r} twice (fields {seen[name]} and {i} of "
+                            f"{', '.join(columns)}); one would silently replace the other: rename one")
+        seen[name] = i
 
 
 def lone_surrogate(value: Any) -> str | None:
@@ -278,7 +321,9 @@ def _parquet_rows(path: Path) -> Iterator[Any]:
 
     try:
         data = pq.ParquetFile(path)
-        yield list(data.schema_arrow.names)
+        names = list(data.schema_arrow.names)
+        _unique_columns(path, names, " the schema")
+        yield names
         n = 0
         for batch in data.iter_batches(batch_size=8192):
             for row in batch.to_pylist():

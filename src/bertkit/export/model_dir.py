@@ -18,7 +18,7 @@ from bertkit.models.init_source import write_merged_model
 from bertkit.models.loading import is_adapter_dir, verify_model_dir, write_checksums
 from bertkit.run_dir import RunDir, atomic_write_text, normal_permissions
 
-__all__ = ["export_model", "staged_output"]
+__all__ = ["export_model", "staged_output", "check_out"]
 
 
 def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -> Path:
@@ -28,6 +28,7 @@ def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -
         ConfigError: `out` holds files, or the run is LoRA and `merge` is off.
     """
     run = RunDir(run_dir).require(model=True)
+    check_out(out, run.path)
     verify_model_dir(run.model_dir)  # never copy damaged or missing files
     adapter = is_adapter_dir(run.model_dir)
     if adapter and not merge:
@@ -42,6 +43,17 @@ def export_model(run_dir: str | Path, out: str | Path, *, merge: bool = False) -
             "format": "Hugging Face model directory (safetensors)", "LoRA merged": True if adapter else None}))
         write_checksums(tmp)
     return Path(out)
+
+
+def check_out(out: str | Path, run_dir: str | Path) -> None:
+    """Refuse an export folder inside the run directory it exports (each export would copy the one before,
+    doubling the run) or one that holds the run."""
+    dest, run = Path(out).expanduser().resolve(), Path(run_dir).resolve()
+    if dest == run or run in dest.parents:
+        raise ConfigError(f"--out {out}: inside the run directory {run}, which the export reads (each export "
+                          f"would copy the last one too); choose a folder outside it, e.g. {run.parent / 'exports'}")
+    if dest in run.parents:
+        raise ConfigError(f"--out {out}: holds the run directory {run}; choose a new folder outside it")
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import torch
 from bertkit.errors import ConfigError, ModelLoadError
 from bertkit.evaluation.predictor import Predictor
 from bertkit.export.model_card import model_card
-from bertkit.export.model_dir import staged_output
+from bertkit.export.model_dir import check_out, staged_output
 from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer, quiet_transformers
 from bertkit.models.onnx_model import EXPORT_MANIFEST
@@ -59,6 +59,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, *, quantize: str | None = 
     if quantize not in (None, "int8"):
         raise ConfigError(f"quantize={quantize!r} is not supported; use int8")
     run = RunDir(run_dir).require(model=True)
+    check_out(out, run.path)
     config = run.load_config()
     model, task = load_run_model(run.path)
     if hasattr(model, "merge_and_unload"):  # LoRA: fold the adapter in

@@ -1,12 +1,15 @@
 """The HTTP service: FastAPI routes over one `Predictor`, with dynamic batching, limits and an API key.
 
     POST /v1/predict   {"inputs": [...]} -> {"predictions": [...]}, in input order
-    GET  /v1/model     task, labels, base model, lineage, dev metrics, precision, batching
+    GET  /v1/model     task, labels, base model, lineage, dev metrics, precision, batching, limits, the
+                       input schema (local paths cut to their last name)
     GET  /health       {"status": "ok"} once the model is loaded
-    GET  /docs, /openapi.json
+    GET  /docs, /openapi.json (the served model's input schema in /v1/predict's body, every error documented)
 
-Errors are JSON `{"error": {"code", "message", ...}}`: 401 (API key), 411/413 (body, items, text length),
-422 (malformed JSON, wrong schema, inputs the task cannot take).
+Errors are JSON `{"error": {"code", "message", ...}}`: 401 (API key), 405 (with Allow), 408 (body timeout),
+411/413 (body, items, text length), 422 (not JSON, nested deeper than --max-json-depth, wrong schema, inputs
+the task cannot take). The body's depth is measured before it is parsed; connections that do not finish their
+headers within --header-timeout are closed with 408 (`bertkit.serve.protocol`).
 """
 
 
@@ -43,6 +46,8 @@ class ServeSettings:
     max_batch_items: int = 64  # examples per forward pass
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
     body_timeout: float = 10.0  # seconds a client has to send its whole body
+    header_timeout: float = 10.0  # seconds a connection has to send its request line and headers
+    max_json_depth: int = 16  # nesting of the request's JSON, checked before it is parsed
 
 
 def _error(status: int, code: str, message: str, **extra: Any):
@@ -55,10 +60,10 @@ def _model_info(predictor: Any, path: Path) -> dict[str, Any]:
     from bertkit.models.onnx_model import read_manifest
 
     state = predictor.task.state()
-    info: dict[str, Any] = {"path": str(path.resolve()), "task": predictor.task.name,
+    info: dict[str, Any] = {"model": path.resolve().name, "task": predictor.task.name,
                             "problem": state.get("problem"), "labels": state.get("labels"),
                             "precision": predictor.rt.precision, "base_model": predictor.config.model.name,
-                            "input_schema": predictor.task.input_schema,
+                            "input_schema": predictor.task.served_input_schema(),
                             "input_examples": list(predictor.task.input_examples)}
     manifest = read_manifest(path)
     if manifest is not None:
@@ -73,7 +78,19 @@ def _model_info(predictor: Any, path: Path) -> dict[str, Any]:
     if info["lineage"]:
         info["base_model"] = info["lineage"].get("base_model") or info["base_model"]
     info["dev_metrics"] = (info.pop("results") or {}).get("dev")
-    return info
+    return _without_local_paths(info)
+
+
+def _without_local_paths(value: Any) -> Any:
+    """`value` with every absolute local path (the run's, a base model's or parent's folder) cut to its last
+    name: a client learns which model answers, not where the server keeps its files."""
+    if isinstance(value, dict):
+        return {k: _without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_local_paths(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return Path(value).name
+    return value
 
 
 def _require_server_stack() -> None:
@@ -206,12 +223,13 @@ def _add_error_handlers(app: Any) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException):
         # Errors raised before the schema is checked (a body that is not UTF-8, an unknown path) get the same
         # JSON error shape as every other answer.
-        cause = exc.__cause__  # FastAPI wraps a failed body read in a 400 (the middleware's task group in a group)
-        if any(isinstance(e, asyncio.TimeoutError) for e in [cause, *getattr(cause, "exceptions", ())]):
+        if _timed_out(exc.__cause__):  # FastAPI wraps a failed body read in a 400 (the middleware's task group)
             return _error(408, "body_timeout", "the request body did not arrive in time (--body-timeout)")
         codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
         status = 422 if exc.status_code == 400 else exc.status_code  # a body that cannot be read: as the README says
-        return _error(status, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response = _error(status, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response.headers.update(exc.headers or {})  # Allow on a 405
+        return response
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):
@@ -223,6 +241,15 @@ def _add_error_handlers(app: Any) -> None:
         response = _error(401, "unauthorized", "missing or wrong API key; send 'Authorization: Bearer KEY'")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """Whether `exc` is, wraps or groups the body timeout's asyncio.TimeoutError."""
+    if exc is None:
+        return False
+    if isinstance(exc, asyncio.TimeoutError):
+        return True
+    return _timed_out(exc.__cause__) or any(_timed_out(e) for e in getattr(exc, "exceptions", ()))
 
 
 def _over_limits(task: Any, inputs: list[Any], settings: ServeSettings):
@@ -239,40 +266,123 @@ def _over_limits(task: Any, inputs: list[Any], settings: ServeSettings):
     return None
 
 
+_ERRORS = {
+    401: "missing or wrong API key (when the server has one): send 'Authorization: Bearer KEY'",
+    408: "the request body did not arrive within --body-timeout",
+    411: "a POST without a Content-Length header",
+    413: "the body, the number of inputs or a text is over a limit (--max-body-bytes, --max-items, --max-chars)",
+    422: "a body that is not JSON, nests deeper than --max-json-depth, does not fit the schema, or holds inputs "
+         "the served model cannot take",
+}
+
+
+def json_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest, counted without parsing it (no recursion, linear
+    time): string literals are dropped, then the running count of brackets is taken."""
+    import re
+
+    import numpy as np
+
+    brackets = re.sub(rb'"(?:[^"\\]|\\.)*"', b"", body).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    arr = np.frombuffer(brackets, dtype=np.uint8)
+    return int(np.cumsum(np.where((arr == ord("[")) | (arr == ord("{")), 1, -1)).max())
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _error_models():
+    from pydantic import BaseModel, ConfigDict
+
+    class ErrorDetail(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        code: str
+        message: str
+
+    class ErrorBody(BaseModel):
+        error: ErrorDetail
+
+    return {status: {"model": ErrorBody, "description": text} for status, text in _ERRORS.items()}
+
+
+def _predict_body_schema(settings: ServeSettings, served: dict[str, Any]) -> dict[str, Any]:
+    """The request body's JSON Schema, with the served model's own input schema once it is loaded."""
+    item = _max_length(served["info"]["input_schema"], settings.max_chars) if "info" in served else {}
+    return {"type": "object", "required": ["inputs"], "properties": {"inputs": {
+        "type": "array", "minItems": 1, "maxItems": settings.max_items, "items": item,
+        "description": "what the served model takes, one item per input (/v1/model's input_schema)"}}}
+
+
+def _max_length(schema: Any, limit: int) -> Any:
+    """A copy of a JSON Schema whose strings are at most `limit` characters long (--max-chars)."""
+    if isinstance(schema, list):
+        return [_max_length(s, limit) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _max_length(v, limit) for k, v in schema.items()}
+    if out.get("type") == "string":
+        out["maxLength"] = min(limit, out.get("maxLength", limit))
+    return out
+
+
 def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> None:
     from fastapi import Depends, Request
-    from pydantic import BaseModel, Field
+    from fastapi.openapi.utils import get_openapi
+    from pydantic import BaseModel, Field, ValidationError
 
     class PredictRequest(BaseModel):
-        inputs: list[str | list[str] | dict[str, Any]] = Field(
-            min_length=1, description="what the served task takes, one item per input: its JSON Schema is "
-                                      "/v1/model's input_schema (strings for classification and NER, {text, "
-                                      "text_pair} for pairs, {question, context} for QA...)")
+        inputs: list[str | list[str] | dict[str, Any]] = Field(min_length=1)
 
     class PredictResponse(BaseModel):
         predictions: list[Any]
 
+    errors = _error_models()
+
     def require_key(request: Request) -> None:
         if settings.api_key is None:
             return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
+        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), settings.api_key.encode()):
             raise _Unauthorized()
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model_loaded": "predictor" in served}
 
-    @app.get("/v1/model", dependencies=[Depends(require_key)])
+    @app.get("/v1/model", dependencies=[Depends(require_key)], responses={401: errors[401]})
     async def model() -> dict[str, Any]:
         batcher = served["batcher"]
         return {**served["info"], "batching": {"enabled": settings.batching, "max_batch_items":
                 settings.max_batch_items, "max_wait_ms": settings.max_wait_ms, "batches": batcher.batches,
                 "examples": batcher.examples}, "limits": {"max_items": settings.max_items,
-                "max_chars": settings.max_chars, "max_body_bytes": settings.max_body_bytes}}
+                "max_chars": settings.max_chars, "max_body_bytes": settings.max_body_bytes,
+                "max_json_depth": settings.max_json_depth}}
 
-    @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(require_key)])
-    async def predict(body: PredictRequest):
+    @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(require_key)], responses=errors,
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}})
+    async def predict(request: Request):
+        try:
+            raw = await request.body()
+        except Exception as exc:  # _BodyTimeout's limit, raised through the middleware's task group
+            if not _timed_out(exc):
+                raise
+            return _error(408, "body_timeout", f"the request body did not arrive within {settings.body_timeout:g} s "
+                          "(--body-timeout)")
+        depth = json_depth(raw)
+        if depth > settings.max_json_depth:
+            return _error(422, "too_deep", f"the JSON nests {depth} levels deep; the limit is "
+                          f"{settings.max_json_depth} (--max-json-depth)", limit="max_json_depth",
+                          max=settings.max_json_depth)
+        try:
+            body = PredictRequest.model_validate(json.loads(raw))
+        except (ValueError, UnicodeDecodeError) as exc:  # pydantic's ValidationError is a ValueError
+            if isinstance(exc, ValidationError):
+                fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+                return _error(422, "invalid_request", "; ".join(f"{f['field']}: {f['problem']}" for f in fields),
+                              fields=fields)
+            return _error(422, "invalid_request", "the body is not JSON: send {\"inputs\": [...]}")
         predictor = served["predictor"]
         refused = _over_limits(predictor.task, body.inputs, settings)
         if refused is not None:
@@ -283,6 +393,24 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
         except (DataError, TypeError, KeyError) as exc:
             return _error(422, "invalid_input", str(exc).strip("'\""))
         return {"predictions": await served["batcher"].submit(examples)}
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema with the served model's input schema in /v1/predict's body (made again until the
+        model is loaded, then kept)."""
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+        body["schema"] = _predict_body_schema(settings, served)
+        if settings.api_key is not None:
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            for path in ("/v1/predict", "/v1/model"):
+                next(iter(schema["paths"][path].values()))["security"] = [{"bearer": []}]
+        if "info" in served:
+            app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def app_from_env():
@@ -304,5 +432,8 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
     import uvicorn
 
     os.environ[ENV_SETTINGS] = json.dumps(asdict(settings))
+    from bertkit.serve.protocol import uvicorn_settings
+
     uvicorn.run("bertkit.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False, timeout_graceful_shutdown=30)
+                log_level=log_level, access_log=False, timeout_graceful_shutdown=30,
+                **uvicorn_settings(settings.header_timeout))

@@ -8,6 +8,7 @@ in `Table`s of the kind of file the task names, the training loop hands in tenso
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
@@ -109,6 +110,11 @@ class Task(ABC):
     input_schema: ClassVar[dict[str, Any]] = {"type": "string", "minLength": 1}
     #: Inputs that fit the schema (documentation, and the contract test feeds them to `make_examples`).
     input_examples: ClassVar[tuple[Any, ...]] = ("a short text",)
+
+    def served_input_schema(self) -> dict[str, Any]:
+        """The JSON Schema of one raw input this fitted task takes, as the HTTP server publishes it (at
+        /v1/model and in /v1/predict's OpenAPI body): `input_schema` unless the fitted state narrows it."""
+        return copy.deepcopy(self.input_schema)
 
     def input_chars(self, item: Any) -> int:
         """How long one raw input is, in characters, for the HTTP server's --max-chars limit: its longest text

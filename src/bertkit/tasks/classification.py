@@ -306,6 +306,18 @@ class ClassificationTask(Task):
             examples.append(ex)
         return examples
 
+    def served_input_schema(self) -> dict[str, Any]:
+        """Exactly what `make_examples` takes once fitted: non-blank texts, and a text_pair if and only if the
+        model was trained on pairs."""
+        text = {"type": "string", "pattern": r"\S", "description": "not blank"}
+        if self.pairs:
+            return {"anyOf": [
+                {"type": "object", "required": ["text", "text_pair"],
+                 "properties": {"text": text, "text_pair": text}},
+                {"type": "array", "items": text, "minItems": 2, "maxItems": 2, "description": "text, text_pair"}]}
+        return {"anyOf": [text, {"type": "object", "required": ["text"], "properties": {"text": text},
+                                 "not": {"required": ["text_pair"]}}]}
+
     def postprocess(self, logits: np.ndarray, examples=None) -> list[dict[str, Any]]:
         return self.kind.postprocess(self, logits)
 

@@ -68,6 +68,10 @@ class LabelStats:
     label reads as a number (regression when some are fractional)."""
 
     MAX_DISTINCT = 100_000
+    #: Class-like labels: at most this many distinct whole numbers (and twice as many whole-number rows),
+    #: beside which a few fractions (at most STRAY_SHARE of the rows) look like a typo, not a regression target.
+    STRAY_WHOLE_VALUES = 10
+    STRAY_SHARE = 0.05
 
     def __init__(self) -> None:
         self.n = 0
@@ -76,6 +80,9 @@ class LabelStats:
         self.any_list = False
         self.all_numbers = True
         self.any_fraction = False
+        self.fractions = 0  # labels that are fractional numbers
+        self.first_fraction: tuple[Any, str] | None = None
+        self.whole_values: set[float] = set()  # the distinct whole-number labels (up to STRAY_WHOLE_VALUES + 1)
         self.bad_number: tuple[Any, str] | None = None  # the first label that is not a finite number
         self.first_of_kind: dict[bool, tuple[Any, str]] = {}  # the first list label and the first single one
         self.counts: Counter[tuple[bool, tuple[str, ...], str]] = Counter()
@@ -95,7 +102,14 @@ class LabelStats:
             number = math.nan
             self.all_numbers = False
         if math.isfinite(number):
-            self.any_fraction = self.any_fraction or not number.is_integer()
+            if number.is_integer():
+                if len(self.whole_values) <= self.STRAY_WHOLE_VALUES:
+                    self.whole_values.add(number)
+            else:
+                self.any_fraction = True
+                self.fractions += 1
+                if self.first_fraction is None:
+                    self.first_fraction = (label, ex["where"])
         elif self.bad_number is None:
             self.bad_number = (label, ex["where"])
         if self.distinct_overflow:
@@ -130,7 +144,19 @@ class LabelStats:
         """The problem the labels imply (`task.problem` auto)."""
         if self.any_list:
             return "multi_label"
-        return "regression" if self.all_numbers and self.any_fraction else "single_label"
+        if not (self.all_numbers and self.any_fraction):
+            return "single_label"
+        whole = sorted(self.whole_values)
+        if (len(whole) <= self.STRAY_WHOLE_VALUES and self.fractions <= self.STRAY_SHARE * self.n
+                and self.n - self.fractions >= 2 * self.STRAY_WHOLE_VALUES):
+            label, where = self.first_fraction
+            names = ", ".join(f"{v:g}" for v in whole)
+            raise DataError(
+                f"{where}: the label {label!r} is a fraction ({self.fractions} of {self.n} labels are; the rest are "
+                f"the whole numbers {names}, which look like classes), and a fraction would make the whole task "
+                "regression: fix the row, or set task.problem to regression if the labels are scores, or to "
+                "single_label to keep each value a class")
+        return "regression"
 
 
 class Problem:

@@ -9,6 +9,7 @@ both sides, so no word is ever dropped.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +28,8 @@ from bertkit.tasks.spans import spaces_words, trim_span
 from bertkit.tasks.tagging import bio_decode, bio_labels, detect_scheme, entity_scores, get_entities, split_tag, to_bio
 
 __all__ = ["NerTask", "NerConfig"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,6 +96,11 @@ class NerTask(Task):
             raise DataError(f"{table.path}: neither a '{data_cfg.tokens_column}' nor a '{data_cfg.text_column}' "
                             f"field; fields found: {', '.join(table.columns)}; set data.tokens_column or "
                             "data.text_column")
+        if raw_text and with_labels and data_cfg.entities_column not in table.columns:
+            # without it every sentence would be scored (or trained) as having no entities at all
+            raise DataError(f"{table.path}: raw text but no '{data_cfg.entities_column}' field to label it; fields "
+                            f"found: {', '.join(table.columns)}; give each row a list of {{start, end, label}} "
+                            "spans ([] for a sentence without entities), or set data.entities_column")
         examples = []
         for i, row in enumerate(table.rows):
             where = table.where(i)
@@ -180,12 +188,26 @@ class NerTask(Task):
         scheme = self.cfg.tag_scheme
         if scheme == "auto":
             scheme = detect_scheme([ex["tags"] for ex in examples])
+        changed, sentences, first = 0, 0, ""
         for ex in examples:
             for i, tag in enumerate(ex["tags"]):
                 if len(tag) > 2 and tag[1] == "-" and tag[0] not in "BIESLU":
                     raise DataError(f"{ex['where']}: tag {i + 1} '{tag}' has the unknown prefix '{tag[0]}-'; tags are "
                                     "O, B-/I-/E-/S-/L-/U- and a type, or a bare type (IO scheme)")
-            ex["tags"] = to_bio(ex["tags"], scheme, repair=self.cfg.invalid_tags == "repair", where=ex["where"])
+            repaired: list[int] = []
+            original = ex["tags"]
+            ex["tags"] = to_bio(original, scheme, repair=self.cfg.invalid_tags == "repair", where=ex["where"],
+                                repaired=repaired)
+            if repaired:
+                changed += len(repaired)
+                sentences += 1
+                first = first or f"{ex['where']}, tag {repaired[0] + 1} '{original[repaired[0]]}'"
+        if changed:
+            log.warning("%s: %d tag(s) in %d sentence(s) continued an entity that never started and were made B- "
+                        "(task.invalid_tags repair; the first: %s); set task.invalid_tags reject "
+                        "(--invalid-tags reject) to refuse them, or task.tag_scheme iob1 if the file is IOB1",
+                        source, changed, sentences, first)
+        self.repaired_tags = changed
         self.scheme = scheme
 
     def fit(self, train) -> None:

@@ -49,9 +49,10 @@ def detect_scheme(sequences: Sequence[Sequence[str]]) -> str:
     return "iob1" if opens_with_i and not opens_with_b else "iob2"
 
 
-def to_bio(tags: Sequence[str], scheme: str, *, repair: bool = True, where: str = "") -> list[str]:
+def to_bio(tags: Sequence[str], scheme: str, *, repair: bool = True, where: str = "",
+           repaired: list[int] | None = None) -> list[str]:
     """Convert one sequence to IOB2. An `I-X` that opens an entity in IOB2 input is made `B-X` when
-    `repair`, else rejected with a DataError naming `where`."""
+    `repair` (its index appended to `repaired` when given), else rejected with a DataError naming `where`."""
     out, prev = [], ""
     for i, tag in enumerate(tags):
         prefix, kind = split_tag(tag)
@@ -70,6 +71,8 @@ def to_bio(tags: Sequence[str], scheme: str, *, repair: bool = True, where: str 
                         "task.tag_scheme, or set task.invalid_tags to repair to make it B-"
                     )
                 out.append(f"B-{kind}")
+                if repaired is not None:
+                    repaired.append(i)
             else:
                 out.append(f"{'B' if prefix == 'B' else 'I'}-{kind}")
         prev = kind

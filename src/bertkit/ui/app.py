@@ -19,73 +19,26 @@ from the internet (the page's script and style are served from the package).
 """
 
 
-import hmac
 import html
 import io
 import json
 import logging
-import re
+import math
+import os
+import secrets
 import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from bertkit.errors import BertkitError, ConfigError, DataError
-from bertkit.ui.jobs import STATE_DIR, JobQueue
+from bertkit.ui.guard import Access, refusal, token_cookie, token_matches, wrong_content_type
+from bertkit.ui.workspace import DATA_SUFFIXES, EXPORTS, NAME, Workspace, confine_config
 
-__all__ = ["create_app", "serve_ui"]
+__all__ = ["create_app", "serve_ui", "Workspace"]
 
 log = logging.getLogger("bertkit.ui")
 STATIC = Path(__file__).parent / "static"
-DATA_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json", ".parquet", ".pq", ".conll", ".txt", ".gz")
-RUNS, UPLOADS, EXPORTS, MODELS = "runs", "uploads", "exports", "models"
-COOKIE = "bertkit_ui_key"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-class Workspace:
-    """The workspace folder and every path a request may name, checked to lie inside it."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).resolve()
-        for sub in (RUNS, UPLOADS, EXPORTS, MODELS):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.jobs = JobQueue(self.root)
-
-    def inside(self, relative: str) -> Path:
-        """`relative` (to the workspace) as a path inside it; anything else is refused."""
-        if not relative or "\0" in relative:
-            raise DataError("no file named")
-        path = (self.root / relative).resolve()
-        if path != self.root and self.root not in path.parents:
-            raise DataError(f"{relative}: outside the workspace; pick a file inside {self.root}")
-        if STATE_DIR in path.relative_to(self.root).parts:
-            raise DataError(f"{relative}: the UI's own files are not data")
-        return path
-
-    def run(self, name: str) -> Path:
-        if not _NAME.match(name or ""):
-            raise DataError(f"{name!r}: a run name is letters, digits, '.', '_' and '-' (up to 100)")
-        return self.root / RUNS / name
-
-    def rel(self, path: Path) -> str:
-        return path.resolve().relative_to(self.root).as_posix()
-
-    def data_files(self) -> list[str]:
-        """Data files in the workspace (not inside runs, exports or the UI's own folder), newest first."""
-        found = []
-        for path in self.root.rglob("*"):
-            parts = path.relative_to(self.root).parts
-            if not path.is_file() or parts[0] in (RUNS, EXPORTS, STATE_DIR, MODELS) or len(parts) > 4:
-                continue
-            if path.name.lower().endswith(DATA_SUFFIXES):
-                found.append(path)
-        return [self.rel(p) for p in sorted(found, key=lambda p: -p.stat().st_mtime)]
-
-    def models(self) -> list[str]:
-        """"embedded" and the model folders (config.json inside) under WORKSPACE/models."""
-        folders = sorted(p.parent for p in (self.root / MODELS).glob("*/config.json"))
-        return ["embedded", *(self.rel(p) for p in folders)]
 
 
 # --- previewing a data file -------------------------------------------------------------------------------
@@ -140,10 +93,23 @@ def suggest_columns(columns: list[str], rows: list[dict[str, Any]]) -> dict[str,
         sample = values(label)
         if sample and all(isinstance(v, list) for v in sample):
             task = "classification"  # multi-label: a list per row
-        elif sample and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sample) and len(
-                set(sample)) > max(10, len(sample) // 2):
-            task = "regression"
+        else:
+            numbers = [_number(v) for v in sample]
+            if sample and None not in numbers and (any(not n.is_integer() for n in numbers)
+                                                   or len(set(numbers)) > max(10, len(sample) // 2)):
+                task = "regression"  # scores: fractions (as fitting decides), or many distinct whole numbers
     return {"task": task, "text_column": text, "text_pair_column": pair, "label_column": label}
+
+
+def _number(value: Any) -> float | None:
+    """A label as a finite number (CSV cells are strings), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def preview(path: Path, limit: int = 8) -> dict[str, Any]:
@@ -209,7 +175,9 @@ def build_config(ws: Workspace, form: dict[str, Any]):
         overrides["data.train"] = str(ws.inside(form["file"]))
     if form.get("dev"):
         overrides["data.dev"] = str(ws.inside(form["dev"]))
-    if form.get("task"):
+    if form.get("task") == "regression":  # a number to predict: the classification task's regression problem
+        overrides.update({"task.name": "classification", "task.problem": "regression"})
+    elif form.get("task"):
         overrides["task.name"] = form["task"]
     model = form.get("model") or None
     if model and model != "embedded":
@@ -221,25 +189,8 @@ def build_config(ws: Workspace, form: dict[str, Any]):
         value = form.get(field)
         if value not in (None, ""):
             overrides[key] = value
-    config = base.with_overrides(overrides)
-    # every file or folder the run would read lies inside the workspace (the YAML panel may name any)
-    for key, value in (("data.train", config.data.train), ("data.dev", config.data.dev),
-                       ("model.init_from", config.model.init_from), ("train.distill_from", config.train.distill_from),
-                       ("model.extend_vocab_list", config.model.extend_vocab_list)):
-        if value:
-            try:
-                resolved = str(ws.inside(str(value)))
-            except DataError:
-                raise DataError(f"{key}: {value} lies outside the workspace {ws.root}; use a file or run inside "
-                                "it") from None
-            config = config.with_overrides({key: resolved})  # the job and this check read the same file
-    if config.model.name != "embedded" and (Path(config.model.name).is_absolute() or "/" in config.model.name
-                                            and (ws.root / config.model.name).exists() or ".." in config.model.name):
-        try:
-            ws.inside(config.model.name)
-        except DataError:
-            raise DataError(f"model.name: {config.model.name} lies outside the workspace; put the model folder "
-                            f"under {ws.root / MODELS}") from None
+    # every file or folder the run would read, the YAML panel's included, passes the workspace's rule
+    config = confine_config(ws, base.with_overrides(overrides))
     if not config.data.train:
         raise ConfigError("no training file: upload one or pick one from the workspace")
     return config
@@ -311,7 +262,7 @@ def runs_table(ws: Workspace) -> list[dict[str, Any]]:
     from bertkit.evaluation.runs import list_runs
 
     rows = []
-    for row in list_runs(ws.root / RUNS):
+    for row in list_runs(ws.root / "runs"):
         path = Path(row["run"])
         status = path / "status.json"
         row["name"] = path.name
@@ -423,12 +374,21 @@ async def _json_object(request) -> dict[str, Any]:
     return body
 
 
+class _TooLarge(Exception):
+    pass
+
+
 # --- the app ----------------------------------------------------------------------------------------------
-def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_mb: float = 200.0):
+def create_app(workspace: str | Path, *, token: str | None, allowed_hosts: tuple[str, ...] = (),
+               allowed_paths: tuple[str, ...] = (), max_upload_mb: float = 200.0):
+    """The UI's app over `workspace`. token: the secret every request must carry (None: open, --no-token);
+    allowed_hosts: Host names answered besides localhost and IP addresses; allowed_paths: folders outside the
+    workspace that its paths (and symlinks) may lead into. See `bertkit.ui.guard` for what is checked."""
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
-    ws = Workspace(workspace)
+    ws = Workspace(workspace, allowed_paths)
+    access = Access.of(token, allowed_hosts)
     app = FastAPI(title="bertkit ui", docs_url=None, redoc_url=None, openapi_url=None)
     predictors: dict[str, tuple[float, Any]] = {}
     limit = int(max_upload_mb * 2**20)
@@ -440,16 +400,28 @@ def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        if api_key:
-            given = request.headers.get("x-api-key") or request.cookies.get(COOKIE) or ""
-            query = request.query_params.get("key")
-            if query is not None and hmac.compare_digest(query.encode(), api_key.encode()):
-                response = RedirectResponse(request.url.path, status_code=303)
-                response.set_cookie(COOKIE, api_key, httponly=True, samesite="strict")
-                return response
-            if not hmac.compare_digest(given.encode(), api_key.encode()):
-                return Response("bertkit ui: an API key is needed: open this address with ?key=YOUR_KEY\n",
-                                status_code=401, media_type="text/plain")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        query = request.query_params.get("token")
+        if query is not None and request.method == "GET":
+            if not token_matches(query, access) or refusal(access, "GET", request.url.path, request.url.scheme,
+                                                           {**headers, "authorization": f"Bearer {query}"}, {}):
+                return Response("bertkit ui: wrong token or Host; open the address the command printed\n",
+                                status_code=403, media_type="text/plain")
+            rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            from urllib.parse import urlencode
+
+            response = RedirectResponse(request.url.path + (f"?{urlencode(rest)}" if rest else ""), status_code=303)
+            if token:
+                response.set_cookie(token_cookie(token), token, httponly=True, samesite="strict")
+            return response
+        refused = refusal(access, request.method, request.url.path, request.url.scheme, headers, request.cookies)
+        if refused:
+            log.warning("refused %s %s: %s", request.method, request.url.path, refused)
+            return error(403, refused) if request.url.path.startswith("/api/") else Response(
+                refused + "\n", status_code=403, media_type="text/plain")
+        wrong = wrong_content_type(request.method, request.url.path, headers)
+        if wrong:
+            return error(415, wrong)
         try:
             return await call_next(request)
         except BertkitError as exc:
@@ -496,7 +468,7 @@ def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_
     async def upload(request: Request):
         raw = request.query_params.get("name") or ""
         name = Path(raw.replace("\\", "/")).name
-        if not _NAME.match(name) or not name.lower().endswith(DATA_SUFFIXES):
+        if not NAME.match(name) or not name.lower().endswith(DATA_SUFFIXES):
             return error(422, f"{raw!r}: upload a data file (.csv, .tsv, .jsonl, .json, .parquet, .conll, .txt, "
                          "optionally .gz) whose name is letters, digits, '.', '_' and '-'")
         length = request.headers.get("content-length", "")
@@ -504,18 +476,23 @@ def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_
         if declared > limit:
             return error(413, f"{name}: {declared / 2**20:.1f} MB is over the upload limit of "
                          f"{max_upload_mb:g} MB (bertkit ui --max-upload-mb)")
-        target = ws.root / UPLOADS / name
-        tmp = target.with_name(f".{name}.part")
+        target = ws.root / "uploads" / name
+        if target.is_dir():
+            return error(409, f"uploads/{name} is a folder; upload under another name")
+        tmp, fd = ws.upload_target(name)
         size = 0
-        with open(tmp, "wb") as fh:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    fh.close()
-                    tmp.unlink(missing_ok=True)
-                    return error(413, f"{name}: over the upload limit of {max_upload_mb:g} MB")
-                fh.write(chunk)
-        tmp.replace(target)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _TooLarge()
+                    fh.write(chunk)
+            os.replace(tmp, target)  # a symlink planted at the target is replaced, not written through
+        except _TooLarge:
+            return error(413, f"{name}: over the upload limit of {max_upload_mb:g} MB")
+        finally:
+            tmp.unlink(missing_ok=True)
         return {"file": ws.rel(target), "bytes": size}
 
     @app.get("/api/files")
@@ -624,14 +601,26 @@ def create_app(workspace: str | Path, *, api_key: str | None = None, max_upload_
     return app
 
 
-def serve_ui(workspace: str | Path, *, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None,
-             max_upload_mb: float = 200.0) -> None:
+def serve_ui(workspace: str | Path, *, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+             no_token: bool = False, allowed_hosts: tuple[str, ...] = (), allowed_paths: tuple[str, ...] = (),
+             max_upload_mb: float = 200.0, header_timeout: float = 10.0) -> None:
+    """Serve the UI until interrupted. Without `token` a fresh one is made for this launch; `no_token` (the
+    command's --no-token) serves without one. The address to open, token included, is logged."""
     import uvicorn
 
-    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        log.warning("bertkit ui listens on %s without an API key: anyone who can reach this port can read and "
-                    "train on the workspace; set --api-key", host)
-    app = create_app(workspace, api_key=api_key, max_upload_mb=max_upload_mb)
-    log.info("bertkit ui: http://%s:%d/ (workspace %s)", host, port, Path(workspace).resolve())
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    from bertkit.serve.protocol import uvicorn_settings
 
+    if no_token:
+        token = None
+        log.warning("bertkit ui runs without a token (--no-token): any program or user on this machine that "
+                    "can reach port %d can read the workspace and start jobs", port)
+    elif not token:
+        token = secrets.token_urlsafe(32)
+    if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
+        allowed_hosts = (*allowed_hosts, host)  # the name it was started on
+    app = create_app(workspace, token=token, allowed_hosts=allowed_hosts, allowed_paths=allowed_paths,
+                     max_upload_mb=max_upload_mb)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    log.info("bertkit ui: http://%s:%d/%s (workspace %s)", shown, port, f"?token={token}" if token else "",
+             Path(workspace).resolve())
+    uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_settings(header_timeout))

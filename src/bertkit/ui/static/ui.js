@@ -4,10 +4,12 @@
 const $ = (sel) => document.querySelector(sel);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 
+// Every request that changes something carries a JSON body (or, for an upload, application/octet-stream):
+// the server refuses the content types a cross-site form or a no-cors fetch can send.
 async function api(method, url, body, raw) {
-  const opts = {method, headers: {}};
-  if (raw !== undefined) { opts.body = raw; }
-  else if (body !== undefined) { opts.body = JSON.stringify(body); opts.headers["Content-Type"] = "application/json"; }
+  const opts = {method, headers: {}, credentials: "same-origin"};
+  if (raw !== undefined) { opts.body = raw; opts.headers["Content-Type"] = "application/octet-stream"; }
+  else if (body !== undefined || method !== "GET") { opts.body = JSON.stringify(body || {}); opts.headers["Content-Type"] = "application/json"; }
   const resp = await fetch(url, opts);
   let data = null;
   try { data = await resp.json(); } catch (e) { data = {error: `${resp.status} ${resp.statusText}`}; }

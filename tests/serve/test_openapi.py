@@ -1,0 +1,36 @@
+"""The server against its own published OpenAPI schema: schemathesis (its command line, as a user runs it)
+generates requests from /openapi.json, valid and invalid, and checks every answer's status, headers and body
+against what the schema documents. Bounded: 50 examples per operation, a fixed seed, one worker."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serve.test_server import ThreadServer
+
+pytest.importorskip("schemathesis")
+
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+
+
+@pytest.mark.parametrize("key", [None, "s3cret"], ids=["open", "api-key"])
+def test_every_answer_matches_the_published_schema(toy_run, tmp_path, key):
+    server = ThreadServer(toy_run[0], **({"api_key": key} if key else {}))
+    try:
+        cli = Path(sys.executable).with_name("schemathesis")
+        args = [str(cli), "--config-file", str(CONFIG), "--no-color", "run",
+                f"http://127.0.0.1:{server.port}/openapi.json", "--checks", "all", "--max-examples", "50",
+                "--seed", "1", "--workers", "1", "--generation-database", "none", "--report-dir", str(tmp_path)]
+        if key:
+            args += ["--header", f"Authorization: Bearer {key}"]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                              env={**os.environ, "NO_COLOR": "1"})
+        summary = done.stdout[done.stdout.rfind("SUMMARY"):]
+        print(summary)
+        assert done.returncode == 0 and "No issues found" in done.stdout, done.stdout[-6000:] + done.stderr[-2000:]
+        assert "Tested: 3" in summary  # /health, /v1/model and /v1/predict
+    finally:
+        server.stop()
