@@ -8,7 +8,7 @@
 `--compare sub-batches` (the default): real batches of the recipe, 16 pairs each, drawn as a run draws them
 (`make_pairs`, seed 0) from `--per-class` training texts per class of SST-2 or, with `--set zh_sentiment`,
 the Chinese reviews (sampled as `benchmarks/few_shot.py` samples them, seed 0) and collated by
-`ContrastiveTask`; each step is `ContrastiveTask.forward`, the loss and its backward pass, with the batch's
+`objectives.Contrastive`; each step is `Contrastive.forward`, the loss and its backward pass, with the batch's
 inputs in one padded call and in sub-batches by length (`bertkit.data.batching.length_chunks`, as the recipe
 runs them; `--call-costs` times other values of the recipe's `CALL_COST_TOKENS`). Prints the seconds per
 step and the padded tokens per step of each.
@@ -47,9 +47,12 @@ def _pooling(args: argparse.Namespace, model, torch) -> dict:
 
 def _sub_batches(args: argparse.Namespace, model, torch) -> dict:
     import bertkit.training.few_shot as few_shot
+    import bertkit.training.objectives.contrastive as contrastive_module
     from bertkit.config import DataConfig, TaskConfig
+    from bertkit.data.batching import length_chunks
     from bertkit.models.loading import embedded_model_dir, load_tokenizer
     from bertkit.tasks.base import get_task
+    from bertkit.training.objectives import Contrastive
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from small_data import _sample, _sst2
@@ -67,17 +70,17 @@ def _sub_batches(args: argparse.Namespace, model, torch) -> dict:
     examples = [{"text": t, "label": y, "where": str(i)} for i, (t, y) in enumerate(rows)]
     task.fit(examples)
     features = task.preprocess(examples, load_tokenizer(str(embedded_model_dir())), DataConfig())
-    contrastive = few_shot.ContrastiveTask(task)
+    contrastive = Contrastive()
     pairs = few_shot.make_pairs(features, None, seed=0)
-    batches = [contrastive.collate_train(pairs[i:i + 16], 0) for i in range(0, len(pairs) - 15, 16)]
-    default_cost = few_shot.CALL_COST_TOKENS
+    batches = [contrastive.collate(pairs[i:i + 16], 0) for i in range(0, len(pairs) - 15, 16)]
+    default_cost = contrastive_module.CALL_COST_TOKENS
     padded: dict[str, list[int]] = {"one padded call": []}
 
     def step(i: int, call_cost: int, name: str) -> None:
         batch = batches[i % len(batches)]
-        few_shot.CALL_COST_TOKENS = call_cost
+        contrastive_module.CALL_COST_TOKENS = call_cost
         lengths = batch["attention_mask"].sum(1).tolist()
-        chunks = few_shot.length_chunks(lengths, call_cost)
+        chunks = length_chunks(lengths, call_cost)
         padded[name].append(sum(len(c) * max(lengths[j] for j in c) for c in chunks))
         contrastive.loss(contrastive.forward(model, batch), batch).backward()
         model.zero_grad(set_to_none=True)

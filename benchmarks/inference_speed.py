@@ -46,7 +46,7 @@ def main() -> int:
     import torch
     from transformers import pipeline
 
-    from bertkit.evaluation.predictor import Predictor
+    from bertkit.inference.predictor import Predictor
     from bertkit.models.loading import quiet_transformers
 
     with open(args.data, encoding="utf-8") as fh:

@@ -13,7 +13,7 @@ import time
 from itertools import groupby
 
 from bertkit.data.conll import read_conll
-from bertkit.evaluation.predictor import Predictor
+from bertkit.inference.predictor import Predictor
 from bertkit.tasks.tagging import entity_scores
 
 

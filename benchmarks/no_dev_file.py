@@ -217,7 +217,7 @@ def run_squad(system: str, args) -> dict:
     from bertkit.data.task_files import read_examples
     from bertkit.models.loading import embedded_model_dir
     from bertkit.tasks import get_task
-    from bertkit.tasks.squad import squad_scores
+    from bertkit.tasks.squad_metrics import squad_scores
 
     task = get_task(TaskConfig(name="qa"))
     train_records = read_examples(task, train_file, DataConfig(), None)

@@ -120,7 +120,7 @@ def run_hf(args, train: Path, heldout: Path) -> dict:
     from bertkit.models.loading import embedded_model_dir
     from bertkit.runtime import cpu_has_bf16
     from bertkit.tasks import get_task
-    from bertkit.tasks.squad import squad_scores
+    from bertkit.tasks.squad_metrics import squad_scores
 
     task = get_task(TaskConfig(name="qa"))  # only its reader: the same records for both systems
     train_records = read_examples(task, train, DataConfig(), None)

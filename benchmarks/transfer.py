@@ -89,7 +89,7 @@ def _child(kind: str, payload: dict) -> None:
     elif kind == "speed":
         import torch
 
-        from bertkit.evaluation.predictor import Predictor
+        from bertkit.inference.predictor import Predictor
 
         torch.manual_seed(0)
         predictor = Predictor.from_run(payload["run"])

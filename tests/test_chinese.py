@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from bertkit.cli import main
-from bertkit.evaluation.predictor import Predictor
+from bertkit.inference.predictor import Predictor
 from conftest import cli_train, write_csv
 
 PEOPLE, PLACES, LINKS = ["张三", "李四"], ["北京", "上海"], ["在", "去了", "见了"]

@@ -180,7 +180,7 @@ def test_outputs_write_through_links_and_never_over_their_input(toy_run, tmp_pat
 
 
 def test_an_unwritable_output_is_refused_before_any_prediction(toy_run, tmp_path, capsys, monkeypatch):
-    import bertkit.evaluation.predictor as predictor
+    import bertkit.inference.predictor as predictor
 
     run, _ = toy_run
     inputs = tmp_path / "in.csv"

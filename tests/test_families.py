@@ -9,7 +9,7 @@ import json
 import pytest
 
 from bertkit.cli import main
-from bertkit.evaluation.predictor import Predictor
+from bertkit.inference.predictor import Predictor
 from conftest import toy_ner, toy_sentiment, write_conll, write_csv
 from families import FAMILIES, build_family
 

@@ -6,7 +6,7 @@ import json
 
 from bertkit.api import train
 from bertkit.config import RunConfig
-from bertkit.evaluation.predictor import Predictor
+from bertkit.inference.predictor import Predictor
 from conftest import REPO, write_csv
 
 

@@ -13,11 +13,11 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "bertkit"
 
-# data -> tasks -> models -> training -> evaluation -> export / serve, with api, cli, ui, pipeline and tune on
-# top; config, errors, run_dir, runtime and report_html underneath every layer.
-RANK = {"errors": 0, "config": 0, "run_dir": 0, "runtime": 0, "report_html": 0, "data": 1, "tasks": 2, "models": 3,
-        "training": 4, "evaluation": 5, "export": 6, "serve": 6, "api": 7, "cli": 7, "pipeline": 7, "tune": 7,
-        "ui": 7, "__main__": 7}
+# data -> tasks -> models -> inference -> training -> evaluation -> export / serve, with api, cli, ui, pipeline
+# and tune on top; config, config_flags, errors, io, run_dir, runtime and report_html underneath every layer.
+RANK = {"errors": 0, "config": 0, "config_flags": 0, "io": 0, "run_dir": 0, "runtime": 0, "report_html": 0,
+        "data": 1, "tasks": 2, "models": 3, "inference": 4, "training": 5, "evaluation": 6, "export": 7,
+        "serve": 7, "api": 8, "cli": 8, "pipeline": 8, "tune": 8, "ui": 8, "__main__": 8}
 
 
 def _rank(module: str) -> int | None:
@@ -57,6 +57,45 @@ def test_imports_only_go_downward():
     assert not upward, "imports that go up a layer:\n" + "\n".join(upward)
 
 
+def _unit(module: str) -> str | None:
+    """The layer unit a module belongs to: the top-level module or package under bertkit."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "bertkit" and len(parts) > 1 else None
+
+
+def test_no_cycles_between_modules_of_one_layer():
+    """Units of the same rank may import each other in one direction only: a cycle (cli imports ui, ui imports
+    cli) would tie them into one layer that the ranks above do not show."""
+    edges: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC).with_suffix("").parts
+        if parts == ("__init__",):
+            continue
+        for _, module in _imports(path):
+            other = _unit(module)
+            if other is not None and other != parts[0] and RANK[other] == RANK[parts[0]]:
+                edges.setdefault(parts[0], set()).add(other)
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in edges.get(start, ()))
+
+    cycles = sorted(f"{a} <-> {b}" for a in edges for b in edges[a] if a < b and reaches(b, a, {b}))
+    assert not cycles, "same-layer import cycles: " + ", ".join(cycles)
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A name with a leading underscore belongs to its module: another module that needs it wants it public."""
+    private = []
+    for path in sorted(SRC.rglob("*.py")):
+        own = "bertkit." + ".".join(path.relative_to(SRC).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and \
+                    node.module.startswith("bertkit") and node.module != own.removesuffix(".__init__"):
+                private += [f"{path.relative_to(SRC)}:{node.lineno} imports {node.module}.{a.name}"
+                            for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not private, "\n".join(private)
+
+
 def _loaded_after(statement: str) -> list[str]:
     listing = "print(json.dumps(sorted(m for m in sys.modules if m.startswith('bertkit'))))"
     code = f"import sys, json\n{statement}\n{listing}"
@@ -69,7 +108,7 @@ def _loaded_after(statement: str) -> list[str]:
     "import bertkit.serve.app",
     "from bertkit.serve.app import ServeSettings, create_app; create_app(ServeSettings(path='x'))",
     "import bertkit.export",
-    "from bertkit.evaluation.predictor import Predictor",
+    "from bertkit.inference.predictor import Predictor",
     "import bertkit; bertkit.Predictor",
 ])
 def test_serving_exporting_and_predicting_load_no_training_module(statement):

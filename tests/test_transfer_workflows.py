@@ -163,7 +163,7 @@ def test_pipeline_task_defaults_reach_only_the_stages_whose_task_has_them(tmp_pa
 def test_lora_trains_few_parameters_and_exports_a_merged_model(work, tmp_path, capsys):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from bertkit.evaluation.predictor import Predictor
+    from bertkit.inference.predictor import Predictor
 
     tmp, train, dev = work
     run = tmp_path / "lora"
@@ -225,11 +225,11 @@ def test_the_distillation_loss_matches_its_formula():
 
     from bertkit.config import TaskConfig
     from bertkit.tasks import get_task
-    from bertkit.training.distill import DistillationTask
+    from bertkit.training.objectives import Distillation
 
     task = get_task(TaskConfig())
     task.labels, task.problem = ["a", "b", "c"], "single_label"
-    wrapped = DistillationTask(task, alpha=0.7, temperature=3.0)
+    wrapped = Distillation(task, alpha=0.7, temperature=3.0)
     torch.manual_seed(0)
     student, teacher = torch.randn(4, 3), torch.randn(4, 3)
     labels = torch.tensor([0, 2, 1, 1])

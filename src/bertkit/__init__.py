@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "train": "bertkit.api", "evaluate": "bertkit.api", "predict": "bertkit.api", "TrainResult": "bertkit.api",
     "lineage": "bertkit.run_dir", "run_pipeline": "bertkit.pipeline", "export_model": "bertkit.export",
-    "Predictor": "bertkit.evaluation.predictor",
+    "Predictor": "bertkit.inference.predictor",
     "RunConfig": "bertkit.config", "TaskConfig": "bertkit.config", "DataConfig": "bertkit.config",
     "ModelConfig": "bertkit.config", "TrainConfig": "bertkit.config", "load_config": "bertkit.config",
     "BertkitError": "bertkit.errors", "ConfigError": "bertkit.errors", "DataError": "bertkit.errors",

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import RunConfig
-from bertkit.evaluation.predictor import Predictor
 from bertkit.evaluation.report import REPORT_FILE, write_report
 from bertkit.export.model_card import write_model_card
+from bertkit.inference.predictor import Predictor
 from bertkit.run_dir import lineage
 from bertkit.training import session
 from bertkit.training.session import TrainResult

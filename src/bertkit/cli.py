@@ -11,56 +11,14 @@ import gc
 import json
 import logging
 import os
-import re
 import signal
 import sys
-from typing import Any, NamedTuple
+from typing import Any
 
+from bertkit.config_flags import config_flags, with_flags
 from bertkit.errors import BertkitError, ConfigError, DataError
 
 _SECTIONS = (("task", "task"), ("data", "data"), ("model", "model"), ("train", "training"))
-
-
-class Flag(NamedTuple):
-    flag: str  # --batch-size
-    key: str  # train.batch_size
-    field: Any  # the dataclass field: default, help and flag metadata
-    hint: Any  # its type
-    tasks: tuple[str, ...] | None  # the tasks it means something to (None: every task)
-
-
-def config_flags() -> list[Flag]:
-    """Every setting of a run as a flag, generated from the config's fields: the flag is the field's name
-    (`train.batch_size` -> `--batch-size`) unless its metadata names another; a boolean field is a switch
-    (`--packing`), or a pair for one left unset to be decided at run start (`--length-grouping` and
-    `--no-length-grouping`). The task section holds the options of every task, each declared by its task
-    (`Task.config_class`); a key two tasks share is one flag."""
-    import dataclasses
-    import typing
-
-    from bertkit.config import RunConfig, task_configs
-
-    def flag(f) -> str:
-        return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-
-    rows: dict[str, Flag] = {}
-    hints = typing.get_type_hints(RunConfig)
-    for f in dataclasses.fields(RunConfig):
-        if f.name == "task":
-            for task, cls in task_configs().items():
-                own = typing.get_type_hints(cls)
-                for g in dataclasses.fields(cls):
-                    key = f"task.{g.name}"
-                    tasks = None if g.name == "name" else (*(rows[key].tasks if key in rows else ()), task)
-                    rows[key] = Flag(flag(g), key, rows[key].field if key in rows else g, own[g.name], tasks)
-        elif dataclasses.is_dataclass(hints[f.name]):
-            own = typing.get_type_hints(hints[f.name])
-            for g in dataclasses.fields(hints[f.name]):
-                key = f"{f.name}.{g.name}"
-                rows[key] = Flag(flag(g), key, g, own[g.name], g.metadata.get("tasks"))
-        else:
-            rows[f.name] = Flag(flag(f), f.name, f, hints[f.name], None)
-    return list(rows.values())
 
 
 def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
@@ -302,8 +260,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from bertkit.evaluation.predictor import Predictor
-    from bertkit.run_dir import output_target, write_output
+    from bertkit.inference.predictor import Predictor
+    from bertkit.io import output_target, write_output
 
     if args.output:
         output_target(args.output, inputs=(args.input,))  # refused before the model is loaded
@@ -488,7 +446,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                              max_items=args.max_items, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
                              batching=not args.no_batching, max_batch_items=args.max_batch_items,
                              max_wait_ms=args.max_wait_ms)
-    from bertkit.models.onnx_model import read_manifest
+    from bertkit.inference.onnx_model import read_manifest
 
     if read_manifest(args.run_dir) is None:  # a clear error before the server starts (it would exit 3)
         from bertkit.models.loading import verify_model_dir
@@ -503,10 +461,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from bertkit.serve.app import _require_server_stack
+    from bertkit.serve.app import require_server_stack
     from bertkit.ui.app import serve_ui
 
-    _require_server_stack()
+    require_server_stack()
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be a TCP port, 0 to 65535, got {args.port}")
     if not args.max_upload_mb > 0:
@@ -528,24 +486,6 @@ def _cmd_ui(args: argparse.Namespace) -> int:
              allowed_hosts=tuple(args.allowed_host), allowed_paths=tuple(args.allow_path),
              max_upload_mb=args.max_upload_mb, header_timeout=args.header_timeout)
     return 0
-
-
-# A config key in a message: not part of a path or file name, not the KEY of `--set KEY=VALUE`.
-_KEY = re.compile(r"(?<![\w./\\=-])((?:task|data|model|train)\.[a-z_]+|(?<=set )(?:out|resume))\b(?![=/\\])")
-
-
-def with_flags(message: str) -> str:
-    """An error of the layers below, which name config keys (`train.lr`), as the command line says it: the
-    key's flag beside it (`--lr (train.lr)`). A key written as `--set key=value` stays as it is."""
-    flags = {row.key: row.flag for row in config_flags()}
-
-    def flag_of(match: re.Match) -> str:
-        key = match.group(1)
-        if key not in flags:
-            return key  # a word that only looks like a key ("data.csv")
-        return flags[key] if "." not in key else f"{flags[key]} ({key})"
-
-    return _KEY.sub(flag_of, message)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,102 +14,27 @@ Layout:
     status.json       running | completed | failed, with the step reached
     .bertkit-run      written first: bertkit made this folder (only such a folder is resumed or written into)
     .lock             held (flock) by the process training into the run, so that a second one is refused
-Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
+Every file is written to a temporary name and renamed (`bertkit.io`), so a crash never leaves a half-written
+file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bertkit.config import RunConfig, safe_yaml
-from bertkit.errors import CheckpointError, ConfigError, DataError
+from bertkit.errors import CheckpointError, ConfigError
+from bertkit.io import atomic_write_text, process_alive, sha256_file
 
 MARKER = ".bertkit-run"
 
-__all__ = ["RunDir", "atomic_write_text", "output_target", "write_output", "sha256_file", "normal_permissions",
-           "lineage", "eval_record", "dev_metrics"]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def output_target(path: str | Path, *, inputs: tuple[str | Path, ...] = ()) -> Path:
-    """Where a file the user named for output (predictions, a report) is written: through a symbolic link
-    to its target. Refused, before any work: a folder, a file that is one of `inputs`, and a place where no
-    file can be created (a read-only folder or file system)."""
-    target = Path(os.path.realpath(path))
-    if target.is_dir():
-        raise DataError(f"{path}: is a folder; name a file to write")
-    for source in inputs:
-        if source and Path(source).exists() and target.exists() and os.path.samefile(target, source):
-            raise DataError(f"{path}: is the input file {source}; writing there would replace it; choose another "
-                            "file")
-    if not target.exists() or target.is_file():  # written through a temp file beside it: that must be possible
-        folder = next(p for p in (target.parent, *target.parent.parents) if p.exists())
-        try:
-            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-        except OSError as exc:
-            raise DataError(f"{path}: cannot write in {folder} ({exc.strerror}); choose a file in a writable "
-                            "folder") from None
-        os.close(fd)
-        os.unlink(probe)
-    return target
-
-
-def write_output(path: str | Path, text: str, *, inputs: tuple[str | Path, ...] = ()) -> Path:
-    """Write a user-named output: a regular file (new or not) atomically, through a link to its target; a
-    FIFO, a device or another non-regular file directly (it cannot be renamed over). Returns the target."""
-    target = output_target(path, inputs=inputs)
-    if target.exists() and not target.is_file():
-        with open(target, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        atomic_write_text(target, text)
-    return target
-
-
-def normal_permissions(folder: Path) -> None:
-    """Give every file under `folder` the permissions open() would (some writers create them 0600)."""
-    mode = 0o666 & ~_umask()
-    for path in folder.rglob("*"):
-        if path.is_file():
-            os.chmod(path, mode)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def sha256_file(path: str | Path) -> str:
-    """The sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["RunDir", "lineage", "eval_record", "dev_metrics"]
 
 
 def eval_record(step: int, epoch: int, metrics: dict[str, float], *, is_best: bool, seconds: float
@@ -138,18 +63,6 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: unreadable ({exc}); the run directory is damaged") from None
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 class RunDir:
@@ -284,7 +197,7 @@ class RunDir:
         lost power) reads as "interrupted"."""
         record = self.read_json("status.json", default={"status": "unknown"})
         if record.get("status") == "running" and record.get("host") == socket.gethostname() \
-                and not _alive(record.get("pid")):
+                and not process_alive(record.get("pid")):
             record = {**record, "status": "interrupted", "hint": f"continue with: bertkit train --out {self.path} "
                       "--resume", "note": "the training process ended without finishing (killed or crashed)"}
         return record

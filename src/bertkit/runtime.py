@@ -16,9 +16,24 @@ import torch
 
 from bertkit.errors import ConfigError
 
-__all__ = ["Runtime", "resolve_precision", "cpu_has_bf16"]
+__all__ = ["Runtime", "resolve_precision", "cpu_has_bf16", "unwrap"]
 
 log = logging.getLogger(__name__)
+
+
+def unwrap(model: torch.nn.Module, *, adapters: bool = False) -> torch.nn.Module:
+    """The model itself, under the wrappers data parallelism (DDP, FSDP, DeepSpeed) and `torch.compile` put
+    around it (Accelerate's own unwrapping); with `adapters`, also the base model under a PEFT (LoRA) wrapper.
+    Every layer reaches the model through here; a model that is not a torch module (an ONNX Runtime session)
+    is returned as it is."""
+    if not isinstance(model, torch.nn.Module):
+        return model
+    from accelerate.utils import extract_model_from_parallel
+
+    net = extract_model_from_parallel(model, keep_torch_compile=False)
+    if adapters and hasattr(net, "get_base_model"):
+        net = net.get_base_model()
+    return net
 
 
 def cpu_has_bf16() -> bool:
@@ -133,7 +148,7 @@ class Runtime:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(model)
+        return unwrap(model)
 
     def reduce_mean(self, value: float) -> float:
         if self.num_processes == 1:

@@ -32,7 +32,8 @@ import yaml
 from bertkit.api import train, train_events
 from bertkit.config import RunConfig, read_yaml_mapping, resolve_relative_paths
 from bertkit.errors import ConfigError
-from bertkit.run_dir import RunDir, atomic_write_text, dev_metrics
+from bertkit.io import atomic_write_text
+from bertkit.run_dir import RunDir, dev_metrics
 from bertkit.tasks.base import get_task
 from bertkit.tasks.metrics import higher_is_better
 

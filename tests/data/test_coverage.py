@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from bertkit.data.coverage import coverage, far_above
-from bertkit.evaluation.predictor import Predictor
+from bertkit.inference.predictor import Predictor
 from bertkit.models.loading import load_tokenizer
 from conftest import write_csv
 

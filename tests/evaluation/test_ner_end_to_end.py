@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bertkit.cli import main
-from bertkit.evaluation.predictor import Predictor
+from bertkit.inference.predictor import Predictor
 from conftest import cli_train, toy_ner, write_conll
 
 
@@ -67,7 +67,7 @@ def test_plain_transformers_pipeline_groups_entities_with_real_names(ner_run):
 def test_onnx_export_finds_the_same_entities(ner_run, tmp_path):
     pytest.importorskip("onnxruntime")
     from bertkit.cli import main
-    from bertkit.evaluation.predictor import Predictor
+    from bertkit.inference.predictor import Predictor
 
     run, dev = ner_run
     assert main(["export", str(run), "--out", str(tmp_path / "onnx"), "--format", "onnx"]) == 0

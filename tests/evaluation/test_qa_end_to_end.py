@@ -6,7 +6,7 @@ import random
 import pytest
 
 from bertkit.cli import main
-from bertkit.evaluation.predictor import Predictor
+from bertkit.inference.predictor import Predictor
 from conftest import FILLER, NAMES, cli_train, write_jsonl
 
 

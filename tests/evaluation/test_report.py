@@ -11,8 +11,8 @@ import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
 from bertkit.evaluation.diagnosis import diagnose
-from bertkit.evaluation.predictor import Predictor
 from bertkit.evaluation.report import render_report
+from bertkit.inference.predictor import Predictor
 from bertkit.tasks.calibration import expected_calibration_error, fit_temperature, reliability, softmax
 from bertkit.tasks.metrics import per_class_scores
 from conftest import toy_sentiment

@@ -44,7 +44,7 @@ def mean_pool_task():
 
 def test_a_task_with_its_own_head_trains_saves_and_predicts(mean_pool_task, tiny_model_dir, tmp_path):
     from bertkit.api import train
-    from bertkit.evaluation.predictor import Predictor
+    from bertkit.inference.predictor import Predictor
 
     train_file, dev_file = write_toy_sentiment(tmp_path)
     cfg = tiny_config(tiny_model_dir, train_file, dev_file, tmp_path / "run",

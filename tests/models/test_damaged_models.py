@@ -8,7 +8,7 @@ import pytest
 
 from bertkit.cli import main
 from bertkit.errors import ModelLoadError
-from bertkit.evaluation.predictor import Predictor
+from bertkit.inference.predictor import Predictor
 from bertkit.models.loading import CHECKSUMS, verify_model_dir
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bertkit.evaluation.predictor import Predictor
+from bertkit.inference.predictor import Predictor
 from conftest import cli_train, toy_ner, toy_sentiment, write_conll, write_jsonl
 
 pytest.importorskip("fastapi")  # the serve extra

@@ -10,7 +10,7 @@ import torch
 
 from bertkit.config import DataConfig, TaskConfig
 from bertkit.data.task_files import read_examples
-from bertkit.models.inference import predict_outputs
+from bertkit.inference.batched import predict_outputs
 from bertkit.models.loading import build_model, load_tokenizer
 from bertkit.runtime import Runtime
 from bertkit.tasks import TASKS, get_task

@@ -80,7 +80,7 @@ def test_long_documents_become_windows_and_dev_masks_are_fixed(mlm):
 
 
 def test_fill_mask_predictions_come_back_per_mask(mlm, tiny_model_dir):
-    from bertkit.models.inference import predict_outputs
+    from bertkit.inference.batched import predict_outputs
     from bertkit.models.loading import build_model
     from bertkit.runtime import Runtime
 

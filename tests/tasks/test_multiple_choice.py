@@ -78,7 +78,7 @@ def mc_run(tmp_path_factory, tiny_model_dir):
 
 def test_multiple_choice_learns_end_to_end(mc_run, capsys):
     from bertkit.cli import main
-    from bertkit.evaluation.predictor import Predictor
+    from bertkit.inference.predictor import Predictor
 
     run, dev = mc_run
     results = json.loads((run / "results.json").read_text())
@@ -96,7 +96,7 @@ def test_multiple_choice_learns_end_to_end(mc_run, capsys):
 def test_multiple_choice_exports_to_onnx_with_a_choices_axis(mc_run, tmp_path):
     pytest.importorskip("onnxruntime")
     from bertkit.cli import main
-    from bertkit.evaluation.predictor import Predictor
+    from bertkit.inference.predictor import Predictor
 
     run, _ = mc_run
     assert main(["export", str(run), "--out", str(tmp_path / "onnx"), "--format", "onnx"]) == 0

@@ -5,19 +5,18 @@ a dev set that small training files get."""
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import pytest
 import torch
 
-from bertkit.config import DataConfig, TaskConfig, TrainConfig
+from bertkit.config import DataConfig, TaskConfig
 from bertkit.data.batching import pad_batch
-from bertkit.errors import ConfigError
 from bertkit.models.loading import build_model, load_tokenizer
 from bertkit.models.pooling import MEAN_POOLING_KEY, append_mean_pooling, mean_pooling_unsupported
 from bertkit.tasks.base import Task, get_task
-from bertkit.training.few_shot import ContrastiveTask, choose_method, few_shot_defaults, logistic_regression, make_pairs
+from bertkit.training.few_shot import logistic_regression, make_pairs
+from bertkit.training.objectives import Contrastive
 from conftest import tiny_config, toy_sentiment, write_csv
 
 TEXTS = ["good film", "the plot was very dull and the acting quite weak", "fun", "a lovely warm story",
@@ -126,9 +125,9 @@ def test_a_pair_batch_encodes_each_distinct_input_once_with_the_same_loss_and_gr
     append_mean_pooling(model)
     model.eval()
     pairs = make_pairs(features, None, seed=0)[:24]
-    contrastive = ContrastiveTask(task)
+    contrastive = Contrastive()
     pad = 0 if family != "roberta" else 1
-    batch = contrastive.collate_train(pairs, pad)
+    batch = contrastive.collate(pairs, pad)
     itself = [i for i, p in enumerate(pairs) if p["input_ids"] == p["pair_input_ids"]]
     distinct = {tuple(ids) for p in pairs for ids in (p["input_ids"], p["pair_input_ids"])}
     assert itself and len(batch["input_ids"]) == len(distinct) + len(itself) < 2 * len(pairs)
@@ -162,18 +161,18 @@ def test_a_pair_batch_encodes_each_distinct_input_once_with_the_same_loss_and_gr
 def test_sub_batches_by_length_give_the_embeddings_and_gradients_of_one_call(family_dirs, family, monkeypatch):
     """A batch's inputs run in sub-batches of similar length, each cut to its own longest input: the pooled
     embeddings, loss and gradients are those of the whole padded batch in one call (dropout off)."""
-    import bertkit.training.few_shot as few_shot
+    import bertkit.training.objectives.contrastive as contrastive_module
 
     task, model, features = _classifier(family_dirs[family])
     append_mean_pooling(model)
     model.eval()
-    contrastive = ContrastiveTask(task)
-    batch = contrastive.collate_train(make_pairs(features, None, seed=0)[:16], 0 if family != "roberta" else 1)
+    contrastive = Contrastive()
+    batch = contrastive.collate(make_pairs(features, None, seed=0)[:16], 0 if family != "roberta" else 1)
     widths = []
     hook = model.base_model.embeddings.register_forward_hook(lambda _m, _a, out: widths.append(out.shape[:2]))
 
     def run(call_cost):
-        monkeypatch.setattr(few_shot, "CALL_COST_TOKENS", call_cost)
+        monkeypatch.setattr(contrastive_module, "CALL_COST_TOKENS", call_cost)
         widths.clear()
         model.zero_grad()
         pooled = contrastive.forward(model, batch)
@@ -201,8 +200,8 @@ def test_the_contrastive_phase_skips_the_pooling_layer_and_takes_the_mean_below_
         task, model, features = _classifier(family_dirs[family])
         append_mean_pooling(model)
         model.eval()
-        contrastive = ContrastiveTask(task)
-        batch = contrastive.collate_train(make_pairs(features, None, seed=0)[:8], 0 if family != "roberta" else 1)
+        contrastive = Contrastive()
+        batch = contrastive.collate(make_pairs(features, None, seed=0)[:8], 0 if family != "roberta" else 1)
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         if first_call == "whole":
             with torch.no_grad():
@@ -247,47 +246,11 @@ def test_the_head_is_scikit_learn_s_logistic_regression():
         np.testing.assert_allclose(1 / (1 + np.exp(-(z @ weight[j] + bias[j]))), ref, atol=2e-4)
 
 
-def _fitted(problem_labels):
-    task = get_task(TaskConfig())
-    task.fit([{"text": "x", "label": y, "where": str(i)} for i, y in enumerate(problem_labels)])
-    return task
-
-
-def test_the_method_follows_the_task_the_data_and_the_model(tiny_model_dir, tmp_path, caplog):
-    from transformers import AutoConfig, DebertaV2Config
-
-    bert = AutoConfig.from_pretrained(tiny_model_dir)
-    cfg = tiny_config(tiny_model_dir, tmp_path / "t.csv", None, tmp_path / "run", **{"train.method": "auto"})
-    single = _fitted(["a", "b"] * 10)
-    with caplog.at_level(logging.INFO, logger="bertkit"):
-        assert choose_method(cfg, single, 40, bert) == "few-shot"
-    assert "few-shot recipe" in caplog.text and "train.method standard" in caplog.text
-    assert choose_method(cfg, single, 300, bert) == "standard"  # 150 per class: enough for the standard way
-    assert choose_method(cfg, single, 40, DebertaV2Config()) == "standard"
-    regression = _fitted(["0.5", "1.25", "2.0"])
-    assert choose_method(cfg, regression, 40, bert) == "standard"
-    cfg.train.method = "few-shot"
-    with pytest.raises(ConfigError, match="not regression"):
-        choose_method(cfg, regression, 40, bert)
-    cfg.train.packing = True
-    with pytest.raises(ConfigError, match="train.packing is set"):
-        choose_method(cfg, single, 40, bert)
-
-
-def test_few_shot_defaults_fill_only_what_is_unset():
-    unset = TrainConfig()
-    few_shot_defaults(unset, 40)
-    assert (unset.batch_size, unset.epochs, unset.lr, unset.length_grouping) == (16, 1.0, 2e-5, False)
-    given = TrainConfig(batch_size=4, epochs=2.0, lr=1e-5, length_grouping=True)
-    few_shot_defaults(given, 40)
-    assert (given.batch_size, given.epochs, given.lr, given.length_grouping) == (4, 2.0, 1e-5, True)
-
-
 def test_a_few_shot_run_is_an_ordinary_run(tiny_model_dir, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from bertkit.api import train
-    from bertkit.evaluation.predictor import Predictor
+    from bertkit.inference.predictor import Predictor
     from bertkit.run_dir import RunDir
 
     rows = toy_sentiment(24, seed=5)

@@ -114,69 +114,6 @@ def test_mlm_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir):
         "task.name": "mlm", "task.whole_word_masking": True, "train.max_steps": 16, "train.eval_every": 6})
 
 
-@pytest.mark.parametrize("n,given,expected", [
-    (48, {}, (8, 20.0)),           # 6 batches an epoch: 20 epochs reach 120 steps
-    (16, {}, (8, 40.0)),           # 2 an epoch: capped at 40 epochs
-    (300, {}, (8, 4.0)),           # 38 an epoch: 4 epochs
-    (2700, {}, (8, 3.0)),          # 3 epochs of 32 would give 255 steps: of 8, 1,014
-    (6000, {}, (8, 3.0)),          # 188 batches of 32 an epoch: 564 steps in 3 epochs
-    (6400, {}, (32, 3.0)),         # 200: 600 steps
-    (60000, {}, (32, 3.0)),        # large: the usual 3 epochs of 32
-    (48, {"batch_size": 4, "epochs": 1.0}, (4, 1.0)),  # given values win
-    (48, {"max_steps": 10}, (8, 3.0)),  # a step budget leaves the epochs alone
-    (12000, {"grad_accum": 2}, (8, 3.0)),  # accumulation counts: 3 epochs of 2 x 32 give 564 steps
-])
-def test_batch_size_and_epochs_follow_the_training_set_size(n, given, expected):
-    from bertkit.config import TrainConfig
-    from bertkit.training.session import size_defaults
-
-    tc = TrainConfig(**given)
-    size_defaults(tc, n)
-    assert (tc.batch_size, tc.epochs) == expected
-
-
-@pytest.mark.parametrize("hidden,given,expected", [
-    (384, None, 1e-4),     # the embedded MiniLM-L6
-    (512, None, 1e-4),     # the widest small encoder
-    (513, None, 5e-5),
-    (768, None, 5e-5),     # BERT-base, RoBERTa-base
-    (1023, None, 5e-5),
-    (1024, None, 2e-5),    # the large models
-    (None, None, 5e-5),    # unknown width: the base-size rate
-    (384, 3e-5, 3e-5),     # a given rate wins
-])
-def test_the_default_learning_rate_follows_the_encoder_width(hidden, given, expected):
-    from bertkit.config import TrainConfig
-    from bertkit.training.session import size_defaults
-
-    tc = TrainConfig(lr=given)
-    size_defaults(tc, 5000, hidden_size=hidden)
-    assert tc.lr == expected
-
-
-@pytest.mark.parametrize("settings,expected", [
-    ({}, True),                                              # a standard fine-tune
-    ({"task.name": "mlm"}, False),                           # pre-training: the embeddings are what it tunes
-    ({"train.method": "few-shot"}, False),
-    ({"model.init": "random"}, False),
-    ({"model.extend_vocab": True}, False),                   # new rows must learn
-    ({"model.lora_r": 4}, False),                            # LoRA freezes the encoder its own way
-    ({"train.unfreeze_every": 10}, False),                   # gradual unfreezing thaws them last
-    ({"train.freeze_embeddings": False}, False),             # a given value wins
-    ({"task.name": "mlm", "train.freeze_embeddings": True}, True),
-])
-def test_word_embeddings_stay_fixed_by_default_only_where_they_need_not_learn(settings, expected):
-    from bertkit.config import RunConfig
-    from bertkit.training.session import auto_freeze_embeddings
-
-    config = RunConfig().with_overrides({"train.method": "standard", **settings})
-    auto_freeze_embeddings(config)
-    assert config.train.freeze_embeddings is expected
-    started_from_extended = RunConfig().with_overrides({"train.method": "standard", **settings})
-    auto_freeze_embeddings(started_from_extended, parent_extended_vocab=True)  # its new rows had only pre-training
-    assert started_from_extended.train.freeze_embeddings is (expected and "train.freeze_embeddings" in settings)
-
-
 def test_a_default_run_keeps_the_word_embeddings_and_records_it(tmp_path, toy_files, tiny_model_dir):
     from safetensors.torch import load_file as load
 

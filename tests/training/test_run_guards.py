@@ -155,7 +155,7 @@ class _Boom:
 def test_a_crafted_pickle_with_a_valid_checksum_is_refused_and_the_checkpoint_before_used(short_run, caplog):
     import pickle
 
-    from bertkit.run_dir import sha256_file
+    from bertkit.io import sha256_file
     from bertkit.training.checkpoint import list_checkpoints
 
     run = RunDir(short_run.out)

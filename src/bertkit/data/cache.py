@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.data.text import expand_paths
-from bertkit.run_dir import atomic_write_text, sha256_file
+from bertkit.io import atomic_write_text, sha256_file
 
 __all__ = ["cache_root", "cached_features", "fingerprint", "file_fingerprint", "data_fingerprint"]
 

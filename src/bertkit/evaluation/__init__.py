@@ -1,6 +1,2 @@
-"""Evaluation layer: the Predictor, the run report and run comparisons. Batched inference lives in
-`bertkit.models.inference`, below both training and evaluation."""
-
-from bertkit.evaluation.predictor import Predictor
-
-__all__ = ["Predictor"]
+"""Evaluation layer: the run report, its diagnosis and run comparisons. Predicting (the `Predictor`) and
+batched inference live in `bertkit.inference`, below training and evaluation."""

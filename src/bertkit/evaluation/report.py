@@ -16,8 +16,9 @@ from typing import Any
 
 from bertkit.config import RunConfig
 from bertkit.evaluation.diagnosis import diagnose
+from bertkit.io import atomic_write_text, output_target, write_output
 from bertkit.report_html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
-from bertkit.run_dir import RunDir, atomic_write_text, dev_metrics, output_target, write_output
+from bertkit.run_dir import RunDir, dev_metrics
 from bertkit.tasks.base import get_task
 from bertkit.tasks.metrics import higher_is_better
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.io import atomic_write_text
+from bertkit.run_dir import RunDir
 from bertkit.tasks import TASKS
 
 __all__ = ["model_card", "write_model_card"]

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from bertkit.errors import ConfigError
 from bertkit.export.model_card import model_card
+from bertkit.io import atomic_write_text, normal_permissions
 from bertkit.models.init_source import write_merged_model
 from bertkit.models.loading import is_adapter_dir, verify_model_dir, write_checksums
-from bertkit.run_dir import RunDir, atomic_write_text, normal_permissions
+from bertkit.run_dir import RunDir
 
 __all__ = ["export_model", "staged_output", "check_out"]
 

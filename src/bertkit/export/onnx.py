@@ -20,13 +20,14 @@ from typing import Any
 import torch
 
 from bertkit.errors import ConfigError, ModelLoadError
-from bertkit.evaluation.predictor import Predictor
 from bertkit.export.model_card import model_card
 from bertkit.export.model_dir import check_out, staged_output
+from bertkit.inference.onnx_model import EXPORT_MANIFEST
+from bertkit.inference.predictor import Predictor
+from bertkit.io import atomic_write_text
 from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer, quiet_transformers
-from bertkit.models.onnx_model import EXPORT_MANIFEST
-from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.run_dir import RunDir
 from bertkit.runtime import Runtime
 
 __all__ = ["export_onnx", "MIN_FP32_AGREEMENT"]

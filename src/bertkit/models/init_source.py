@@ -3,7 +3,6 @@ lineage record that ties the new run to it."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import torch
 
 from bertkit.config import RunConfig
 from bertkit.errors import CheckpointError, ModelLoadError
+from bertkit.io import sha256_file
 from bertkit.models.loading import (
     build_model,
     is_adapter_dir,
@@ -43,8 +43,8 @@ class InitSource:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+def _config_hash(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
 
 
 def base_model_of(config: RunConfig, run: RunDir | None = None) -> str:
@@ -79,14 +79,14 @@ def resolve_init(config: RunConfig) -> InitSource:
             raise ModelLoadError(f"model.init_from {source}: no such run or model directory")
         return InitSource(model=source, base_model=source,
                           parent={"kind": "model", "path": str(Path(source).resolve()),
-                                  "config_sha256": _sha256(Path(source) / "config.json")})
+                                  "config_sha256": _config_hash(Path(source) / "config.json")})
     run.require(model=True)
     parent_config = run.load_config()
     head_state = run.read_state()
     env = run.read_json("environment.json", default={})
     results = run.read_json("results.json", default={})
     parent = {"kind": "run", "path": str(run.path.resolve()), "task": parent_config.task.name,
-              "config_sha256": _sha256(run.path / "config.yaml"), "data": env.get("data", {}),
+              "config_sha256": _config_hash(run.path / "config.yaml"), "data": env.get("data", {}),
               "dev": results.get("dev", {}), "lora": bool(parent_config.model.lora_r),
               "extended_vocab": _extended_vocab(run, env)}
     init = InitSource(model=str(run.model_dir), head_state=head_state, parent=parent,

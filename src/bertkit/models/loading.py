@@ -85,7 +85,7 @@ _verified: dict[str, tuple] = {}  # folder -> (name, size, mtime) of its files w
 
 
 def write_checksums(model_dir: Path) -> None:
-    from bertkit.run_dir import atomic_write_text, sha256_file
+    from bertkit.io import atomic_write_text, sha256_file
 
     files = {p.name: sha256_file(p) for p in sorted(model_dir.iterdir())  # the card (README.md) is rewritten
              if p.is_file() and p.name not in (CHECKSUMS, "README.md")}
@@ -101,7 +101,7 @@ def verify_model_dir(folder: str | Path) -> None:
     """
     from safetensors import SafetensorError, safe_open
 
-    from bertkit.run_dir import sha256_file
+    from bertkit.io import sha256_file
 
     folder = Path(folder)
     record = folder / CHECKSUMS
@@ -246,7 +246,8 @@ def head_state_of(model_dir: str) -> dict[str, Any] | None:
         return None
     arch = (config.get("architectures") or [""])[0]
     for task_cls in TASKS.values():
-        if arch.endswith(task_cls.head_architectures()):
+        endings = task_cls.head_architectures()
+        if endings and arch.endswith(endings):
             return task_cls.head_state_from_config(config)
     return None
 

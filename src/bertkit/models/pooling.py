@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from bertkit.runtime import unwrap
+
 __all__ = ["MEAN_POOLING_KEY", "SCALE", "append_mean_pooling", "below_mean_pooling", "has_mean_pooling",
            "mean_pooling_unsupported", "pre_head_dense"]
 
@@ -38,15 +40,8 @@ SCALE = 1000.0
 BERT_LAYOUT = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 
 
-def _core(model: torch.nn.Module) -> torch.nn.Module:
-    from accelerate.utils import extract_model_from_parallel
-
-    model = extract_model_from_parallel(model, keep_torch_compile=False)  # the model data parallelism wraps
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def _layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    net = _core(model)
+    net = unwrap(model, adapters=True)
     return getattr(net, net.base_model_prefix).encoder.layer
 
 
@@ -61,13 +56,13 @@ def mean_pooling_unsupported(config: Any) -> str | None:
 
 
 def has_mean_pooling(model: torch.nn.Module) -> bool:
-    return getattr(_core(model).config, MEAN_POOLING_KEY, None) is not None
+    return getattr(unwrap(model, adapters=True).config, MEAN_POOLING_KEY, None) is not None
 
 
 def pre_head_dense(model: torch.nn.Module) -> torch.nn.Linear:
     """The hidden-size dense layer between the encoder and the output layer (BERT's pooler, the first layer
     of the RoBERTa and ELECTRA classification heads)."""
-    net = _core(model)
+    net = unwrap(model, adapters=True)
     pooler = getattr(getattr(net, net.base_model_prefix), "pooler", None)
     if pooler is not None:
         return pooler.dense
@@ -77,7 +72,7 @@ def pre_head_dense(model: torch.nn.Module) -> torch.nn.Linear:
 def append_mean_pooling(model: torch.nn.Module) -> int:
     """Append the mean-pooling layer to `model` (a sequence classifier of a BERT-layout architecture) and
     freeze it with the dense layer above it; returns the new layer's index. A model that has one keeps it."""
-    net = _core(model)
+    net = unwrap(model, adapters=True)
     config = net.config
     layers = _layers(model)
     if has_mean_pooling(model):
@@ -122,7 +117,7 @@ def below_mean_pooling(model: torch.nn.Module) -> Iterator[None]:
     if not has_mean_pooling(model):
         yield
         return
-    layer = _layers(model)[int(getattr(_core(model).config, MEAN_POOLING_KEY))]
+    layer = _layers(model)[int(getattr(unwrap(model, adapters=True).config, MEAN_POOLING_KEY))]
     layer.forward = _pass_through  # an instance attribute over the class's forward
     try:
         yield
@@ -138,7 +133,7 @@ def freeze_mean_pooling(model: torch.nn.Module) -> None:
     """Keep a model's mean-pooling layer and the dense layer above it fixed (a model loaded with them)."""
     if not has_mean_pooling(model):
         return
-    layer = _layers(model)[int(getattr(_core(model).config, MEAN_POOLING_KEY))]
+    layer = _layers(model)[int(getattr(unwrap(model, adapters=True).config, MEAN_POOLING_KEY))]
     for module in layer.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from bertkit.errors import ConfigError
+from bertkit.runtime import unwrap
 
 __all__ = ["head_modules", "reset_modules", "permute_head", "keep_layers", "restore_pooler", "apply_lora",
            "layer_depth", "num_layers", "set_trainable", "describe_parameters", "configure_training"]
@@ -80,8 +81,7 @@ def compile_layers(model: torch.nn.Module) -> int:
     """Compile each encoder layer in place with `torch.compile` (shapes dynamic: batches vary in length).
     Layers, not the whole model, because the classifiers' fast path calls the layers itself; saving and
     PEFT see the same modules. Returns how many were compiled."""
-    net = model.get_base_model() if hasattr(model, "get_base_model") else model
-    layers = _layer_list(net)
+    layers = _layer_list(unwrap(model, adapters=True))
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)

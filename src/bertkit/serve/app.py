@@ -28,7 +28,7 @@ from bertkit.data.readers import check_inputs_text
 from bertkit.errors import CheckpointError, ConfigError, DataError
 from bertkit.run_dir import RunDir
 
-__all__ = ["ServeSettings", "create_app", "app_from_env"]
+__all__ = ["ServeSettings", "create_app", "app_from_env", "require_server_stack"]
 
 log = logging.getLogger("bertkit.serve")
 access = logging.getLogger("bertkit.access")
@@ -57,7 +57,7 @@ def _error(status: int, code: str, message: str, **extra: Any):
 
 
 def _model_info(predictor: Any, path: Path) -> dict[str, Any]:
-    from bertkit.models.onnx_model import read_manifest
+    from bertkit.inference.onnx_model import read_manifest
 
     state = predictor.task.state()
     info: dict[str, Any] = {"model": path.resolve().name, "task": predictor.task.name,
@@ -93,7 +93,8 @@ def _without_local_paths(value: Any) -> Any:
     return value
 
 
-def _require_server_stack() -> None:
+def require_server_stack() -> None:
+    """Refuse, with the extra to install, where the HTTP stack (fastapi, uvicorn) is missing."""
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -103,14 +104,14 @@ def _require_server_stack() -> None:
 
 def create_app(settings: ServeSettings):
     """The FastAPI application for `settings.path` (a run directory or an ONNX export folder)."""
-    _require_server_stack()
+    require_server_stack()
     from fastapi import FastAPI
 
     served: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from bertkit.evaluation.predictor import Predictor
+        from bertkit.inference.predictor import Predictor
         from bertkit.serve.batcher import Batcher
 
         predictor = await asyncio.to_thread(Predictor.from_path, settings.path)
@@ -428,7 +429,7 @@ def app_from_env():
 def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           log_level: str = "info") -> None:
     """Run the service until SIGINT/SIGTERM; in-flight requests finish first (uvicorn's graceful shutdown)."""
-    _require_server_stack()
+    require_server_stack()
     import uvicorn
 
     os.environ[ENV_SETTINGS] = json.dumps(asdict(settings))

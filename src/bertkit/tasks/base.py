@@ -20,6 +20,7 @@ from bertkit.config import DataConfig, TaskConfig, register_task_config, task_co
 from bertkit.data.readers import Table
 from bertkit.errors import CheckpointError, ConfigError
 from bertkit.report_html import DevData
+from bertkit.runtime import unwrap
 
 __all__ = ["Task", "register_task", "get_task", "TASKS", "takes_token_types"]
 
@@ -43,8 +44,7 @@ def takes_token_types(model: torch.nn.Module) -> bool:
     DistilBERT, MPNet, ModernBERT and DeBERTa-v3 (none) do not. Cached on the model."""
     cached = getattr(model, "_bertkit_token_types", None)
     if cached is None:
-        net = model.module if hasattr(model, "module") else model
-        net = net.get_base_model() if hasattr(net, "get_base_model") else net
+        net = unwrap(model, adapters=True)
         if not hasattr(net, "forward"):  # an ONNX model: it takes the inputs its graph names
             return "token_type_ids" in getattr(net, "input_names", ())
         import inspect
@@ -92,6 +92,14 @@ class Task(ABC):
     intended_use: ClassVar[str]
     #: The model outputs inference reads, by attribute name (also the outputs of an ONNX export).
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
+
+    # --- capabilities: what a run may do with this task (the layers above ask these, never the name) ----
+    #: The problems (`state()["problem"]`) the few-shot recipe serves: contrastive pairs need classes.
+    few_shot_problems: ClassVar[tuple[str, ...]] = ()
+    #: Its confidences are calibrated on dev (`calibrate`), so a run without dev says it was skipped.
+    calibrates: ClassVar[bool] = False
+    #: Training tunes the word embeddings themselves (masked-LM pre-training): they never stay fixed by default.
+    tunes_embeddings: ClassVar[bool] = False
 
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
@@ -250,10 +258,18 @@ class Task(ABC):
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Training loss of a batch; `logits` are float32."""
 
+    def logit_kind(self) -> str | None:
+        """What the fitted task's logits are, for distillation's soft targets: "softmax" (a distribution over
+        classes), "sigmoid" (independent labels) or "value" (scores); None: a teacher cannot be distilled into
+        this task's outputs."""
+        return None
+
     @classmethod
     def head_architectures(cls) -> tuple[str, ...]:
-        """Endings of the `architectures` names in a config.json whose head this task trains."""
-        return (cls.auto_model_class.removeprefix("AutoModel"),)  # e.g. "ForSequenceClassification"
+        """Endings of the `architectures` names in a config.json whose head this task trains; none for a task
+        whose model is the bare encoder (`AutoModel`: an embedding model has no head to recognise)."""
+        ending = cls.auto_model_class.removeprefix("AutoModel")  # e.g. "ForSequenceClassification"
+        return (ending,) if ending else ()
 
     @classmethod
     def head_state_from_config(cls, config: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,8 @@ class ClassificationTask(Task):
     pipeline_tag = "text-classification"
     intended_use = "Labels a text (or a pair of texts) with the classes it was trained on."
     example_keys = ("where", "text", "text_pair", "label")
+    few_shot_problems = ("single_label", "multi_label")
+    calibrates = True
     input_schema = {"anyOf": [
         {"type": "string", "minLength": 1},
         {"type": "object", "required": ["text"],
@@ -273,9 +275,8 @@ class ClassificationTask(Task):
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.kind.loss(logits, batch["labels"], self._weights(logits.device))
 
-    def soft_loss(self, logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-        """The distillation loss against a teacher's logits (see `training.distill`)."""
-        return self.kind.soft_loss(logits, teacher, temperature)
+    def logit_kind(self) -> str | None:
+        return self.kind.logit_kind
 
     # --- outputs --------------------------------------------------------------------------------------
     def probabilities(self, logits: np.ndarray) -> np.ndarray:

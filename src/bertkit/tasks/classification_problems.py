@@ -165,6 +165,7 @@ class Problem:
     name: ClassVar[str]
     hf_problem_type: ClassVar[str]  # the model config's problem_type
     primary_metric: ClassVar[str]
+    logit_kind: ClassVar[str]  # what its logits are, for distillation's soft targets (`Task.logit_kind`)
     target_dtype: ClassVar[torch.dtype] = torch.float
     stratified: ClassVar[bool] = False  # whether a dev split keeps the label proportions
 
@@ -201,10 +202,6 @@ class Problem:
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
-    def soft_loss(self, logits: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.Tensor:
-        """The distillation loss against a teacher's logits at temperature `t`."""
-        raise NotImplementedError
-
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return softmax(logits)
 
@@ -235,6 +232,7 @@ class SingleLabel(Problem):
     """One class per text (binary or multi-class): softmax, cross-entropy, argmax."""
 
     name, hf_problem_type, primary_metric = "single_label", "single_label_classification", "accuracy"
+    logit_kind = "softmax"
     target_dtype = torch.long
     stratified = True
 
@@ -253,10 +251,6 @@ class SingleLabel(Problem):
 
     def loss(self, logits, targets, weights):
         return F.cross_entropy(logits, targets, weight=weights)
-
-    def soft_loss(self, logits, teacher, t):  # KL of the softened distributions, scaled as the hard loss
-        return F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
-                        reduction="batchmean") * t * t
 
     def postprocess(self, task, logits):
         out = []
@@ -326,6 +320,7 @@ class MultiLabel(Problem):
     """Any number of labels per text: a sigmoid per label, binary cross-entropy, a threshold tuned on dev."""
 
     name, hf_problem_type, primary_metric = "multi_label", "multi_label_classification", "f1_micro"
+    logit_kind = "sigmoid"
 
     def _fit_names(self, is_list, members, single):
         return members if is_list else (single,)
@@ -344,9 +339,6 @@ class MultiLabel(Problem):
 
     def loss(self, logits, targets, weights):
         return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weights)
-
-    def soft_loss(self, logits, teacher, t):
-        return F.binary_cross_entropy_with_logits(logits / t, torch.sigmoid(teacher / t)) * t * t
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
@@ -396,6 +388,7 @@ class Regression(Problem):
     """A number per text: one output, mean squared error."""
 
     name, hf_problem_type, primary_metric = "regression", "regression", "pearson"
+    logit_kind = "value"
 
     def fit(self, stats: LabelStats, class_weights: str) -> tuple[list[str], list[float] | None]:
         if stats.bad_number is not None:
@@ -413,9 +406,6 @@ class Regression(Problem):
 
     def loss(self, logits, targets, weights):
         return F.mse_loss(logits.squeeze(-1), targets)
-
-    def soft_loss(self, logits, teacher, t):
-        return F.mse_loss(logits, teacher)
 
     def postprocess(self, task, logits):
         return [{"value": float(v)} for v in logits[:, 0]]

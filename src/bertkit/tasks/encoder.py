@@ -17,18 +17,15 @@ import torch
 import torch.nn.functional as F
 
 from bertkit.data.packing import block_diagonal_mask
+from bertkit.runtime import unwrap
 
 __all__ = ["first_token_logits", "is_bert_classifier", "packed_logits_through_forward",
            "supports_first_token_path"]
 
 
-def _core(model: torch.nn.Module) -> torch.nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def is_bert_classifier(model: torch.nn.Module) -> bool:
     """A BERT sequence classifier: pooler on [CLS], positions from 0, dropout and classifier on top."""
-    net = _core(model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model)
+    net = unwrap(model, adapters=True)
     config = getattr(net, "config", None)
     encoder = getattr(net, getattr(net, "base_model_prefix", ""), None)
     return (config is not None and config.model_type == "bert" and getattr(encoder, "pooler", None) is not None
@@ -40,7 +37,7 @@ def supports_first_token_path(model: torch.nn.Module) -> bool:
     (whose forward must be called for gradient sync)."""
     if isinstance(model, torch.nn.parallel.DistributedDataParallel) or not is_bert_classifier(model):
         return False
-    config = _core(model).config
+    config = unwrap(model, adapters=True).config
     return (not config.is_decoder and config._attn_implementation in ("sdpa", "eager")
             and not config.chunk_size_feed_forward)
 
@@ -48,7 +45,7 @@ def supports_first_token_path(model: torch.nn.Module) -> bool:
 def packed_logits_through_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """(B, L) logits of a packed batch with the model's own forward called (a data-parallel wrapper needs it):
     block-diagonal mask and per-example positions in, each example's [CLS] state through pooler and head."""
-    net = _core(model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model)
+    net = unwrap(model, adapters=True)
     inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "position_ids") if k in batch}
     mask = _layer_mask(block_diagonal_mask(batch["segment_ids"]), net.config._attn_implementation == "eager")
     hidden = model(**inputs, attention_mask=mask, output_hidden_states=True).hidden_states[-1]  # (R, T, H)
@@ -65,7 +62,7 @@ def _layer_mask(keep: torch.Tensor, eager: bool) -> torch.Tensor:
 
 def first_token_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """(B, L) classification logits of a padded batch (one example per row) or a packed one."""
-    net = _core(model)
+    net = unwrap(model, adapters=True)
     encoder = getattr(net, net.base_model_prefix)
     eager = net.config._attn_implementation == "eager"
     packed = "cls_index" in batch

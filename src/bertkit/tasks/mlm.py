@@ -24,6 +24,7 @@ from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
 from bertkit.data.text import table_documents
 from bertkit.errors import ConfigError, DataError
+from bertkit.runtime import unwrap
 from bertkit.tasks.base import Task, register_task
 from bertkit.tasks.spans import trim_span
 
@@ -107,6 +108,7 @@ class MlmTask(Task):
     primary_metric = "perplexity"
     greater_is_better = False
     lora_trains_head = False  # its decoder is tied to the word embeddings, which LoRA keeps frozen
+    tunes_embeddings = True
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -208,7 +210,7 @@ class MlmTask(Task):
         encoder per token, so running it on the ~15 % masked tokens roughly halves the cost of a step.
         A model wrapped for data parallelism runs whole (its forward must be called for gradient sync)."""
         selected = self._selected(batch)
-        core = model.get_base_model() if hasattr(model, "get_base_model") else model
+        core = unwrap(model, adapters=True)
         head = getattr(core, "cls", None) or getattr(core, "lm_head", None)
         if head is None or isinstance(model, torch.nn.parallel.DistributedDataParallel):
             return super().forward(model, batch)[selected]

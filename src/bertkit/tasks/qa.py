@@ -24,7 +24,7 @@ from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
 from bertkit.tasks.qa_view import qa_view
 from bertkit.tasks.spans import trim_span
-from bertkit.tasks.squad import best_null_threshold, f1, squad_scores
+from bertkit.tasks.squad_metrics import best_null_threshold, f1, squad_scores
 
 __all__ = ["QaTask", "QaConfig"]
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from bertkit.report_html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
-from bertkit.tasks.squad import exact_match, normalize_answer
-from bertkit.tasks.squad import f1 as squad_f1
+from bertkit.tasks.squad_metrics import exact_match, normalize_answer
+from bertkit.tasks.squad_metrics import f1 as squad_f1
 
 __all__ = ["question_type", "answer_length_bucket", "qa_view"]
 

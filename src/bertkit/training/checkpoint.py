@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from bertkit.errors import CheckpointError
-from bertkit.run_dir import sha256_file
+from bertkit.io import sha256_file
 
 __all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "verify_checkpoint", "load_weights",
            "prune_checkpoints", "restore_latest"]

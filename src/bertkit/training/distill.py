@@ -1,29 +1,28 @@
 """Knowledge distillation: a student trained on a teacher's softened outputs plus the gold labels.
 
-`DistillationTask` wraps the student's task for the training loop only: batches carry the teacher's
-logits (computed once, before training) and the loss mixes soft and hard targets. Evaluation, metrics and
-the saved task state are the wrapped task's own.
+This module is the teacher's side: its logits on the training examples, computed once before training, in
+the student's label order, and what lineage.json records of it. The loss that mixes them with the gold
+labels is the objective `objectives.Distillation`. Evaluation, metrics and the saved task state are the
+student task's own.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from bertkit.config import RunConfig
 from bertkit.errors import ConfigError
-from bertkit.models.inference import predict_outputs
+from bertkit.inference.batched import predict_outputs
 from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer
 from bertkit.run_dir import RunDir
 from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task
 
-__all__ = ["DistillationTask", "attach_teacher_logits", "teacher_logits", "teacher_record"]
+__all__ = ["attach_teacher_logits", "teacher_logits", "teacher_record"]
 
 log = logging.getLogger("bertkit")
 
@@ -34,42 +33,6 @@ def attach_teacher_logits(features: list[dict[str, Any]], logits: np.ndarray) ->
         raise ConfigError(f"distillation needs one teacher output per training example, got {len(logits)} for "
                           f"{len(features)} features")
     return [{**f, "teacher_logits": logits[i].astype(np.float32)} for i, f in enumerate(features)]
-
-
-class DistillationTask:
-    """The student's task, with `collate_train` and `loss` extended by the teacher's soft targets:
-    loss = alpha * soft + (1 - alpha) * task loss, where the task's `soft_loss` is T^2 * KL(softmax(teacher / T)
-    || softmax(student / T)) for single-label, binary cross-entropy against sigmoid(teacher / T) for
-    multi-label, and MSE to the teacher for regression."""
-
-    def __init__(self, task: Task, *, alpha: float, temperature: float) -> None:
-        if not hasattr(task, "soft_loss"):
-            raise ConfigError(f"train.distill_from: distillation supports the classification task, not {task.name}")
-        self.task, self.alpha, self.temperature = task, alpha, temperature
-        self.target_keys = (*task.target_keys, "teacher_logits")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.task, name)
-
-    def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.task.forward(model, {k: v for k, v in batch.items() if k != "teacher_logits"})
-
-    def collate_train(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        return self._with_teacher(self.task.collate_train(features, pad_id), features)
-
-    def collate_packed(self, features: Sequence[dict[str, Any]], pad_id: int, row_length: int
-                       ) -> dict[str, torch.Tensor]:
-        return self._with_teacher(self.task.collate_packed(features, pad_id, row_length), features)
-
-    @staticmethod
-    def _with_teacher(batch: dict[str, torch.Tensor], features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch["teacher_logits"] = torch.from_numpy(np.stack([f["teacher_logits"] for f in features]))
-        return batch
-
-    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        hard = self.task.loss(logits, batch)
-        soft = self.task.soft_loss(logits, batch["teacher_logits"].to(logits.dtype), self.temperature)
-        return self.alpha * soft + (1.0 - self.alpha) * hard
 
 
 def teacher_logits(config: RunConfig, task: Task, train_examples: list[dict[str, Any]],

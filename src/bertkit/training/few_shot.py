@@ -8,13 +8,10 @@
    scikit-learn's default that SetFit uses) on the pooled states of the training examples, written into
    the model's output layer.
 
-Both run inside bertkit's own loop (`ContrastiveTask` is the task the loop sees; the head is fitted before
+Both run inside bertkit's own loop (the objective `objectives.Contrastive` trains; the head is fitted before
 each dev evaluation, so checkpoints, model selection, resume, bf16 and data parallelism are those of any
 run) on a plain sequence classifier whose top layer computes the mean (`bertkit.models.pooling`): the run
 directory, calibration, predict, evaluate, export and serve are those of any run.
-
-The contrastive loss is a few lines over the loop's batches, so it is written here rather than taken from
-sentence-transformers, whose own trainer would be a second training loop beside bertkit's.
 """
 
 from __future__ import annotations
@@ -27,83 +24,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bertkit.config import RunConfig, TrainConfig
-from bertkit.data.batching import length_chunks, pad_batch
 from bertkit.errors import ConfigError
-from bertkit.models.pooling import below_mean_pooling, mean_pooling_unsupported
 from bertkit.runtime import Runtime
-from bertkit.tasks.base import Task, takes_token_types
+from bertkit.tasks.base import Task
 from bertkit.tasks.classification import output_layer
 
-__all__ = ["ContrastiveTask", "choose_method", "fit_head", "logistic_regression", "make_pairs", "few_shot_defaults",
-           "FEW_SHOT_BELOW", "MAX_PAIRS", "PAIRS_PER_EXTRA_CLASS"]
+__all__ = ["fit_head", "logistic_regression", "make_pairs", "MAX_PAIRS", "PAIRS_PER_EXTRA_CLASS"]
 
 log = logging.getLogger("bertkit")
 
-#: `train.method auto` takes the few-shot recipe below this many training examples per class.
-FEW_SHOT_BELOW = 150
-#: With no dev file, a few-shot run below this many training examples holds none out (its split would be under
-#: 50: nothing to select, too few to calibrate on).
-FEW_SHOT_NO_DEV_BELOW = 500
 #: The most pairs a run draws, and the most per class past the first: two classes take at most 2,560 pairs,
 #: three 5,120, four or more 8,000.
 MAX_PAIRS, PAIRS_PER_EXTRA_CLASS = 8000, 2560
-#: What one more call of the model costs in the contrastive phase, in padded tokens: a batch's inputs run in
-#: sub-batches by length where that saves more than this per sub-batch (`length_chunks`).
-CALL_COST_TOKENS = 64
-
-
-def choose_method(config: RunConfig, task: Task, n_train: int, model_config: Any, *, quiet: bool = False) -> str:
-    """Resolve `train.method` ("auto", "standard" or "few-shot") for this run's task, data and model, with one
-    log line when auto decides (none when `quiet`); an explicit few-shot the run cannot take is refused,
-    naming why."""
-    tc, wanted = config.train, config.train.method
-    if wanted == "standard":
-        return wanted
-    reasons = []
-    problem = getattr(task, "problem", None)
-    if task.name != "classification" or problem not in ("single_label", "multi_label"):
-        reasons.append(f"it is for single- and multi-label classification, not {problem or task.name}")
-    why_model = mean_pooling_unsupported(model_config)
-    if why_model:
-        reasons.append(f"the model cannot take it: {why_model}")
-    for key, on in (("train.packing", tc.packing), ("train.distill_from", tc.distill_from),
-                    ("data.stream", config.data.stream), ("model.lora_r", config.model.lora_r)):
-        if on:
-            reasons.append(f"{key} is set")
-    if wanted == "few-shot":
-        if reasons:
-            raise ConfigError(f"train.method few-shot: {'; '.join(reasons)}; drop train.method (or set it to standard)")
-        return wanted
-    labels = max(1, len(getattr(task, "labels", []) or []))
-    per_class = n_train / labels
-    if per_class >= FEW_SHOT_BELOW:
-        return "standard"
-    if reasons:
-        if not quiet:
-            log.info("%d training examples (%.0f per class): the few-shot recipe would suit them, but %s; training the "
-                     "standard way", n_train, per_class, reasons[0])
-        return "standard"
-    if not quiet:
-        log.info("%d training examples (%.0f per class, fewer than %d): the few-shot recipe (contrastive pairs, then a "
-                 "logistic-regression head); set train.method standard to fine-tune the usual way", n_train,
-                 per_class, FEW_SHOT_BELOW)
-    return "few-shot"
-
-
-def few_shot_defaults(tc: TrainConfig, n_train: int) -> None:
-    """Fill the few-shot run's unset values: SetFit's batch of 16 pairs, one pass over them, lr 2e-5, and
-    batches drawn at random rather than by length: pairs batched by length share a batch with pairs of their
-    kind (on TREC-6, 8 questions per class, that cost 1.5 points of accuracy on a dev sample; SetFit's batches
-    are random too)."""
-    if tc.length_grouping is None:
-        tc.length_grouping = False
-    if tc.batch_size is None:
-        tc.batch_size = 16
-    if tc.epochs is None:
-        tc.epochs = 1.0
-    if tc.lr is None:
-        tc.lr = 2e-5
 
 
 def _label_sets(features: Sequence[dict[str, Any]]) -> list[frozenset[int]]:
@@ -165,94 +97,6 @@ def _pair(a: dict[str, Any], b: dict[str, Any], target: float) -> dict[str, Any]
     if "token_type_ids" in a:
         pair["token_type_ids"], pair["pair_token_type_ids"] = a["token_type_ids"], b["token_type_ids"]
     return pair
-
-
-class ContrastiveTask:
-    """The classification task as the loop sees it in the contrastive phase: a batch of B pairs is one
-    padded batch of its distinct inputs (at most 2B; `first` and `second` index each pair's members in it);
-    the forward pass returns the pooled state of each (the mean of the token states that the mean-pooling
-    layer takes); the loss is the squared error between each pair's cosine similarity and its target.
-    Everything else is the wrapped task's.
-
-    An input that several pairs of the batch hold is encoded once, and its gradient gathers what each pair
-    gives it. On a tiny training set that is most of the batch: 16 examples fill the 32 places of 16 pairs
-    with about 14 distinct inputs. The second member of a pair of an example with itself stays an input of
-    its own, so dropout still draws the two apart and the pair still teaches something."""
-
-    target_keys = ("targets", "first", "second")
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.task, name)
-
-    def feature_lengths(self, features: Sequence[dict[str, Any]]) -> list[int]:
-        return [len(f["input_ids"]) + len(f["pair_input_ids"]) for f in features]
-
-    def collate_train(self, features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        types = "token_type_ids" in features[0]
-        inputs: list[dict[str, Any]] = []
-        seen: dict[tuple, int] = {}  # an input's (ids, token types) -> its row in the batch
-        first, second = [], []
-
-        def place(ids: Any, token_types: Any, key: tuple | None) -> int:
-            """The row of this input: its earlier one, or a new row (always new when `key` is None)."""
-            if key is None or key not in seen:
-                inputs.append({"input_ids": ids, **({"token_type_ids": token_types} if types else {})})
-                if key is not None:
-                    seen[key] = len(inputs) - 1
-                return len(inputs) - 1
-            return seen[key]
-
-        for f in features:
-            a_types, b_types = (f["token_type_ids"], f["pair_token_type_ids"]) if types else (None, None)
-            a_key = (tuple(f["input_ids"]), tuple(a_types) if types else ())
-            b_key = (tuple(f["pair_input_ids"]), tuple(b_types) if types else ())
-            first.append(place(f["input_ids"], a_types, a_key))
-            second.append(place(f["pair_input_ids"], b_types, None if b_key == a_key else b_key))
-        batch = pad_batch(inputs, pad_id, {"token_type_ids": 0} if types else None)
-        batch["first"], batch["second"] = torch.tensor(first), torch.tensor(second)
-        batch["targets"] = torch.tensor([f["target"] for f in features], dtype=torch.float)
-        return batch
-
-    def collate_packed(self, features: Sequence[dict[str, Any]], pad_id: int, row_length: int) -> dict:
-        raise ConfigError("train.packing: the few-shot recipe does not pack its pairs; drop train.packing")
-
-    def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids")
-                if k in batch and (k != "token_type_ids" or takes_token_types(model))]
-        lengths = batch["attention_mask"].sum(1).tolist()
-        # Random pairs mix short inputs with long ones (on SST-2 a third of a padded batch is text), so the
-        # inputs run in sub-batches of similar length: the same embeddings, a fraction of the padding. A model
-        # wrapped for data parallelism is called once, as its gradient synchronisation needs.
-        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            chunks = [list(range(len(lengths)))]
-        else:
-            chunks = length_chunks(lengths, CALL_COST_TOKENS)
-        parts, touch = [], 0.0
-        with below_mean_pooling(model):  # the layer would only average what is averaged here
-            for rows in chunks:
-                index = torch.tensor(rows, device=batch["input_ids"].device)
-                width = max(lengths[i] for i in rows)
-                inputs = {k: batch[k].index_select(0, index)[:, :width] for k in keys}  # padding is on the right
-                out = model(**inputs, output_hidden_states=True)
-                # The mean of the token states below the mean-pooling layer, which standardises it on top: the
-                # sentence embedding sentence-transformers trains, and that the cosine is taken of.
-                states = out.hidden_states[-2]
-                mask = inputs["attention_mask"].unsqueeze(-1).to(states.dtype)
-                parts.append((states * mask).sum(1) / mask.sum(1).clamp(min=1))
-                touch = touch + out.logits.sum()
-        order = torch.tensor([i for rows in chunks for i in rows], device=batch["input_ids"].device)
-        pooled = torch.cat(parts).index_select(0, torch.argsort(order))  # (distinct inputs, H), in batch order
-        # The head takes no part in this loss; a zero-weighted touch gives it a (zero) gradient, as data
-        # parallelism needs of every parameter that trains (the head is fitted on its own before evaluation).
-        return pooled + 0.0 * touch
-
-    def loss(self, pooled: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        targets = batch["targets"]
-        first, second = pooled[batch["first"]], pooled[batch["second"]]
-        return F.mse_loss(F.cosine_similarity(first, second, dim=-1), targets.to(pooled.dtype))
 
 
 def _head_layer(model: torch.nn.Module, task: Task) -> torch.nn.Linear:

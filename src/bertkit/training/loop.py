@@ -22,7 +22,7 @@ from bertkit.data.batching import epoch_batches
 from bertkit.errors import TrainingError
 from bertkit.run_dir import eval_record
 from bertkit.runtime import Runtime
-from bertkit.tasks.base import Task
+from bertkit.training.objectives import Objective
 
 __all__ = ["LoopState", "train_loop", "plan_epoch"]
 
@@ -78,7 +78,7 @@ def plan_epoch(lengths: list[int], cfg: TrainConfig, epoch: int, num_shards: int
 def train_loop(
     *,
     model: torch.nn.Module,
-    task: Task,
+    objective: Objective,
     features: Sequence[dict[str, Any]],
     cfg: TrainConfig,
     rt: Runtime,
@@ -88,13 +88,16 @@ def train_loop(
     total_steps: int,
     pad_id: int,
     state: LoopState,
+    metric: str,
+    greater_is_better: bool = True,
     before_step: Callable[[int], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Train until `total_steps` or early stopping, yielding progress events.
+    """Train `objective` until `total_steps` or early stopping, yielding progress events; checkpoints are
+    selected by the dev `metric` that `evaluate` returns.
 
     `before_step(step)` runs before each optimiser step (gradual unfreezing sets what trains there)."""
-    lengths = task.feature_lengths(features)
-    sign = 1.0 if task.greater_is_better else -1.0
+    lengths = objective.lengths(features)
+    sign = 1.0 if greater_is_better else -1.0
     window_start = time.perf_counter()
     model.train()
     while state.step < total_steps:
@@ -107,12 +110,11 @@ def train_loop(
             step_loss = 0.0
             for j, idx in enumerate(groups[g]):
                 chosen = [features[i] for i in idx]
-                batch = rt.to_device(task.collate_packed(chosen, pad_id, cfg.pack_length) if cfg.packing
-                                     else task.collate_train(chosen, pad_id))
+                batch = rt.to_device(objective.collate(chosen, pad_id, cfg.pack_length if cfg.packing else None))
                 with rt.sync_gradients(model, sync=j == len(groups[g]) - 1), _out_of_memory_hint(batch, cfg):
                     with rt.autocast():
-                        logits = task.forward(model, batch)  # (B, L) or (B, T, L)
-                    loss = task.loss(logits.float(), batch) / len(groups[g])
+                        outputs = objective.forward(model, batch)  # logits (B, L) or (B, T, L); pooled states
+                    loss = objective.loss(outputs.float(), batch) / len(groups[g])
                     rt.backward(loss)
                 step_loss += loss.item()
                 state.window_tokens += int(batch["attention_mask"].sum())
@@ -150,7 +152,7 @@ def train_loop(
                 eval_start = time.perf_counter()
                 metrics = evaluate(model)
                 model.train()
-                value = metrics.get(task.primary_metric)  # None without a dev set: the latest is kept
+                value = metrics.get(metric)  # None without a dev set: the latest is kept
                 is_best = value is None or state.best_metric is None or sign * (value - state.best_metric) > 0
                 if is_best:
                     state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0

@@ -17,12 +17,13 @@ from bertkit.data.feature_store import FeatureStore, FeatureWriter
 from bertkit.data.splits import stratified_split
 from bertkit.data.task_files import iter_examples, read_examples
 from bertkit.errors import ConfigError
+from bertkit.io import atomic_write_text
 from bertkit.models import vocab
-from bertkit.models.loading import max_positions
-from bertkit.run_dir import RunDir, atomic_write_text
+from bertkit.run_dir import RunDir
 from bertkit.tasks.base import Task
+from bertkit.training.defaults import NO_DEV_BELOW
 
-__all__ = ["RunData", "load_run_data", "task_features", "fit_max_length", "STREAM_FOLDER", "coverage"]
+__all__ = ["RunData", "load_run_data", "task_features", "STREAM_FOLDER", "coverage"]
 
 log = logging.getLogger("bertkit")
 STREAM_FOLDER = "stream-features"  # streamed features of a run, when the tokenisation cache is off
@@ -47,7 +48,7 @@ class RunData:
 def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir,
                   keep_all_below: Callable[[list[dict[str, Any]]], int] | None = None) -> RunData:
     """Read, check and tokenise the run's data; the task is fitted on the training examples. With no dev file,
-    a training set smaller than `keep_all_below(examples)` (default `NO_DEV_BELOW`) keeps all its examples."""
+    a training set smaller than `keep_all_below(examples)` (default `defaults.NO_DEV_BELOW`) keeps all its examples."""
     extend = bool(config.model.extend_vocab or config.model.extend_vocab_list)
     if config.data.stream:
         if extend:
@@ -113,8 +114,6 @@ def _extend_vocab(config: RunConfig, tokenizer: Any, train_examples: list[dict[s
     return extended, added, record, measured
 
 
-#: With no dev file, a training set smaller than this keeps all its examples (no dev split).
-NO_DEV_BELOW = 200
 def _read_data(config: RunConfig, task: Task, tokenizer: Any,
                keep_all_below: Callable[[list[dict[str, Any]]], int] | None
                ) -> tuple[list[dict], list[dict], dict[str, Any]]:
@@ -169,20 +168,6 @@ def task_features(task: Task, examples: list[dict], tokenizer: Any, config: RunC
            "task_state": task.state(), "data": config.data.__dict__}
     task.use_tokenizer(tokenizer)
     return cached_features(key, lambda: task.preprocess(examples, tokenizer, config.data))
-
-
-def fit_max_length(config: RunConfig, task: Task, model_name: str) -> None:
-    """Keep inputs within the model's position embeddings: the task's default length is lowered to fit,
-    a data.max_length beyond them is refused."""
-    limit = max_positions(model_name)
-    wanted = task.max_length(config.data)
-    if limit is None or wanted <= limit:
-        return
-    if config.data.max_length is not None:
-        raise ConfigError(f"data.max_length {wanted} is more than the {limit} positions of the model {model_name}; "
-                          f"set data.max_length to {limit} or less")
-    log.info("inputs cut at %d tokens, the model's position limit (the %s default is %d)", limit, task.name, wanted)
-    config.data.max_length = limit
 
 
 def _streamed_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir

@@ -13,8 +13,8 @@ written by the layers above (`bertkit.api`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 import os
 import platform
 import shutil
@@ -26,24 +26,27 @@ from typing import Any
 
 import torch
 
-from bertkit.config import RunConfig, TrainConfig, flatten
+from bertkit.config import RunConfig, flatten
 from bertkit.errors import BertkitError, CheckpointError, ConfigError
+from bertkit.inference.batched import predict_outputs
+from bertkit.io import normal_permissions
 from bertkit.models import transfer
 from bertkit.models.fast_dropout import use_fast_dropout
-from bertkit.models.inference import predict_outputs
 from bertkit.models.init_source import InitSource, resolve_init
 from bertkit.models.loading import build_model, encoder_config, load_tokenizer, quiet_transformers, write_checksums
 from bertkit.models.pooling import append_mean_pooling, freeze_mean_pooling
 from bertkit.models.vocab import init_new_embeddings
-from bertkit.run_dir import MARKER, RunDir, dev_metrics, normal_permissions
-from bertkit.runtime import Runtime
+from bertkit.run_dir import MARKER, RunDir, dev_metrics
+from bertkit.runtime import Runtime, unwrap
 from bertkit.tasks.base import Task, get_task
 from bertkit.training import checkpoint as ckpt
-from bertkit.training import few_shot
-from bertkit.training.distill import DistillationTask, attach_teacher_logits, teacher_logits, teacher_record
+from bertkit.training import defaults, few_shot
+from bertkit.training.defaults import DataStats, ModelInfo
+from bertkit.training.distill import attach_teacher_logits, teacher_logits, teacher_record
 from bertkit.training.loop import LoopState, plan_epoch, train_loop
+from bertkit.training.objectives import Contrastive, Distillation, Objective, TaskLoss
 from bertkit.training.optim import build_optimizer, build_scheduler, count_steps
-from bertkit.training.run_data import NO_DEV_BELOW, STREAM_FOLDER, RunData, fit_max_length, load_run_data
+from bertkit.training.run_data import STREAM_FOLDER, RunData, load_run_data
 from bertkit.training.tracking import Trackers
 from bertkit.training.tracking import check_available as check_trackers
 
@@ -77,7 +80,7 @@ class RunContext:
     scheduler: Any
     total_steps: int
     model_report: dict[str, Any]  # what was kept from where, and what trains
-    loop_task: Any  # the task as the loop sees it (wrapped for distillation)
+    objective: Objective  # what the loop minimises: the task's loss, distillation, the contrastive phase
     before_step: Callable[[int], None] | None = None  # gradual unfreezing
     state: LoopState = field(default_factory=LoopState)
     method: str = "standard"  # "few-shot": contrastive pairs train, then the head is fitted on head_features
@@ -104,8 +107,7 @@ def open_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
         # loop can always run the same command.
         log.info("%s: no earlier progress to resume; starting the run", run.path)
         run.create()
-        config.resume = False
-        return config, run
+        return dataclasses.replace(config, resume=False), run
     if config.resume:
         if not run.exists():
             raise CheckpointError(f"{run.path}: nothing to resume (no config.yaml); drop resume to start")
@@ -130,7 +132,9 @@ def open_run(config: RunConfig) -> tuple[RunConfig, RunDir]:
 
 
 def prepare(config: RunConfig) -> RunContext:
-    """Everything up to the first step: a run that fails here leaves no run directory it created."""
+    """Everything up to the first step: a run that fails here leaves no run directory it created. The
+    settings the config left open are decided once, by `defaults.resolve`, after the data are read and before
+    the model is built; nothing changes the config after that."""
     from transformers import set_seed
 
     fresh = not Path(config.out or ".").exists()
@@ -143,35 +147,18 @@ def prepare(config: RunConfig) -> RunContext:
         check_trackers(config)
         init = resolve_init(config)
         tokenizer = load_tokenizer(init.model)
-        fit_max_length(config, task, init.model)
-        model_config = encoder_config(init.model)
         _check_extend_vocab(config)
-        base_tokenizer = tokenizer
-        data = load_run_data(config, task, tokenizer, run, _keep_all_below(config, model_config))
-        tokenizer = data.tokenizer
-        if config.resume:
-            _check_same_data(run, data.fingerprints)
         rt = Runtime(config.train.precision)
-        method = config.train.method
-        if method != "standard":
-            method = few_shot.choose_method(config, task, len(data.train_features), model_config)
-        head_features = None
-        if method == "few-shot":
-            few_shot.few_shot_defaults(config.train, len(data.train_features))
-            head_features = data.train_features
-            data.train_features = few_shot.make_pairs(head_features, config.train.few_shot_pairs, config.train.seed)
-            log.info("%s", few_shot.pairs_note(len(head_features), data.train_features))
-        config.train.method = method
-        if config.train.length_grouping is None:
-            config.train.length_grouping = True
-        auto_freeze_embeddings(config, parent_extended_vocab=bool((init.parent or {}).get("extended_vocab")))
-        size_defaults(config.train, len(data.train_features), rt.num_processes,
-                      getattr(model_config, "hidden_size", None))
-        ctx = _build_training(config, run, rt, task, tokenizer, data, init, mean_pooling=method == "few-shot",
-                              base_tokenizer=base_tokenizer)
-        ctx.method, ctx.head_features = method, head_features
-        if method == "few-shot":
-            ctx.loop_task = few_shot.ContrastiveTask(task)
+        model_info = ModelInfo.of(init.model, encoder_config(init.model), parent=init.parent,
+                                  processes=rt.num_processes)
+        data = _load_data(config, task, tokenizer, run, model_info)
+        config, reasons = defaults.resolve(config, DataStats.of(task, len(data.train_features)), model_info)
+        for reason in reasons:
+            log.info("%s", reason)
+        head_features = _few_shot_pairs(config, data) if config.train.method == "few-shot" else None
+        ctx = _build_training(config, run, rt, task, data.tokenizer, data, init, base_tokenizer=tokenizer)
+        if head_features is not None:
+            ctx.method, ctx.head_features, ctx.objective = "few-shot", head_features, Contrastive()
     except BaseException:
         run.unlock()
         _discard_unstarted(run, fresh)  # bad data or model: leave no run directory behind
@@ -180,13 +167,44 @@ def prepare(config: RunConfig) -> RunContext:
         if init is not None:
             init.cleanup()
     if config.train.distill_from:
-        ctx.loop_task = DistillationTask(task, alpha=config.train.distill_alpha,
-                                         temperature=config.train.distill_temperature)
-        logits = teacher_logits(config, task, data.train_examples, data.train_features, tokenizer, rt)
+        ctx.objective = Distillation(task, alpha=config.train.distill_alpha,
+                                     temperature=config.train.distill_temperature)
+        logits = teacher_logits(config, task, data.train_examples, data.train_features, ctx.tokenizer, rt)
         data.train_features = attach_teacher_logits(data.train_features, logits)
     _restore(ctx)
     _write_start(ctx, init)
     return ctx
+
+
+def _load_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir, model: ModelInfo) -> RunData:
+    """The run's data, cut at the input length `defaults.resolve` will record, and held out for dev by its
+    rule; a resumed run checks that its files did not change."""
+    length, _ = defaults.input_length(config, task.default_max_length, model)
+    reading = dataclasses.replace(config, data=dataclasses.replace(config.data, max_length=length))
+
+    def keep_all_below(examples: list[dict[str, Any]]) -> int:
+        if config.train.method == "standard" or not task.few_shot_problems:
+            return defaults.NO_DEV_BELOW
+        probe = get_task(config.task)
+        try:
+            probe.fit(examples)
+        except BertkitError:  # the run's own checks say it when they come to it
+            return defaults.NO_DEV_BELOW
+        return defaults.holdout_below(config, DataStats.of(probe, len(examples)), model)
+
+    data = load_run_data(reading, task, tokenizer, run, keep_all_below)
+    if config.resume:
+        _check_same_data(run, data.fingerprints)
+    return data
+
+
+def _few_shot_pairs(config: RunConfig, data: RunData) -> list[dict[str, Any]]:
+    """The few-shot recipe trains on pairs of the training examples (they replace `data.train_features`);
+    returns the examples' own features, which its head is fitted on."""
+    head_features = data.train_features
+    data.train_features = few_shot.make_pairs(head_features, config.train.few_shot_pairs, config.train.seed)
+    log.info("%s", few_shot.pairs_note(len(head_features), data.train_features))
+    return head_features
 
 
 def _check_extend_vocab(config: RunConfig) -> None:
@@ -203,26 +221,8 @@ def _check_extend_vocab(config: RunConfig) -> None:
                           "distil into a run started from it")
 
 
-def _keep_all_below(config: RunConfig, model_config: Any) -> Callable[[list[dict[str, Any]]], int]:
-    """The training-set size below which a run with no dev file holds none out: 200, or 500 when the run will
-    take the few-shot recipe (its split would only give a figure under 50 examples: no selection to make,
-    too few to calibrate on)."""
-    def keep_all_below(examples: list[dict[str, Any]]) -> int:
-        if config.train.method == "standard" or config.task.name != "classification":
-            return NO_DEV_BELOW
-        probe = get_task(config.task)
-        try:
-            probe.fit(examples)
-            method = few_shot.choose_method(config, probe, len(examples), model_config, quiet=True)
-        except BertkitError:  # the run's own checks say it when they come to it
-            return NO_DEV_BELOW
-        return few_shot.FEW_SHOT_NO_DEV_BELOW if method == "few-shot" else NO_DEV_BELOW
-
-    return keep_all_below
-
-
 def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tokenizer: Any, data: RunData,
-                    init: InitSource, mean_pooling: bool = False, base_tokenizer: Any = None) -> RunContext:
+                    init: InitSource, base_tokenizer: Any = None) -> RunContext:
     """Model (resized for the tokens the run added to `base_tokenizer`; with LoRA and frozen parts as
     configured; the mean-pooling layer for the few-shot recipe), optimiser and schedule, prepared for the
     runtime."""
@@ -239,7 +239,7 @@ def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tok
         log.info("word embeddings: %d rows added (%d started from the mean of their known pieces, %d drawn with the "
                  "mean and covariance of the known embeddings)", len(data.added_tokens), start["from_pieces"],
                  start["drawn"])
-    if mean_pooling:
+    if config.train.method == "few-shot":
         index = append_mean_pooling(model)
         report["pooling"] = f"mean of the token states, by layer {index + 1} (fixed)"
     freeze_mean_pooling(model)
@@ -261,79 +261,7 @@ def _build_training(config: RunConfig, run: RunDir, rt: Runtime, task: Task, tok
     model, optimizer = rt.prepare(model, optimizer)
     return RunContext(config=config, run=run, rt=rt, task=task, tokenizer=tokenizer, data=data, model=model,
                       optimizer=optimizer, scheduler=scheduler, total_steps=total_steps, model_report=report,
-                      loop_task=task, before_step=before_step)
-
-
-#: Default batches: 32 examples where 3 epochs of them give this many optimiser steps (from about 6,400
-#: training examples), else 8. Measured with no dev file: 3,000 CoNLL sentences reached 0.710 entity F1 in
-#: 255 steps of 32 (lr 5e-5) and 0.856 in 1,014 steps of 8 (lr 1e-4); batches of 16 at 1e-4 scored below 8
-#: there and on 4,000 SST-2 sentences; on 8,000 SST-2 sentences 675 steps of 32 came within half a point of
-#: 1,350 of 16 in four fifths of the time.
-BATCH_32_STEPS = 600
-#: The fewest optimiser steps the default epochs give a small training set, and the most passes they take.
-MIN_DEFAULT_STEPS, MAX_DEFAULT_EPOCHS = 120, 40
-
-
-#: The learning rate a run gets when none is given, by the encoder's width: (widest hidden size, rate, kind),
-#: narrowest first; 2e-5 from 1,024 up follows the large models' published recipes.
-LR_BY_WIDTH: tuple[tuple[int | None, float, str], ...] = (
-    (512, 1e-4, "small (the embedded MiniLM)"), (1023, 5e-5, "base"), (None, 2e-5, "large"))
-
-
-def default_lr(hidden_size: int | None) -> float:
-    """The learning rate of `LR_BY_WIDTH` for an encoder of this hidden size (base-size when unknown)."""
-    width = hidden_size or 768
-    return next(lr for widest, lr, _ in LR_BY_WIDTH if widest is None or width <= widest)
-
-
-def lr_rule() -> str:
-    """`LR_BY_WIDTH` in words, as the web app's form shows it."""
-    return "by model: " + ", ".join(f"{lr:.0e}".replace("e-0", "e-") + f" {kind}" for _, lr, kind in LR_BY_WIDTH)
-
-
-def size_defaults(tc: TrainConfig, n_train: int, processes: int = 1, hidden_size: int | None = None) -> None:
-    """Fill the learning rate, batch size and epochs left unset from the training set's size and the model:
-    3 epochs of 32 examples a batch where they give 600 optimiser steps, else of 8 (a few thousand examples
-    need the steps more than the larger batch's speed), and more epochs when 3 would give fewer than 120 steps
-    (a 48-example set otherwise trains for a handful of steps and barely moves); the learning rate by the
-    encoder's width (`default_lr`). The values land in the run's config.yaml, so the run reproduces; values
-    given always win."""
-    said = []
-    if tc.lr is None:
-        tc.lr = default_lr(hidden_size)
-        said.append(f"lr {tc.lr:g} (hidden size {hidden_size})" if hidden_size else f"lr {tc.lr:g}")
-
-    def steps(batch: int, epochs: float = 3.0) -> float:
-        return math.ceil(n_train / (batch * processes)) / tc.grad_accum * epochs
-
-    if tc.batch_size is None:
-        tc.batch_size = 32 if steps(32) >= BATCH_32_STEPS else 8
-        said.append(f"batch size {tc.batch_size}")
-    if tc.epochs is None:
-        tc.epochs = 3.0
-        if tc.max_steps is None and steps(tc.batch_size) < MIN_DEFAULT_STEPS:
-            per_epoch = max(steps(tc.batch_size, 1), 1e-9)
-            tc.epochs = float(min(MAX_DEFAULT_EPOCHS, math.ceil(MIN_DEFAULT_STEPS / per_epoch)))
-        if tc.max_steps is None:
-            said.append(f"{tc.epochs:g} epochs (about {round(steps(tc.batch_size, tc.epochs))} optimiser steps)")
-    if said:
-        log.info("defaults for %d training examples: %s; batches of 32 where 3 epochs give %d steps, else 8; "
-                 "set train.lr, train.batch_size and train.epochs to choose", n_train, ", ".join(said),
-                 BATCH_32_STEPS)
-
-
-def auto_freeze_embeddings(config: RunConfig, parent_extended_vocab: bool = False) -> None:
-    """train.freeze_embeddings left unset: the word embeddings stay fixed in a standard fine-tune (measured on
-    4,000 SST-2 and 3,000 CoNLL rows: a fifth less time, dev figures within half a point of training them),
-    and train where they must learn: masked-LM pre-training, a random initialisation, an extended vocabulary
-    (in this run, or in the run it starts from: rows that had only its pre-training), LoRA and gradual
-    unfreezing (which thaw them as they choose), and the few-shot recipe (its measured figures train them).
-    The run's config.yaml records the value."""
-    tc, mc = config.train, config.model
-    if tc.freeze_embeddings is None:
-        tc.freeze_embeddings = not (config.task.name == "mlm" or tc.method == "few-shot" or mc.init == "random"
-                                    or mc.extend_vocab or bool(mc.extend_vocab_list) or bool(mc.lora_r)
-                                    or bool(tc.unfreeze_every) or parent_extended_vocab)
+                      objective=TaskLoss(task), before_step=before_step)
 
 
 def _check_same_data(run: RunDir, fingerprints: dict[str, Any]) -> None:
@@ -450,10 +378,11 @@ def train_events(config: RunConfig, *, progress: bool = True,
     try:
         if rt.is_main and (config.train.tensorboard or config.train.mlflow):
             trackers = Trackers(ctx.config, run, ctx.state.step)
-        for event in train_loop(model=ctx.model, task=ctx.loop_task, features=ctx.data.train_features,
+        for event in train_loop(model=ctx.model, objective=ctx.objective, features=ctx.data.train_features,
                                 cfg=ctx.config.train, rt=rt, optimizer=ctx.optimizer, scheduler=ctx.scheduler,
                                 evaluate=lambda m: _evaluate(ctx, m), total_steps=ctx.total_steps,
-                                pad_id=ctx.pad_id, state=ctx.state, before_step=ctx.before_step):
+                                pad_id=ctx.pad_id, state=ctx.state, metric=ctx.task.primary_metric,
+                                greater_is_better=ctx.task.greater_is_better, before_step=ctx.before_step):
             _record(ctx, event, bar)
             if trackers is not None:
                 trackers.log(event)
@@ -534,7 +463,7 @@ def finish(ctx: RunContext, train_seconds: float, before_complete: Callable[[Pat
         calibration = task.calibrate(model, outputs, examples)  # step 2, every process: their models stay equal
     else:
         outputs, decisions, metrics = None, {}, {}
-        calibration = {"skipped": "no dev set"} if task.name == "classification" else {}
+        calibration = {"skipped": "no dev set"} if task.calibrates else {}
     if "skipped" in calibration:
         log.info("not calibrated: %s", calibration["skipped"])
     elif calibration:
@@ -570,8 +499,8 @@ def _save_model(run: RunDir, model: torch.nn.Module, tokenizer: Any) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     with quiet_transformers():
         model.save_pretrained(tmp)
-        if hasattr(model, "get_base_model"):
-            model.get_base_model().config.save_pretrained(tmp)
+        if hasattr(model, "get_base_model"):  # LoRA: the adapter's folder also gets its base model's config
+            unwrap(model, adapters=True).config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     write_checksums(tmp)  # loading checks them: a lost tokenizer.json or damaged weights fail loudly
     normal_permissions(tmp)

@@ -133,17 +133,18 @@ def preview(path: Path, limit: int = 8) -> dict[str, Any]:
 
 
 def size_defaults_for(rows: int) -> dict[str, Any]:
-    """What a standard run on `rows` training rows and no dev file would choose (the form shows it)."""
-    from bertkit.config import DataConfig, TrainConfig
-    from bertkit.training.run_data import NO_DEV_BELOW
-    from bertkit.training.session import lr_rule, size_defaults
+    """What a standard run on `rows` training rows and no dev file would choose (the form shows it), from the
+    run's own rules (`bertkit.training.defaults`)."""
+    from bertkit.config import RunConfig
+    from bertkit.training import defaults
 
-    split = rows >= NO_DEV_BELOW
-    n = rows - round(rows * DataConfig().dev_fraction) if split else rows
-    tc = TrainConfig(lr=1.0)  # the rate follows the model, chosen further down the form
-    size_defaults(tc, n)
-    return {"examples": n, "dev_split": split, "batch_size": tc.batch_size, "epochs": tc.epochs,
-            "lr": lr_rule()}
+    # The learning rate follows the model, chosen further down the form: the rule is shown in words.
+    config = RunConfig().with_overrides({"train.method": "standard", "train.lr": 1.0})
+    split = rows >= defaults.holdout_below(config, defaults.DataStats(train=rows), defaults.ModelInfo())
+    n = rows - round(rows * config.data.dev_fraction) if split else rows
+    resolved, _ = defaults.resolve(config, defaults.DataStats(train=n), defaults.ModelInfo())
+    return {"examples": n, "dev_split": split, "batch_size": resolved.train.batch_size,
+            "epochs": resolved.train.epochs, "lr": defaults.lr_rule()}
 
 
 # --- starting a run ---------------------------------------------------------------------------------------
@@ -394,7 +395,7 @@ def create_app(workspace: str | Path, *, token: str | None, allowed_hosts: tuple
     limit = int(max_upload_mb * 2**20)
 
     def error(status: int, message: str) -> JSONResponse:
-        from bertkit.cli import with_flags
+        from bertkit.config_flags import with_flags
 
         return JSONResponse(status_code=status, content={"error": with_flags(message)})
 
@@ -547,7 +548,7 @@ def create_app(workspace: str | Path, *, token: str | None, allowed_hosts: tuple
 
     @app.post("/api/run/{name}/predict")
     async def predict(name: str, request: Request):
-        from bertkit.evaluation.predictor import Predictor
+        from bertkit.inference.predictor import Predictor
         from bertkit.run_dir import RunDir
 
         path = ws.run(name)

@@ -23,27 +23,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bertkit.run_dir import atomic_write_text
+from bertkit.io import atomic_write_text, process_alive
 
 __all__ = ["JobQueue", "main"]
 
 STATE_DIR = ".bertkit-ui"
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (finished, not yet reaped by its parent) is not running
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class JobQueue:
@@ -107,13 +91,13 @@ class JobQueue:
         if job["state"] == "queued":
             job.update(state="stopped", ended=time.time())
             self._put(job)
-        elif job["state"] == "running" and _alive(job["pid"]):
+        elif job["state"] == "running" and process_alive(job["pid"]):
             os.kill(job["pid"], signal.SIGTERM)
         return job
 
     def worker_alive(self) -> bool:
         try:
-            return _alive(int(self.worker_pid_file.read_text()))
+            return process_alive(int(self.worker_pid_file.read_text()))
         except (OSError, ValueError):
             return False
 
@@ -123,7 +107,7 @@ class JobQueue:
         if self.worker_alive():
             return
         for job in self.all():
-            if job["state"] == "running" and not _alive(job["pid"]):
+            if job["state"] == "running" and not process_alive(job["pid"]):
                 job.update(state="failed", ended=time.time(), note="its worker stopped before it ended")
                 self._put(job)
         if any(j["state"] == "queued" for j in self.all()):

@@ -7,8 +7,8 @@ import pytest
 from bertkit.api import evaluate, predict, train
 from bertkit.cli import main
 from bertkit.errors import ConfigError
-from bertkit.evaluation.predictor import Predictor
 from bertkit.export import export_onnx
+from bertkit.inference.predictor import Predictor
 from conftest import tiny_config, toy_sentiment, write_toy_sentiment
 
 pytest.importorskip("onnxruntime")

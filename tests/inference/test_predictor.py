@@ -7,7 +7,7 @@ import pytest
 
 from bertkit.api import evaluate, train
 from bertkit.errors import DataError
-from bertkit.evaluation.predictor import Predictor
+from bertkit.inference.predictor import Predictor
 from conftest import POSITIVE, tiny_config, toy_sentiment, write_csv, write_jsonl
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bertkit.tasks.squad import best_null_threshold, exact_match, f1, normalize_answer, squad_scores
+from bertkit.tasks.squad_metrics import best_null_threshold, exact_match, f1, normalize_answer, squad_scores
 
 
 def test_normalisation_drops_case_punctuation_articles_and_spaces():

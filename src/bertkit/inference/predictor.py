@@ -15,11 +15,11 @@ from bertkit.data.coverage import coverage, far_above
 from bertkit.data.readers import check_inputs_text
 from bertkit.data.task_files import read_examples
 from bertkit.errors import ConfigError, ModelLoadError
-from bertkit.models.inference import predict_outputs
+from bertkit.inference.batched import predict_outputs
+from bertkit.inference.onnx_model import EXPORT_MANIFEST, OnnxModel, read_manifest
+from bertkit.inference.quantize import quantize_dynamic_int8
 from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer
-from bertkit.models.onnx_model import EXPORT_MANIFEST, OnnxModel, read_manifest
-from bertkit.models.quantize import quantize_dynamic_int8
 from bertkit.run_dir import RunDir
 from bertkit.runtime import Runtime
 from bertkit.tasks.base import Task, get_task
