@@ -14,8 +14,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "bertkit"
 
 # data -> tasks -> models -> inference -> training -> evaluation -> export / serve, with api, cli, ui, pipeline
-# and tune on top; config, config_flags, errors, io, run_dir, runtime and report_html underneath every layer.
-RANK = {"errors": 0, "config": 0, "config_flags": 0, "io": 0, "run_dir": 0, "runtime": 0, "report_html": 0,
+# and tune on top; config, config_flags, errors, io, run_dir and runtime underneath every layer.
+RANK = {"errors": 0, "config": 0, "config_flags": 0, "io": 0, "run_dir": 0, "runtime": 0,
         "data": 1, "tasks": 2, "models": 3, "inference": 4, "training": 5, "evaluation": 6, "export": 7,
         "serve": 7, "api": 8, "cli": 8, "pipeline": 8, "tune": 8, "ui": 8, "__main__": 8}
 

@@ -117,7 +117,14 @@ def build_parser(run_flags: bool = True) -> argparse.ArgumentParser:
 
 
 def _model_commands(sub) -> None:
-    """The commands that use a trained model: export, serve, evaluate, predict."""
+    """The commands that use a trained model: export, serve, ui, evaluate, predict."""
+    _export_parser(sub)
+    _serve_parser(sub)
+    _ui_parser(sub)
+    _use_parsers(sub)
+
+
+def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="write a run's final model as a Hugging Face model directory or ONNX")
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="directory to create")
@@ -128,6 +135,8 @@ def _model_commands(sub) -> None:
     p.add_argument("--check-data", default=None, help="labelled file for the parity check (default: the run's dev)")
     p.add_argument("--merge", action="store_true", help="fold a LoRA adapter into the base weights")
 
+
+def _serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve a run (or an ONNX export) over HTTP with dynamic batching")
     p.add_argument("run_dir")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
@@ -148,6 +157,8 @@ def _model_commands(sub) -> None:
     p.add_argument("--max-json-depth", type=int, default=16, help="nesting of the request's JSON (422 above)")
     p.add_argument("--quiet", action="store_true", help="only warnings (no access log)")
 
+
+def _ui_parser(sub) -> None:
     p = sub.add_parser("ui", help="a local web app: start, watch and try runs from a browser",
                        description="Runs, new runs (upload, preview, map columns), live training, try it, export; "
                        "jobs run one at a time as processes of their own (a restarted UI finds them).")
@@ -167,6 +178,9 @@ def _model_commands(sub) -> None:
     p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="close a connection whose request headers are not in after this long")
 
+
+def _use_parsers(sub) -> None:
+    """evaluate and predict: a run's model on a labelled file, or on new text."""
     p = sub.add_parser("evaluate", help="score a run's model on a labelled file")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="labelled data file")

@@ -81,7 +81,7 @@ def test_onnx_export_finds_the_same_entities(ner_run, tmp_path):
 def test_the_report_has_per_type_scores_errors_and_hardest_sentences(ner_run):
     import re
 
-    from bertkit.tasks.ner_view import entity_errors
+    from bertkit.evaluation.views.ner import entity_errors
 
     page = (ner_run[0] / "report.html").read_text()
     results = json.loads((ner_run[0] / "results.json").read_text())

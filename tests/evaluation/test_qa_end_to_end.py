@@ -96,7 +96,7 @@ def test_onnx_export_gives_the_same_answers(qa_run, tmp_path):
 def test_the_report_breaks_scores_down_by_question_type_and_answer_length(qa_run):
     import re
 
-    from bertkit.tasks.qa_view import answer_length_bucket, question_type
+    from bertkit.evaluation.views.qa import answer_length_bucket, question_type
 
     page = (qa_run[0] / "report.html").read_text()
     results = json.loads((qa_run[0] / "results.json").read_text())

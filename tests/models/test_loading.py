@@ -124,14 +124,14 @@ def test_allow_pickle_reaches_the_model_through_the_command_line(tiny_model_dir,
 def test_a_task_on_the_bare_encoder_claims_no_saved_head(tiny_model_dir, tmp_path, monkeypatch):
     """A task whose model is the bare encoder (`AutoModel`, as an embedding task's is) has no head to
     recognise: a saved classifier is still read as classification's, and a bare encoder as no head at all."""
-    from bertkit.models.loading import head_state_of
+    from bertkit.models.heads import head_endings, head_state_of
     from bertkit.tasks import base
 
     class Bare(base.Task):  # only what head recognition reads
         name, auto_model_class = "bare", "AutoModel"
 
     monkeypatch.setattr(base, "TASKS", {"bare": Bare, **base.TASKS})  # asked first, as a new task may be
-    assert Bare.head_architectures() == ()
+    assert head_endings(Bare) == ()
     build_model(str(tiny_model_dir), _task())[0].save_pretrained(tmp_path / "classifier")
     assert head_state_of(str(tmp_path / "classifier")) == {"task": "classification", "labels": ["neg", "pos"],
                                                            "problem": "single_label"}

@@ -5,7 +5,8 @@ import torch
 
 from bertkit.config import TaskConfig, TrainConfig
 from bertkit.models import transfer
-from bertkit.models.loading import build_model, head_state_of, load_tokenizer
+from bertkit.models.heads import head_state_of
+from bertkit.models.loading import build_model, load_tokenizer
 from bertkit.tasks import get_task
 from bertkit.training.optim import build_optimizer
 

@@ -443,3 +443,16 @@ def test_a_wrong_method_is_answered_405_with_allow(classification):
             urllib.request.urlopen(req, timeout=30)
         assert err.value.code == 405 and err.value.headers["Allow"] == allowed, (method, path)
         assert json.loads(err.value.read())["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("item,chars", [
+    ("twelve chars", 12),
+    ({"text": "short", "text_pair": "a longer second text"}, 20),
+    ({"text": "Which is kind?", "choices": ["awful", "a very lovely and kind word"]}, 27),  # the longest choice
+    (["New", "York"], 9),  # tokens joined by spaces
+    ({"question": "who?", "context": "x" * 300}, 300),
+])
+def test_the_length_limit_measures_the_longest_text_of_any_input(item, chars):
+    from bertkit.serve.app import input_chars
+
+    assert input_chars(item) == chars

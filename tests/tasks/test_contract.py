@@ -14,6 +14,7 @@ from bertkit.inference.batched import predict_outputs
 from bertkit.models.loading import build_model, load_tokenizer
 from bertkit.runtime import Runtime
 from bertkit.tasks import TASKS, get_task
+from bertkit.tasks.base import example_record
 
 SAMPLES = {
     "classification": ("sample.csv", "text,label\ngood film,pos\nbad plot,neg\nthe acting was fine,pos\n",
@@ -74,7 +75,8 @@ def test_task_contract(name, tiny_model_dir, tmp_path):
 def test_task_hooks(name, tiny_model_dir, tmp_path):
     """The optional hooks (each with a default) keep their promises for every task: what a run saves of its
     dev examples, the report's view of them, feature lengths for batching, ONNX sample inputs, input size."""
-    from bertkit.report_html import DevData
+    from bertkit.evaluation.html import DevData
+    from bertkit.evaluation.views import VIEWS, dev_view
     from bertkit.run_dir import RunDir
 
     filename, content, data_cfg = SAMPLES[name]
@@ -86,7 +88,7 @@ def test_task_hooks(name, tiny_model_dir, tmp_path):
     task.fit(examples)
     features = task.preprocess(examples, tokenizer, data_cfg)
 
-    records = [task.example_record(ex) for ex in examples]
+    records = [example_record(task, ex) for ex in examples]
     assert all(set(r) <= set(task.example_keys) and "where" in r for r in records)
     json.dumps(records)  # saved as JSON lines
     lengths = task.feature_lengths(features)
@@ -94,19 +96,19 @@ def test_task_hooks(name, tiny_model_dir, tmp_path):
     sample, axes = task.export_inputs(tokenizer)
     assert "input_ids" in sample and 0 in axes
     assert len({t.shape[0] for t in sample.values()}) == 1
-    assert task.input_chars("twelve chars") == 12
 
     model, _ = build_model(str(tiny_model_dir), task)
     outputs = predict_outputs(model, task, features, Runtime("fp32", cpu=True), tokenizer.pad_token_id,
                               len(examples))
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
-    predictions = task.postprocess(outputs, examples) if task.has_report_view() else None
+    predictions = task.postprocess(outputs, examples) if task.saves_dev_predictions else None
     run.write_dev_outputs(outputs, records, predictions)
     saved_examples, arrays, saved_predictions = run.read_dev_outputs()
     assert saved_examples == json.loads(json.dumps(records))
-    view = task.report_view(DevData(task, {}, saved_examples, arrays, saved_predictions, 5))
-    if not task.has_report_view():
+    view = dev_view(DevData(task, {}, saved_examples, arrays, saved_predictions, 5))
+    assert (name in VIEWS) == task.saves_dev_predictions  # a task with a view saves what it reads
+    if name not in VIEWS:
         assert view is None
     else:
         assert isinstance(view, str) and "<table" in view

@@ -217,15 +217,43 @@ def test_bad_data_and_settings_are_refused_in_the_clis_words(workspace, tmp_path
         ui.kill()
 
 
-def test_the_forms_regression_task_starts_a_regression_run(workspace, tmp_path):
+def test_the_form_offers_the_registered_tasks_with_their_options_and_regression_is_a_problem(
+        workspace, tmp_path, monkeypatch):
+    """The task list, each task's options and columns come from the registry: a task registered now appears
+    with its own option; "regression" is the classification task's problem, suggested for scores, and the
+    posted option starts a regression run."""
+    import dataclasses
+
+    from bertkit import config as config_module
+    from bertkit.config import TaskConfig, option
+    from bertkit.tasks import base
+    from bertkit.tasks.classification import ClassificationTask
+
+    @dataclasses.dataclass
+    class EchoConfig(TaskConfig):
+        echo_width: int = option(3, "how wide the echo is")
+
+    monkeypatch.setattr(base, "TASKS", dict(base.TASKS))
+    monkeypatch.setattr(config_module, "TASK_CONFIGS", dict(config_module.task_configs()))
+    base.register_task("echo")(type("Echo", (ClassificationTask,), {"config_class": EchoConfig}))
     rows = [(t, "0.25" if s == "negative" else "0.8") for t, s in toy_sentiment(60, seed=4)]
     ui = ThreadUI(workspace)
     try:
+        page = ui.call("GET", "/new")[1].decode()
+        forms = json.loads(page.split('<script id=taskforms type="application/json">')[1].split("</script>")[0])
+        assert [f["name"] for f in forms] == ["classification", *sorted(n for n in base.TASKS if n != "classification")]
+        by_name = {f["name"]: f for f in forms}
+        assert [o["name"] for o in by_name["echo"]["options"]] == ["echo_width"]
+        problem = next(o for o in by_name["classification"]["options"] if o["key"] == "task.problem")
+        assert "regression" in problem["choices"] and "regression" not in by_name
+        assert {"text_column", "label_column"} <= {c["name"] for c in by_name["classification"]["columns"]}
+        assert "tokens_column" in {c["name"] for c in by_name["ner"]["columns"]}
         ui.call("PUT", "/api/upload?name=scores.csv", raw=write_csv(tmp_path / "s.csv", ["review", "score"],
                                                                    rows).read_bytes())
-        assert ui.call("GET", "/api/preview?file=uploads/scores.csv")[1]["suggested"]["task"] == "regression"
-        form = {"name": "reg", "file": "uploads/scores.csv", "task": "regression", "text_column": "review",
-                "label_column": "score", "max_steps": "5", **TINY}
+        suggested = ui.call("GET", "/api/preview?file=uploads/scores.csv")[1]["suggested"]
+        assert (suggested["task"], suggested["task.problem"]) == ("classification", "regression")
+        form = {"name": "reg", "file": "uploads/scores.csv", "task": "classification", "task.problem": "regression",
+                "text_column": "review", "label_column": "score", "max_steps": "5", **TINY}
         status, body = ui.call("POST", "/api/runs", form)
         assert status == 200, body
         job = json.loads(next((workspace / ".bertkit-ui" / "jobs").glob("*.json")).read_text())

@@ -4,7 +4,7 @@ training run did and what to do next.
 Sections: summary; learning curves (training and dev loss, the primary dev metric, best checkpoint and
 early stop marked); a plain-words diagnosis (overfitting, under-training, a stuck loss) with what to try;
 learning rate and throughput; and, from the dev outputs the run saved, the task's own view of its dev set
-(`Task.report_view`: for classification the confusion matrix, per-class scores, calibration and the
+(`bertkit.evaluation.views`: for classification the confusion matrix, per-class scores, calibration and the
 highest-loss examples; per-type scores and errors for NER; scores by question type for QA).
 """
 
@@ -16,8 +16,9 @@ from typing import Any
 
 from bertkit.config import RunConfig
 from bertkit.evaluation.diagnosis import diagnose
+from bertkit.evaluation.html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
+from bertkit.evaluation.views import VIEWS, dev_view
 from bertkit.io import atomic_write_text, output_target, write_output
-from bertkit.report_html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
 from bertkit.run_dir import RunDir, dev_metrics
 from bertkit.tasks.base import get_task
 from bertkit.tasks.metrics import higher_is_better
@@ -149,7 +150,7 @@ def _dev_section(run: RunDir, config: RunConfig, state: dict[str, Any], results:
     if not state:
         return ""  # the task is not fitted yet: nothing saved of dev either
     task = get_task(config.task, state)
-    if not task.has_report_view():
+    if task.name not in VIEWS:
         return ""
     if ((run.read_json("environment.json", default={}).get("data") or {}).get("dev") or {}).get("held_out"):
         return '<p class="muted">This run had no dev set, so there is no view of the model on one.</p>'
@@ -157,7 +158,7 @@ def _dev_section(run: RunDir, config: RunConfig, state: dict[str, Any], results:
     body = None
     if saved is not None:
         examples, arrays, predictions = saved
-        body = task.report_view(DevData(task, results, examples, arrays, predictions, top))
+        body = dev_view(DevData(task, results, examples, arrays, predictions, top))
     if body is None:
         return ('<p class="muted">This run saved no dev outputs (trained before bertkit wrote them); train it '
                 "again for the per-task views of the dev set.</p>")

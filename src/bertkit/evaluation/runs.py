@@ -9,9 +9,9 @@ from typing import Any
 
 from bertkit.config import flatten
 from bertkit.errors import BertkitError
+from bertkit.evaluation.html import html_table, new_figure, plot_block, to_svg
 from bertkit.evaluation.report import PAGE_STYLE
 from bertkit.io import output_target, write_output
-from bertkit.report_html import html_table, new_figure, plot_block, to_svg
 from bertkit.run_dir import RunDir
 
 __all__ = ["find_runs", "list_runs", "summarise", "compare", "render_comparison", "write_comparison"]

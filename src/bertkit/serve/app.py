@@ -14,6 +14,7 @@ headers within --header-timeout are closed with 408 (`bertkit.serve.protocol`).
 
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -253,14 +254,28 @@ def _timed_out(exc: BaseException | None) -> bool:
     return _timed_out(exc.__cause__) or any(_timed_out(e) for e in getattr(exc, "exceptions", ()))
 
 
-def _over_limits(task: Any, inputs: list[Any], settings: ServeSettings):
-    """The 413 answer for a request over the item or text-length limits (lengths as the task measures its
-    inputs), else None."""
+def input_chars(item: Any) -> int:
+    """How long one raw input is, in characters, for --max-chars: its longest text (a string; each string of
+    a dict, and each string of a list in it, as a multiple-choice input's choices), or a token list joined
+    by spaces."""
+    if isinstance(item, str):
+        return len(item)
+    if isinstance(item, dict):
+        texts = [v for v in item.values() if isinstance(v, str)]
+        texts += [t for v in item.values() if isinstance(v, list) for t in v if isinstance(t, str)]
+        return max((len(t) for t in texts), default=0)
+    if isinstance(item, list):
+        return sum(len(t) + 1 for t in item if isinstance(t, str))
+    return 0
+
+
+def _over_limits(inputs: list[Any], settings: ServeSettings):
+    """The 413 answer for a request over the item or text-length limits, else None."""
     if len(inputs) > settings.max_items:
         return _error(413, "too_many_inputs", f"{len(inputs)} inputs; the limit is {settings.max_items} "
                       "per request (--max-items)", limit="max_items", max=settings.max_items)
     for i, item in enumerate(inputs):
-        longest = task.input_chars(item)
+        longest = input_chars(item)
         if longest > settings.max_chars:
             return _error(413, "text_too_long", f"input {i}: {longest} characters; the limit is "
                           f"{settings.max_chars} (--max-chars)", limit="max_chars", max=settings.max_chars, input=i)
@@ -330,29 +345,19 @@ def _max_length(schema: Any, limit: int) -> Any:
 
 def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> None:
     from fastapi import Depends, Request
-    from fastapi.openapi.utils import get_openapi
-    from pydantic import BaseModel, Field, ValidationError
-
-    class PredictRequest(BaseModel):
-        inputs: list[str | list[str] | dict[str, Any]] = Field(min_length=1)
+    from pydantic import BaseModel
 
     class PredictResponse(BaseModel):
         predictions: list[Any]
 
     errors = _error_models()
-
-    def require_key(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), settings.api_key.encode()):
-            raise _Unauthorized()
+    key = Depends(_key_check(settings))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model_loaded": "predictor" in served}
 
-    @app.get("/v1/model", dependencies=[Depends(require_key)], responses={401: errors[401]})
+    @app.get("/v1/model", dependencies=[key], responses={401: errors[401]})
     async def model() -> dict[str, Any]:
         batcher = served["batcher"]
         return {**served["info"], "batching": {"enabled": settings.batching, "max_batch_items":
@@ -361,43 +366,85 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
                 "max_chars": settings.max_chars, "max_body_bytes": settings.max_body_bytes,
                 "max_json_depth": settings.max_json_depth}}
 
-    @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(require_key)], responses=errors,
+    @app.post("/v1/predict", response_model=PredictResponse, dependencies=[key], responses=errors,
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}})
     async def predict(request: Request):
-        try:
-            raw = await request.body()
-        except Exception as exc:  # _BodyTimeout's limit, raised through the middleware's task group
-            if not _timed_out(exc):
-                raise
-            return _error(408, "body_timeout", f"the request body did not arrive within {settings.body_timeout:g} s "
-                          "(--body-timeout)")
-        depth = json_depth(raw)
-        if depth > settings.max_json_depth:
-            return _error(422, "too_deep", f"the JSON nests {depth} levels deep; the limit is "
-                          f"{settings.max_json_depth} (--max-json-depth)", limit="max_json_depth",
-                          max=settings.max_json_depth)
-        try:
-            body = PredictRequest.model_validate(json.loads(raw))
-        except (ValueError, UnicodeDecodeError) as exc:  # pydantic's ValidationError is a ValueError
-            if isinstance(exc, ValidationError):
-                fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-                return _error(422, "invalid_request", "; ".join(f"{f['field']}: {f['problem']}" for f in fields),
-                              fields=fields)
-            return _error(422, "invalid_request", "the body is not JSON: send {\"inputs\": [...]}")
+        inputs = await _predict_inputs(request, settings)
+        if not isinstance(inputs, list):
+            return inputs  # the error answer
         predictor = served["predictor"]
-        refused = _over_limits(predictor.task, body.inputs, settings)
+        refused = _over_limits(inputs, settings)
         if refused is not None:
             return refused
         try:
-            check_inputs_text(body.inputs)
-            examples = predictor.task.make_examples(body.inputs, predictor.tokenizer)
+            check_inputs_text(inputs)
+            examples = predictor.task.make_examples(inputs, predictor.tokenizer)
         except (DataError, TypeError, KeyError) as exc:
             return _error(422, "invalid_input", str(exc).strip("'\""))
         return {"predictions": await served["batcher"].submit(examples)}
 
+    app.openapi = _openapi(app, settings, served)
+
+
+def _key_check(settings: ServeSettings):
+    """The dependency of the /v1 routes: `Authorization: Bearer KEY` (the scheme in any case) when the server
+    has a key; else _Unauthorized, answered 401."""
+    from fastapi import Request
+
+    def require_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), settings.api_key.encode()):
+            raise _Unauthorized()
+
+    return require_key
+
+
+async def _predict_inputs(request: Any, settings: ServeSettings) -> Any:
+    """The `inputs` list of a /v1/predict body, or the error answer: 408 when the body is late, 422 when it
+    nests deeper than --max-json-depth (measured before parsing), is not JSON or not {"inputs": [...]}."""
+    from pydantic import ValidationError
+
+    try:
+        raw = await request.body()
+    except Exception as exc:  # _BodyTimeout's limit, raised through the middleware's task group
+        if not _timed_out(exc):
+            raise
+        return _error(408, "body_timeout", f"the request body did not arrive within {settings.body_timeout:g} s "
+                      "(--body-timeout)")
+    depth = json_depth(raw)
+    if depth > settings.max_json_depth:
+        return _error(422, "too_deep", f"the JSON nests {depth} levels deep; the limit is "
+                      f"{settings.max_json_depth} (--max-json-depth)", limit="max_json_depth",
+                      max=settings.max_json_depth)
+    try:
+        return _request_model().model_validate(json.loads(raw)).inputs
+    except (ValueError, UnicodeDecodeError) as exc:  # pydantic's ValidationError is a ValueError
+        if isinstance(exc, ValidationError):
+            fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+            return _error(422, "invalid_request", "; ".join(f"{f['field']}: {f['problem']}" for f in fields),
+                          fields=fields)
+        return _error(422, "invalid_request", "the body is not JSON: send {\"inputs\": [...]}")
+
+
+@functools.cache
+def _request_model() -> Any:
+    """The pydantic model of a /v1/predict body (made once: pydantic is the server stack's)."""
+    from pydantic import BaseModel, Field
+
+    class PredictRequest(BaseModel):
+        inputs: list[str | list[str] | dict[str, Any]] = Field(min_length=1)
+
+    return PredictRequest
+
+
+def _openapi(app: Any, settings: ServeSettings, served: dict[str, Any]):
+    """FastAPI's schema with the served model's input schema in /v1/predict's body (made again until the
+    model is loaded, then kept) and the bearer scheme when the server has a key."""
+    from fastapi.openapi.utils import get_openapi
+
     def openapi() -> dict[str, Any]:
-        """FastAPI's schema with the served model's input schema in /v1/predict's body (made again until the
-        model is loaded, then kept)."""
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
@@ -411,7 +458,7 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
             app.openapi_schema = schema
         return schema
 
-    app.openapi = openapi
+    return openapi
 
 
 def app_from_env():

@@ -19,10 +19,9 @@ import torch
 from bertkit.config import DataConfig, TaskConfig, register_task_config, task_config
 from bertkit.data.readers import Table
 from bertkit.errors import CheckpointError, ConfigError
-from bertkit.report_html import DevData
 from bertkit.runtime import unwrap
 
-__all__ = ["Task", "register_task", "get_task", "TASKS", "takes_token_types"]
+__all__ = ["Task", "register_task", "get_task", "TASKS", "takes_token_types", "example_record"]
 
 TASKS: dict[str, type[Task]] = {}
 
@@ -57,6 +56,11 @@ def takes_token_types(model: torch.nn.Module) -> bool:
         except AttributeError:
             pass
     return cached
+
+
+def example_record(task: Task, example: dict[str, Any]) -> dict[str, Any]:
+    """What a run saves of one dev example: its `Task.example_keys`."""
+    return {k: example[k] for k in task.example_keys if k in example}
 
 
 def get_task(cfg: TaskConfig, state: dict[str, Any] | None = None) -> Task:
@@ -100,6 +104,9 @@ class Task(ABC):
     calibrates: ClassVar[bool] = False
     #: Training tunes the word embeddings themselves (masked-LM pre-training): they never stay fixed by default.
     tunes_embeddings: ClassVar[bool] = False
+    #: A run saves its predictions on dev beside the dev outputs (for the report's view of the dev set,
+    #: `bertkit.evaluation.views`).
+    saves_dev_predictions: ClassVar[bool] = False
 
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
@@ -123,17 +130,6 @@ class Task(ABC):
         """The JSON Schema of one raw input this fitted task takes, as the HTTP server publishes it (at
         /v1/model and in /v1/predict's OpenAPI body): `input_schema` unless the fitted state narrows it."""
         return copy.deepcopy(self.input_schema)
-
-    def input_chars(self, item: Any) -> int:
-        """How long one raw input is, in characters, for the HTTP server's --max-chars limit: its longest text
-        field (a string, each value of a dict), or a token list joined by spaces."""
-        if isinstance(item, str):
-            return len(item)
-        if isinstance(item, dict):
-            return max((len(v) for v in item.values() if isinstance(v, str)), default=0)
-        if isinstance(item, list):
-            return sum(len(t) + 1 for t in item if isinstance(t, str))
-        return 0
 
     @abstractmethod
     def read_examples(self, table: Table, data_cfg: DataConfig, with_labels: bool = True, tokenizer: Any = None
@@ -218,6 +214,9 @@ class Task(ABC):
 
         return getattr(transformers, cls.auto_model_class)
 
+    #: Endings of the `architectures` names in a config.json whose head this task trains (None: its auto
+    #: class's, "ForSequenceClassification"; see `bertkit.models.heads`).
+    head_architectures: ClassVar[tuple[str, ...] | None] = None
     #: With LoRA, whether the head trains in full beside the adapters (not when it is tied to the frozen
     #: word embeddings, as a masked-LM decoder is).
     lora_trains_head: ClassVar[bool] = True
@@ -265,33 +264,11 @@ class Task(ABC):
         return None
 
     @classmethod
-    def head_architectures(cls) -> tuple[str, ...]:
-        """Endings of the `architectures` names in a config.json whose head this task trains; none for a task
-        whose model is the bare encoder (`AutoModel`: an embedding model has no head to recognise)."""
-        ending = cls.auto_model_class.removeprefix("AutoModel")  # e.g. "ForSequenceClassification"
-        return (ending,) if ending else ()
-
-    @classmethod
     def head_state_from_config(cls, config: dict[str, Any]) -> dict[str, Any]:
         """The task state a saved model's config.json implies (task and label names), to decide whether
         its head can be kept. Tasks whose problem type shows in the config add it."""
         id2label = config.get("id2label") or {}
         return {"task": cls.name, "labels": [id2label[k] for k in sorted(id2label, key=int)]}
-
-    def head_mapping(self, parent: dict[str, Any]) -> list[int] | None:
-        """How a head trained for `parent` (a task state: task, problem, labels) serves this task: for each
-        of this task's outputs the parent's output it comes from, or None when the head must be new.
-        The default keeps a head of the same task with the same label names, re-ordered by name; a task
-        without labels (QA, MLM) keeps the head of the same task as it is ([])."""
-        ours = self.state()
-        if parent.get("task") != self.name or parent.get("problem", ours.get("problem")) != ours.get("problem"):
-            return None
-        if "labels" not in ours:
-            return []
-        theirs = list(parent.get("labels") or [])
-        if sorted(ours["labels"]) != sorted(theirs):
-            return None
-        return [theirs.index(name) for name in ours["labels"]]
 
     # --- outputs --------------------------------------------------------------------------------------
     def reduce_feature(self, output: np.ndarray, feature: dict[str, Any]) -> Any:
@@ -321,20 +298,6 @@ class Task(ABC):
 
     #: The keys of an example that a run saves of its dev set (`dev_examples.jsonl`, read by the report).
     example_keys: ClassVar[tuple[str, ...]] = ("where",)
-
-    def example_record(self, example: dict[str, Any]) -> dict[str, Any]:
-        """What a run saves of one dev example."""
-        return {k: example[k] for k in self.example_keys if k in example}
-
-    def report_view(self, dev: DevData) -> str | None:
-        """The run report's view of the final model on dev (HTML made with `bertkit.report_html`), from what the
-        run saved; None when the saved files do not allow one. Default: no view."""
-        return None
-
-    @classmethod
-    def has_report_view(cls) -> bool:
-        """Whether the task has a view of its dev set (then a run also saves its dev predictions for it)."""
-        return cls.report_view is not Task.report_view
 
     def calibrate(self, model: torch.nn.Module, outputs: Any, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Make the final model's confidences honest on dev (classification: temperature scaling folded into

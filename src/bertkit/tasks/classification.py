@@ -21,7 +21,6 @@ from bertkit.data.batching import pad_batch
 from bertkit.data.packing import pack_batch
 from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
-from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
 from bertkit.tasks.classification_problems import PROBLEMS, LabelStats, Problem, label_name, look_alike
 from bertkit.tasks.encoder import (
@@ -79,6 +78,7 @@ class ClassificationTask(Task):
     example_keys = ("where", "text", "text_pair", "label")
     few_shot_problems = ("single_label", "multi_label")
     calibrates = True
+    saves_dev_predictions = True
     input_schema = {"anyOf": [
         {"type": "string", "minLength": 1},
         {"type": "object", "required": ["text"],
@@ -330,11 +330,6 @@ class ClassificationTask(Task):
 
     def calibrate(self, model: torch.nn.Module, logits: np.ndarray, examples) -> dict[str, Any]:
         return self.kind.calibrate(self, output_layer(model, len(self.labels)), logits, list(examples))
-
-    def report_view(self, dev: DevData) -> str | None:
-        if "outputs" not in dev.arrays:
-            return None
-        return self.kind.report_view(self, dev, dev.arrays["outputs"])
 
     @property
     def primary_metric(self) -> str:

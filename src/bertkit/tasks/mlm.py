@@ -109,6 +109,7 @@ class MlmTask(Task):
     greater_is_better = False
     lora_trains_head = False  # its decoder is tied to the word embeddings, which LoRA keeps frozen
     tunes_embeddings = True
+    head_architectures = ("ForMaskedLM", "ForPreTraining")  # BERT's original checkpoints carry both heads
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -194,9 +195,6 @@ class MlmTask(Task):
         return self._batch(pad_id, [self._masked(f, None) for f in features])
 
     # --- model ----------------------------------------------------------------------------------------
-    @classmethod
-    def head_architectures(cls) -> tuple[str, ...]:
-        return ("ForMaskedLM", "ForPreTraining")  # BERT's original checkpoints carry both pre-training heads
 
     def model_config(self) -> dict[str, Any]:
         return {}

@@ -102,11 +102,6 @@ class MultipleChoiceTask(Task):
         self.check_examples(examples, "inputs")
         return examples
 
-    def input_chars(self, item: Any) -> int:
-        if isinstance(item, dict) and isinstance(item.get("choices"), list):
-            return max([len(str(item.get("text", "")))] + [len(str(c)) for c in item["choices"]])
-        return super().input_chars(item)
-
     def fit(self, train: Sequence[dict[str, Any]]) -> None:
         counts = {len(ex["choices"]) for ex in train}
         if len(counts) != 1:

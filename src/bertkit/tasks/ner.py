@@ -21,9 +21,7 @@ from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
 from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
-from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
-from bertkit.tasks.ner_view import ner_view
 from bertkit.tasks.spans import spaces_words, trim_span
 from bertkit.tasks.tagging import bio_decode, bio_labels, detect_scheme, entity_scores, get_entities, split_tag, to_bio
 
@@ -74,6 +72,7 @@ class NerTask(Task):
     pipeline_tag = "token-classification"
     intended_use = "Finds entity spans of the trained types in text."
     example_keys = ("where", "text", "tokens", "tags")
+    saves_dev_predictions = True
     input_schema = {"anyOf": [{"type": "string", "minLength": 1, "description": "raw text"},
                               {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
                                "description": "tokens"}]}
@@ -367,9 +366,6 @@ class NerTask(Task):
         return scores
 
     primary_metric = "f1"
-
-    def report_view(self, dev: DevData) -> str | None:
-        return ner_view(dev)
 
     # --- persistence ----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

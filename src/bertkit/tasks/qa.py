@@ -20,9 +20,7 @@ import torch.nn.functional as F
 from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
 from bertkit.errors import ConfigError, DataError
-from bertkit.report_html import DevData
 from bertkit.tasks.base import Task, register_task
-from bertkit.tasks.qa_view import qa_view
 from bertkit.tasks.spans import trim_span
 from bertkit.tasks.squad_metrics import best_null_threshold, f1, squad_scores
 
@@ -56,6 +54,7 @@ class QaTask(Task):
     pipeline_tag = "question-answering"
     intended_use = "Extracts the answer span to a question from a given context passage."
     example_keys = ("where", "id", "question", "context", "answers")
+    saves_dev_predictions = True
     input_schema = {"anyOf": [
         {"type": "object", "required": ["question", "context"],
          "properties": {"question": {"type": "string"}, "context": {"type": "string"}}},
@@ -245,9 +244,6 @@ class QaTask(Task):
             has.append(bool(golds))
         self.null_threshold = best_null_threshold(margins, f1s, has)
         return {"null_threshold": self.null_threshold}
-
-    def report_view(self, dev: DevData) -> str | None:
-        return qa_view(dev)
 
     # --- persistence ----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from bertkit.models.pooling import append_mean_pooling, freeze_mean_pooling
 from bertkit.models.vocab import init_new_embeddings
 from bertkit.run_dir import MARKER, RunDir, dev_metrics
 from bertkit.runtime import Runtime, unwrap
-from bertkit.tasks.base import Task, get_task
+from bertkit.tasks.base import Task, example_record, get_task
 from bertkit.training import checkpoint as ckpt
 from bertkit.training import defaults, few_shot
 from bertkit.training.defaults import DataStats, ModelInfo
@@ -478,8 +478,8 @@ def finish(ctx: RunContext, train_seconds: float, before_complete: Callable[[Pat
                    "train_seconds": round(train_seconds, 2), **({"tuned": decisions} if decisions else {}),
                    **({"calibration": calibration} if calibration else {})}
         if examples:
-            predictions = task.postprocess(outputs, examples) if task.has_report_view() else None
-            run.write_dev_outputs(outputs, [task.example_record(ex) for ex in examples], predictions)
+            predictions = task.postprocess(outputs, examples) if task.saves_dev_predictions else None
+            run.write_dev_outputs(outputs, [example_record(task, ex) for ex in examples], predictions)
         run.write_json("results.json", results)
         if before_complete is not None:  # what belongs to a complete run (the model card): a failure here
             before_complete(run.path)    # leaves the run interrupted, to be finished with resume

@@ -22,14 +22,37 @@ function bertkitNewRun() {
   const form = $("#newrun"), error = $("#error");
   const showError = (msg) => { error.textContent = msg; };
 
-  function columnSelect(name, columns, chosen, optional) {
-    const opts = (optional ? ['<option value="">(none)</option>'] : [])
+  // The task list, each task's options and its data columns come from the registered tasks (bertkit.ui.forms).
+  const forms = JSON.parse($("#taskforms").textContent);
+  let lastPreview = null;
+
+  function columnSelect(field, columns, chosen) {
+    const opts = [`<option value="">(default: ${esc(field.default ?? "none")})</option>`]
       .concat(columns.map((c) => `<option${c === chosen ? " selected" : ""}>${esc(c)}</option>`));
-    return `<label>${name.replace(/_/g, " ")} <select name="${name}" id="${name}">${opts.join("")}</select></label>`;
+    return `<label title="${esc(field.help)}">${esc(field.name.replace(/_/g, " "))} <select name="${esc(field.name)}" id="${esc(field.name)}">${opts.join("")}</select></label>`;
+  }
+
+  function optionInput(field, chosen) {
+    const id = "opt-" + field.name, title = `${field.help} (${field.flag})`;
+    if (field.choices) {
+      const opts = [`<option value="">default: ${esc(field.default ?? "auto")}</option>`]
+        .concat(field.choices.map((c) => `<option${c === chosen ? " selected" : ""}>${esc(c)}</option>`));
+      return `<label title="${esc(title)}">${esc(field.name.replace(/_/g, " "))} <select name="${esc(field.key)}" id="${esc(id)}">${opts.join("")}</select></label>`;
+    }
+    return `<label title="${esc(title)}">${esc(field.name.replace(/_/g, " "))} <input name="${esc(field.key)}" id="${esc(id)}" placeholder="${esc(field.default ?? "auto")}" value="${esc(chosen ?? "")}"></label>`;
+  }
+
+  function renderTask(suggested) {
+    const form = forms.find((f) => f.name === $("#task").value) || forms[0];
+    const s = suggested || {};
+    $("#taskoptions").innerHTML = `<p class=muted>${esc(form.intended_use)}</p>` + form.options.map((f) => optionInput(f, s[f.key])).join("");
+    const p = lastPreview;
+    $("#columns").innerHTML = p && p.kind === "table" ? form.columns.map((f) => columnSelect(f, p.columns, s[f.name])).join("") : "";
   }
 
   async function showPreview(file) {
     $("#preview").innerHTML = ""; $("#columns").innerHTML = ""; $("#defaults").textContent = ""; showError("");
+    lastPreview = null;
     if (!file) return;
     try {
       const p = await api("GET", "/api/preview?file=" + encodeURIComponent(file));
@@ -38,18 +61,14 @@ function bertkitNewRun() {
       const rows = p.rows.map((r) => "<tr>" + cols.map((c) => `<td>${esc(typeof r[c] === "object" ? JSON.stringify(r[c]) : r[c] ?? "")}</td>`).join("") + "</tr>").join("");
       $("#preview").innerHTML = p.kind === "squad" ? "<p>SQuAD JSON: extractive question answering.</p>"
         : `<p class=muted>${p.kind === "conll" ? "CoNLL: one token per line, tags in the last column" : "table"}; first rows:</p><table class=preview><thead><tr>${head}</tr></thead><tbody>${rows}</tbody></table>`;
-      $("#task").value = p.suggested.task || "classification";
+      lastPreview = p;
+      $("#task").value = p.suggested.task || forms[0].name;
       if (p.defaults) {
         const d = p.defaults;
         for (const [f, v] of [["epochs", d.epochs], ["lr", "by model"], ["batch_size", d.batch_size]]) { form.elements[f].placeholder = `auto: ${v}`; }
         $("#defaults").textContent = `${p.count} rows: ${d.dev_split ? `${d.examples} train, a tenth split off as dev (or pick a dev file)` : `all ${d.examples} train, no dev split (too few)`}; with no changes: batch ${d.batch_size}, ${d.epochs} epochs, learning rate ${d.lr}.`;
       }
-      if (p.kind === "table") {
-        const s = p.suggested;
-        $("#columns").innerHTML = columnSelect("text_column", cols, s.text_column, false)
-          + columnSelect("text_pair_column", cols, s.text_pair_column, true)
-          + columnSelect("label_column", cols, s.label_column, false);
-      }
+      renderTask(p.suggested);
       if (!$("#name").value) {
         $("#name").value = file.split("/").pop().replace(/\.(gz)$/i, "").replace(/\.[^.]+$/, "").replace(/[^A-Za-z0-9._-]/g, "-") + "-" + $("#task").value;
       }
@@ -70,6 +89,8 @@ function bertkitNewRun() {
     } catch (e) { showError(e.message); }
   });
   $("#file").addEventListener("change", (ev) => showPreview(ev.target.value));
+  $("#task").addEventListener("change", () => renderTask(lastPreview && lastPreview.suggested.task === $("#task").value ? lastPreview.suggested : {}));
+  renderTask({});
 
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -99,17 +120,28 @@ function drawCurve(svg, points, label) {
     + `<path d="${path}" class=curve data-points="${points.length}"/>${dots}`;
 }
 
-function tryInputs(task) {
-  if (task === "qa") return '<label>question <input id=question size=60></label><br><label>context <textarea id=context rows=4 cols=70></textarea></label>';
-  if (task === "multiple_choice") return '<label>question <input id=question size=60></label><br><label>choices, one per line <textarea id=choices rows=4 cols=60></textarea></label>';
-  return '<label>text <textarea id=text rows=3 cols=70></textarea></label>' + (task === "classification" ? '<br><label>second text (pairs) <input id=textpair size=60></label>' : "");
+// The "Try it" form follows the input schema the run's task publishes (the HTTP server's too): an object's
+// fields, one per property (a list: one item per line), or one text.
+function tryFields(schema) {
+  const object = (schema.anyOf || [schema]).find((v) => v.type === "object");
+  if (!object) return [{name: "text", list: false}];
+  return Object.entries(object.properties || {}).map(([name, p]) => ({name, list: p.type === "array"}));
 }
 
-function tryItem(task) {
-  if (task === "qa") return {question: $("#question").value, context: $("#context").value};
-  if (task === "multiple_choice") return {question: $("#question").value, choices: $("#choices").value.split("\n").filter((s) => s.trim())};
-  const pair = $("#textpair") && $("#textpair").value;
-  return pair ? {text: $("#text").value, text_pair: pair} : $("#text").value;
+function tryInputs(schema) {
+  return tryFields(schema).map((f) => `<label>${esc(f.name.replace(/_/g, " "))}${f.list ? ", one per line" : ""} <textarea id="${esc(f.name)}" rows=${f.list || f.name === "context" ? 4 : 3} cols=70></textarea></label>`).join("<br>");
+}
+
+function tryItem(schema) {
+  const fields = tryFields(schema), item = {};
+  for (const f of fields) {
+    const v = $("#" + f.name).value;
+    if (f.list) item[f.name] = v.split("\n").filter((x) => x.trim());
+    else if (v !== "") item[f.name] = v;
+  }
+  const takesText = (schema.anyOf || [schema]).some((v) => v.type === "string");
+  const keys = Object.keys(item);
+  return takesText && (fields.length === 1 || (keys.length === 1 && keys[0] === "text")) ? (item.text ?? "") : item;
 }
 
 function highlight(text, spans) {
@@ -121,7 +153,7 @@ function highlight(text, spans) {
   return out + esc(text.slice(at));
 }
 
-function showAnswer(task, item, p) {
+function showAnswer(item, p) {
   const box = $("#answer");
   if (p.probabilities) {
     const rows = Object.entries(p.probabilities).sort((a, b) => b[1] - a[1]).map(([k, v]) =>
@@ -139,7 +171,7 @@ function showAnswer(task, item, p) {
 
 function bertkitRun(name) {
   const base = "/api/run/" + encodeURIComponent(name);
-  let task = null, seen = [];
+  let schema = null, seen = [];
   const note = (msg) => { $("#answer").innerHTML = `<p class=error role=alert>${esc(msg)}</p>`; };
 
   async function refresh() {
@@ -166,7 +198,7 @@ function bertkitRun(name) {
     $("#stop").disabled = !(job.state === "queued" || job.state === "running");
     $("#resume").disabled = job.state === "queued" || job.state === "running" || st.status === "completed" || !s.exists;
     $("#exports").innerHTML = (s.exports || []).map((e) => `<li>${esc(e.format)}: ${esc(e.state)}${e.download ? ` <a href="${e.download}" download>download</a>` : ""}</li>`).join("");
-    if (s.task && s.task !== task) { task = s.task; $("#tryinputs").innerHTML = tryInputs(task); }
+    if (s.input_schema && !schema) { schema = s.input_schema; $("#tryinputs").innerHTML = tryInputs(schema); }
   }
 
   $("#stop").addEventListener("click", async () => { try { await api("POST", base + "/stop"); } catch (e) { note(e.message); } refresh(); });
@@ -176,8 +208,9 @@ function bertkitRun(name) {
   }
   $("#try").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const item = tryItem(task);
-    try { const r = await api("POST", base + "/predict", {inputs: [item]}); showAnswer(task, item, r.predictions[0]); }
+    if (!schema) { note("the run has no fitted task yet"); return; }
+    const item = tryItem(schema);
+    try { const r = await api("POST", base + "/predict", {inputs: [item]}); showAnswer(item, r.predictions[0]); }
     catch (e) { note(e.message); }
   });
   refresh();

@@ -7,13 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from bertkit.report_html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
+from bertkit.evaluation.html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
+from bertkit.evaluation.views import register_view
 from bertkit.tasks.squad_metrics import exact_match, normalize_answer
 from bertkit.tasks.squad_metrics import f1 as squad_f1
 
 __all__ = ["question_type", "answer_length_bucket", "qa_view"]
 
 
+@register_view("qa")
 def qa_view(d: DevData) -> str | None:
     return None if d.predictions is None else _qa_section(d.predictions, d.examples, d.top)
 

@@ -1,6 +1,6 @@
-"""The pieces of the HTML run report that every layer may draw with: tables, inline SVG plots and what a
-run saved of its dev set (`DevData`). A task's view of its dev set (`Task.report_view`) is made of these;
-the page around them is assembled by `bertkit.evaluation.report`.
+"""The pieces of the HTML run report: tables, inline SVG plots and what a run saved of its dev set
+(`DevData`). A task's view of its dev set (`bertkit.evaluation.views`) is made of these; the page around
+them is assembled by `bertkit.evaluation.report`.
 """
 
 from __future__ import annotations

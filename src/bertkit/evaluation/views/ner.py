@@ -8,13 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from bertkit.report_html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
+from bertkit.evaluation.html import COLOURS, DevData, html_table, new_figure, plot_block, to_svg
+from bertkit.evaluation.views import register_view
 from bertkit.tasks.calibration import softmax
 from bertkit.tasks.tagging import entity_scores, get_entities
 
 __all__ = ["entity_errors", "ner_view"]
 
 
+@register_view("ner")
 def ner_view(d: DevData) -> str | None:
     if "outputs_flat" not in d.arrays or not all("tags" in ex and "tokens" in ex for ex in d.examples):
         return None
