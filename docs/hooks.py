@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 
 MARKER = "<!-- bertkit:cli-reference -->"
+HTTP_MARKER = "<!-- bertkit:http-reference -->"
+ERRORS_MARKER = "<!-- bertkit:http-error-codes -->"
 
 
 def _cell(text: object) -> str:
@@ -46,7 +48,51 @@ def cli_reference() -> str:
     return "\n".join(lines)
 
 
+def http_reference() -> str:
+    """The routes of `bertkit serve` from the OpenAPI schema the server publishes (with a model loaded, the
+    body's `items` is that model's input schema; here, before loading one, it is open)."""
+    import json
+
+    from bertkit.serve.app import ServeSettings, create_app
+
+    schema = create_app(ServeSettings(path="RUN_DIR")).openapi()
+    lines: list[str] = []
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            lines += [f"## {method.upper()} {path}", ""]
+            body = ((op.get("requestBody") or {}).get("content") or {}).get("application/json")
+            if body:
+                lines += ["Request body:", "", "```json", json.dumps(body["schema"], indent=2), "```", ""]
+            lines += ["| status | meaning |", "| --- | --- |"]
+            lines += [f"| {code} | {_cell(r.get('description', ''))} |" for code, r in op["responses"].items()]
+            lines.append("")
+    error = schema["components"]["schemas"]["ErrorDetail"]
+    lines += ["## Error bodies", "", "Every refusal is `{\"error\": {...}}` with these fields:", "", "```json",
+              json.dumps(error, indent=2), "```"]
+    return "\n".join(lines)
+
+
+def http_error_codes() -> str:
+    """The `error.code` values the server answers with, and their statuses, read from its source (each answer
+    is made by one `_error(status, "code", ...)` call, or by its handler of HTTP errors)."""
+    import re
+    from pathlib import Path
+
+    import bertkit.serve.app as serve_app
+
+    source = Path(serve_app.__file__).read_text("utf-8")
+    found = set(re.findall(r'_error\((\d{3}), "([a-z_]+)"', source))
+    # the HTTP errors raised before a route runs: {status: code} of the exception handler (400 is answered 422)
+    handler = re.search(r"codes = \{([^}]*)\}", source)
+    for status, code in re.findall(r'(\d{3}): "([a-z_]+)"', handler.group(1) if handler else ""):
+        found.add(("422" if status == "400" else status, code))
+    found = sorted(found)
+    rows = ["| error.code | status |", "| --- | --- |"] + [f"| `{code}` | {status} |" for status, code in found]
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    if MARKER in markdown:
-        return markdown.replace(MARKER, cli_reference())
+    for marker, make in ((MARKER, cli_reference), (HTTP_MARKER, http_reference), (ERRORS_MARKER, http_error_codes)):
+        if marker in markdown:
+            markdown = markdown.replace(marker, make())
     return markdown

@@ -51,3 +51,10 @@ def test_the_command_line_reference_lists_every_flag_of_every_command(site):
     missing = [f"{name} {flag}" for name, parser in sub.choices.items() for action in parser._actions
                for flag in action.option_strings if flag not in ("-h", "--help") and f"<code>{flag}</code>" not in html]
     assert not missing, missing
+
+
+def test_the_http_reference_shows_the_servers_routes_statuses_and_error_codes(site):
+    html = (site / "reference" / "http" / "index.html").read_text(encoding="utf-8")
+    for text in ("POST /v1/predict", "GET /v1/model", "GET /health", "too_deep", "method_not_allowed",
+                 "unauthorized", "--max-json-depth"):
+        assert text in html, text
