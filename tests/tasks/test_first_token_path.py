@@ -6,7 +6,7 @@ import torch
 from bertkit.config import DataConfig, TaskConfig
 from bertkit.models.loading import build_model, load_tokenizer
 from bertkit.tasks.base import Task, get_task
-from bertkit.tasks.encoder import packed_logits_through_forward, supports_first_token_path
+from bertkit.tasks.first_token import packed_logits_through_forward, supports_first_token_path
 
 TEXTS = ["good film", "the plot was very dull and the acting quite weak", "fun", "a lovely warm story",
          "bad", "the movie is superb and the story quite nice"]

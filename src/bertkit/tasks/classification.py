@@ -23,7 +23,7 @@ from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
 from bertkit.tasks.base import Task, register_task
 from bertkit.tasks.classification_problems import PROBLEMS, LabelStats, Problem, label_name, look_alike
-from bertkit.tasks.encoder import (
+from bertkit.tasks.first_token import (
     first_token_logits,
     is_bert_classifier,
     packed_logits_through_forward,
