@@ -537,9 +537,10 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The `bertkit` program (and `python -m bertkit`): `main`, then the exit. Before it, the objects alive
     are moved out of the garbage collector's reach (`gc.freeze`), so that the interpreter's final
-    collections do not walk the millions of objects that torch and transformers create: about 1.5 s of every
-    command on a 2-core CPU (benchmarks/exit_time.py). Files are closed and atexit handlers run as before;
-    only objects in reference cycles are left to the operating system, as they are at any exit."""
+    collections do not walk the millions of objects that torch and transformers create, which would add
+    seconds to every short command (benchmarks/exit_time.py measures it). Files are closed and atexit
+    handlers run as before; only objects in reference cycles are left to the operating system, as they are
+    at any exit."""
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -108,3 +108,15 @@ def test_v2_null_threshold_is_tuned_and_applied(tokenizer):
     assert answers == ["", "mary"] * 3
     scores = task.metrics(outputs, examples)
     assert scores["f1"] == 100.0 and scores["NoAns_f1"] == 100.0 and scores["HasAns_total"] == 3.0
+
+
+def test_a_long_question_in_a_short_window_still_gets_overlapping_windows(tokenizer):
+    """A question of half the window left less context than the default stride, which the tokenizer
+    refused with a panic: the overlap now shrinks to fit, and every window still has the whole question."""
+    question = " ".join(["where", "was", "the", "very", "quite", "film"] * 6)  # cut to half the window
+    context = " ".join(["the", "film", "was", "in", "paris", "and"] * 20)
+    ex = [{"id": "x", "question": question, "context": context, "answers": [], "where": "x"}]
+    feats = _qa().preprocess(ex, tokenizer, DataConfig(max_length=64), with_labels=False)
+    assert len(feats) > 2 and all(len(f["input_ids"]) <= 64 for f in feats)
+    spans = [[o for o in f["offsets"] if o is not None] for f in feats]
+    assert all(s[0][0] < prev[-1][1] for prev, s in zip(spans, spans[1:]))  # consecutive windows overlap

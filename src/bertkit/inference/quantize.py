@@ -10,8 +10,9 @@ __all__ = ["quantize_dynamic_int8"]
 
 
 def quantize_dynamic_int8(model: Any, scheme: str) -> Any:
-    """PyTorch dynamic quantisation: int8 weights for every linear layer (a scale per output channel,
-    measured a point more accurate on SST-2 than one per tensor), activations quantised on the fly."""
+    """PyTorch dynamic quantisation: int8 weights for every linear layer (a scale per output channel:
+    one per tensor loses accuracy to the few large columns, docs/results.md "Inference"), activations
+    quantised on the fly."""
     import warnings
 
     import torch

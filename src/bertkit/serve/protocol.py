@@ -1,8 +1,8 @@
 """uvicorn's h11 protocol with a timeout on the request line and headers.
 
 uvicorn times an idle keep-alive connection (`timeout_keep_alive`) but not one that is sending its headers:
-a client that opens a connection and sends a few bytes of header at a time holds it for as long as it likes
-(a thousand such connections were all still held after 60 s). This protocol closes a connection whose
+a client that opens a connection and sends a few bytes of header at a time holds it for as long as it likes,
+and enough such clients hold every connection the server has. This protocol closes a connection whose
 request line and headers are not complete `header_timeout` seconds after it opened or after the first byte
 of its next request, with a 408. The body has its own timeout in the app (`--body-timeout`).
 """

@@ -129,9 +129,13 @@ class QaTask(Task):
     # --- features ---------------------------------------------------------------------------------------
     def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
         max_length = self.max_length(data_cfg)
-        stride = min(self.cfg.doc_stride, max_length // 2)
-        questions = [self._short_question(ex["question"], tokenizer, max_length // 2) for ex in examples]
-        enc = tokenizer(questions, [ex["context"] for ex in examples], truncation="only_second",
+        questions, lengths = zip(*(self._short_question(ex["question"], tokenizer, max_length // 2)
+                                   for ex in examples)) if examples else ((), ())
+        # The windows' overlap must leave each window new context after the longest question; the tokenizer
+        # refuses (it panics) a stride as long as the context part.
+        room = max_length - max(lengths, default=0) - tokenizer.num_special_tokens_to_add(pair=True)
+        stride = min(self.cfg.doc_stride, max_length // 2, max(room // 2, 0))
+        enc = tokenizer(list(questions), [ex["context"] for ex in examples], truncation="only_second",
                         max_length=max_length, stride=stride, return_overflowing_tokens=True,
                         return_offsets_mapping=True)
         features = []
@@ -150,12 +154,13 @@ class QaTask(Task):
         return features
 
     @staticmethod
-    def _short_question(question: str, tokenizer, limit: int) -> str:
-        """Questions longer than half the window are cut (at a token boundary) so the context fits."""
+    def _short_question(question: str, tokenizer, limit: int) -> tuple[str, int]:
+        """(the question, its tokens): questions longer than half the window are cut (at a token boundary) so
+        the context fits."""
         enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
         if len(enc["input_ids"]) <= limit:
-            return question
-        return question[: enc["offset_mapping"][limit - 1][1]]
+            return question, len(enc["input_ids"])
+        return question[: enc["offset_mapping"][limit - 1][1]], limit
 
     @staticmethod
     def _positions(answers: list[dict[str, Any]], offsets: list[tuple[int, int] | None]) -> tuple[int, int]:

@@ -37,10 +37,8 @@ FEW_SHOT_NO_DEV_BELOW = 500
 #: `train.method auto` takes the few-shot recipe below this many training examples per class.
 FEW_SHOT_BELOW = 150
 #: Default batches: 32 examples where 3 epochs of them give this many optimiser steps (from about 6,400
-#: training examples), else 8. Measured with no dev file: 3,000 CoNLL sentences reached 0.710 entity F1 in
-#: 255 steps of 32 (lr 5e-5) and 0.856 in 1,014 steps of 8 (lr 1e-4); batches of 16 at 1e-4 scored below 8
-#: there and on 4,000 SST-2 sentences; on 8,000 SST-2 sentences 675 steps of 32 came within half a point of
-#: 1,350 of 16 in four fifths of the time.
+#: training examples), else 8: a small set needs the steps more than the larger batch, a large one gets enough
+#: steps from batches of 32 and their speed (docs/results.md, "Defaults and the few-shot recipe").
 BATCH_32_STEPS = 600
 #: The fewest optimiser steps the default epochs give a small training set, and the most passes they take.
 MIN_DEFAULT_STEPS, MAX_DEFAULT_EPOCHS = 120, 40
@@ -188,9 +186,8 @@ def _method(config: RunConfig, data: DataStats, model: ModelInfo) -> tuple[str, 
 
 def _few_shot_settings(tc: TrainConfig) -> None:
     """The few-shot run's open values: SetFit's batch of 16 pairs, one pass over them, lr 2e-5, and batches
-    drawn at random rather than by length: pairs batched by length share a batch with pairs of their kind (on
-    TREC-6, 8 questions per class, that cost 1.5 points of accuracy on a dev sample; SetFit's batches are random
-    too)."""
+    drawn at random rather than by length: pairs batched by length share a batch with pairs of their kind, and
+    the contrastive loss then sees too few of the others (SetFit's batches are random too; docs/results.md)."""
     if tc.length_grouping is None:
         tc.length_grouping = False
     if tc.batch_size is None:
@@ -202,11 +199,12 @@ def _few_shot_settings(tc: TrainConfig) -> None:
 
 
 def _freeze_embeddings(config: RunConfig, data: DataStats, model: ModelInfo) -> bool:
-    """The word embeddings stay fixed in a standard fine-tune (measured on 4,000 SST-2 and 3,000 CoNLL rows: a
-    fifth less time, dev figures within half a point of training them), and train where they must learn:
+    """The word embeddings stay fixed in a standard fine-tune (half of a small model's weights that cost
+    gradients and optimiser state for little gain: docs/results.md, "What makes training fast"), and train
+    where they must learn:
     masked-LM pre-training, a random initialisation, an extended vocabulary (in this run, or in the run it
     starts from: rows that had only its pre-training), LoRA and gradual unfreezing (which thaw them as they
-    choose), and the few-shot recipe (its measured figures train them)."""
+    choose), and the few-shot recipe (its contrastive phase moves the whole encoder)."""
     tc, mc = config.train, config.model
     return not (data.tunes_embeddings or tc.method == "few-shot" or mc.init == "random" or mc.extend_vocab
                 or bool(mc.extend_vocab_list) or bool(mc.lora_r) or bool(tc.unfreeze_every)

@@ -79,8 +79,8 @@ def make_pairs(features: Sequence[dict[str, Any]], per_example: int | None, seed
         per_side = max(1, per_example // 2) * n
     else:
         # SetFit's count: the larger list, the other oversampled to it. Cycling a small set's pairs further adds
-        # time, not accuracy (README, "Small training sets": SST-2 dev samples of 16 and 64 examples); two
-        # classes need fewer pairs than six (SST-2 at 128 per class: 2,560 pairs as good as 8,000)
+        # time, not accuracy, and two classes need fewer pairs than six (docs/results.md, "Defaults and the
+        # few-shot recipe")
         cap = min(MAX_PAIRS, PAIRS_PER_EXTRA_CLASS * max(1, labels.shape[1] - 1))
         per_side = min(cap // 2, max(len(pos), len(neg)))
     pairs = []

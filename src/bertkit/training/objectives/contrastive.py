@@ -72,7 +72,7 @@ class Contrastive(Objective):
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids")
                 if k in batch and (k != "token_type_ids" or takes_token_types(model))]
         lengths = batch["attention_mask"].sum(1).tolist()
-        # Random pairs mix short inputs with long ones (on SST-2 a third of a padded batch is text), so the
+        # Random pairs mix short inputs with long ones (most of a padded batch would be padding), so the
         # inputs run in sub-batches of similar length: the same embeddings, a fraction of the padding. A model
         # wrapped for data parallelism is called once, as its gradient synchronisation needs.
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
