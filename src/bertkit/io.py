@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,17 @@ from typing import Any
 from bertkit.errors import DataError
 
 __all__ = ["atomic_write_text", "output_target", "write_output", "normal_permissions", "sha256_file",
-           "process_alive"]
+           "process_alive", "split_lines"]
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of a text file's content, split at \\n, \\r\\n or \\r only. `str.splitlines` also splits at
+    U+0085, U+2028, U+2029 and other separators that real text carries inside a line (a JSON string, a
+    review, a token), which would cut one record in two."""
+    lines = _LINE_END.split(text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def atomic_write_text(path: Path, text: str) -> None:

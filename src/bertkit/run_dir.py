@@ -30,7 +30,7 @@ import yaml
 
 from bertkit.config import RunConfig, safe_yaml
 from bertkit.errors import CheckpointError, ConfigError
-from bertkit.io import atomic_write_text, process_alive, sha256_file
+from bertkit.io import atomic_write_text, process_alive, sha256_file, split_lines
 
 MARKER = ".bertkit-run"
 
@@ -60,7 +60,7 @@ def _jsonl_text(records: list[dict[str, Any]]) -> str:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        return [json.loads(line) for line in split_lines(path.read_text(encoding="utf-8")) if line]
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: unreadable ({exc}); the run directory is damaged") from None
 
@@ -256,7 +256,7 @@ class RunDir:
         if not self.metrics_file.is_file():
             return []
         records = []
-        for line in self.metrics_file.read_text(encoding="utf-8").splitlines():
+        for line in split_lines(self.metrics_file.read_text(encoding="utf-8")):
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:

@@ -471,3 +471,37 @@ def test_a_request_body_that_is_not_a_json_object_is_refused_not_a_crash(workspa
                 assert status == 422 and "JSON" in body["error"], (path, raw, body)
     finally:
         ui.kill()
+
+
+def test_texts_with_unicode_line_separators_go_through_train_report_evaluate_predict_and_the_app(
+        workspace, tmp_path):
+    """U+0085, U+2028 and U+2029 inside a text are characters of that text, not line ends: the run's JSON-lines
+    files (dev examples, metrics) are read back whole, so the report is written, evaluate and predict answer
+    one row per input, and the web app shows the run's metrics."""
+    from conftest import cli_train
+
+    from bertkit.cli import main
+
+    seps = ["\u0085", "\u2028", "\u2029"]
+    rows = [(text.replace(" ", f" {seps[i % 3]}", 1), label) for i, (text, label) in enumerate(toy_sentiment(120, 5))]
+    train = write_csv(tmp_path / "train.csv", ["text", "sentiment"], rows[:90])
+    dev = write_csv(tmp_path / "dev.csv", ["text", "sentiment"], rows[90:])
+    run = cli_train("classification", train, dev, workspace / "runs" / "seps", workspace / "models" / "tiny",
+                    "--label-column", "sentiment", "--max-steps", "10", "--eval-every", "5")
+    assert (run / "report.html").is_file()
+    dev_rows = [json.loads(line) for line in (run / "dev_examples.jsonl").read_text(encoding="utf-8").split("\n")
+                if line]
+    assert len(dev_rows) == 30 and any("\u2028" in r["text"] for r in dev_rows)
+    assert main(["evaluate", str(run), "--data", str(dev), "--json"]) == 0
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t, _ in rows[90:]),
+                      encoding="utf-8")
+    out = tmp_path / "predictions.jsonl"
+    assert main(["predict", str(run), "--input", str(inputs), "--output", str(out)]) == 0
+    assert len([line for line in out.read_text(encoding="utf-8").split("\n") if line]) == 30
+    ui = ThreadUI(workspace)
+    try:
+        status, state = ui.call("GET", "/api/run/seps")
+        assert status == 200 and any("eval" in json.dumps(m) for m in state["metrics"])
+    finally:
+        ui.kill()

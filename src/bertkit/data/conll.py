@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bertkit.data.readers import read_text
 from bertkit.errors import DataError
+from bertkit.io import split_lines
 
 __all__ = ["Sentence", "read_conll"]
 
@@ -42,7 +43,7 @@ def read_conll(path: str | Path, *, token_index: int = 0, tag_index: int = -1, e
             sentences.append(Sentence(tokens, tags if with_tags else None, start, doc))
         tokens, tags = [], []
 
-    for n, raw in enumerate(read_text(p, encoding).splitlines(), start=1):
+    for n, raw in enumerate(split_lines(read_text(p, encoding)), start=1):
         line = raw.strip()
         if "\x00" in line:
             raise DataError(f"{p}:{n}: NUL byte in the line; the file looks binary or corrupt")

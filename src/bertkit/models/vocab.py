@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from bertkit.errors import DataError
+from bertkit.io import split_lines
 
 __all__ = ["new_tokens", "read_token_list", "extend_tokenizer", "init_new_embeddings", "ADDED_TOKENS_FILE"]
 
@@ -91,7 +92,7 @@ def read_token_list(path: str | Path) -> list[str]:
     """Tokens to add, one per line (UTF-8; blank lines and duplicates skipped)."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = split_lines(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: no such file (model.extend_vocab_list: a text file, one token per line)") from None
     except UnicodeDecodeError as exc:

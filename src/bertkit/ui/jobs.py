@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bertkit.io import atomic_write_text, process_alive
+from bertkit.io import atomic_write_text, process_alive, split_lines
 
 __all__ = ["JobQueue", "main"]
 
@@ -67,7 +67,7 @@ class JobQueue:
         path = self.folder / f"{self._path(job_id).stem}.log"
         if not path.exists():
             return []
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()[-tail:]
+        return split_lines(path.read_text(encoding="utf-8", errors="replace"))[-tail:]
 
     def for_run(self, run: Path, kind: str = "train") -> dict[str, Any] | None:
         """The newest job of a run directory (of one kind: its training, or its exports)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.errors import BertkitError, ConfigError
+from bertkit.io import split_lines
 from bertkit.ui.forms import task_keys
 from bertkit.ui.workspace import Workspace, confine_config
 
@@ -96,7 +97,7 @@ def run_state(ws: Workspace, name: str, log_lines: int = 60) -> dict[str, Any]:
     state["status"] = run.status()
     metrics = []
     if (path / "metrics.jsonl").exists():
-        for line in (path / "metrics.jsonl").read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in split_lines((path / "metrics.jsonl").read_text(encoding="utf-8", errors="replace")):
             try:
                 metrics.append(json.loads(line))
             except ValueError:
