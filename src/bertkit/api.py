@@ -56,7 +56,7 @@ def evaluate(run_dir: str | Path, data: str | Path, *, fmt: str | None = None, q
     used in training); `quantize="int8"` scores the run's model with PyTorch dynamic int8."""
     predictor = Predictor.from_path(run_dir, quantize=quantize)
     examples, data_cfg = predictor.read_file(data, with_labels=True, fmt=fmt, **columns)
-    return predictor.evaluate_examples(examples, data_cfg)
+    return predictor.evaluate_examples(examples, data_cfg, source=str(data))
 
 
 def predict(run_dir: str | Path, inputs: list[Any], *, quantize: str | None = None) -> list[dict[str, Any]]:

@@ -294,7 +294,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return 0
     examples, data_cfg = predictor.read_file(args.input, with_labels=False, fmt=args.format,
                                              text_column=args.text_column, text_pair_column=args.text_pair_column)
-    predictions = predictor.predict_examples(examples, data_cfg)
+    predictions = predictor.predict_examples(examples, data_cfg, source=str(args.input))
     lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
     if args.output:
         write_output(args.output, lines, inputs=(args.input,))

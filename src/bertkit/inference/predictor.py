@@ -22,6 +22,7 @@ from bertkit.models.init_source import load_run_model
 from bertkit.models.loading import load_tokenizer
 from bertkit.run_dir import RunDir
 from bertkit.runtime import Runtime
+from bertkit.tasks import long_inputs
 from bertkit.tasks.base import Task, get_task
 
 __all__ = ["Predictor"]
@@ -107,8 +108,20 @@ class Predictor:
         return cov
 
     def outputs(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None) -> Any:
-        features = self.task.preprocess(examples, self.tokenizer, data_cfg or self.config.data, with_labels=False)
-        return predict_outputs(self.model, self.task, features, self.rt, self.pad_id, len(examples))
+        return self._outputs_and_features(examples, data_cfg)[0]
+
+    def _outputs_and_features(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None,
+                              source: str | None = None) -> tuple[Any, list[dict[str, Any]]]:
+        """The task's outputs and the features they came from; with `source` (a file), one line says how many
+        inputs were longer than the window and what was done with them."""
+        data_cfg = data_cfg or self.config.data
+        features = self.task.preprocess(examples, self.tokenizer, data_cfg, with_labels=False)
+        if source is not None and self.task.reads_long_inputs:
+            summary = long_inputs.summarise(features, self.task.max_length(data_cfg))
+            line = summary.line("inputs", self.task.cfg.long_inputs)
+            if line:
+                (log.warning if summary.cut_examples else log.info)("%s: %s", source, line)
+        return predict_outputs(self.model, self.task, features, self.rt, self.pad_id, len(examples)), features
 
     def predict(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         """Predictions for raw inputs: for classification strings, or (text, text_pair) / {"text",
@@ -116,9 +129,18 @@ class Predictor:
         check_inputs_text(inputs)
         return self.predict_examples(self.task.make_examples(inputs, self.tokenizer))
 
-    def predict_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None):
-        return self.task.postprocess(self.outputs(examples, data_cfg), examples)
+    def predict_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None, *,
+                         source: str | None = None) -> list[dict[str, Any]]:
+        """One prediction per example; one read in several windows says how many (`windows`), one partly
+        left unread says how many tokens (`cut_tokens`)."""
+        outputs, features = self._outputs_and_features(examples, data_cfg, source)
+        predictions = self.task.postprocess(outputs, examples)
+        for prediction, note in zip(predictions, self.task.input_notes(features, len(examples))):
+            prediction.update(note)
+        return predictions
 
-    def evaluate_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None):
-        """Metrics on labelled examples, with the decision parameters fixed at training (no tuning)."""
-        return self.task.metrics(self.outputs(examples, data_cfg), examples)
+    def evaluate_examples(self, examples: Sequence[dict[str, Any]], data_cfg: DataConfig | None = None, *,
+                          source: str | None = None) -> dict[str, float]:
+        """Metrics on labelled examples (each scored whole, however many windows it took), with the decision
+        parameters fixed at training (no tuning)."""
+        return self.task.metrics(self._outputs_and_features(examples, data_cfg, source)[0], examples)

@@ -107,6 +107,10 @@ class Task(ABC):
     #: A run saves its predictions on dev beside the dev outputs (for the report's view of the dev set,
     #: `bertkit.evaluation.views`).
     saves_dev_predictions: ClassVar[bool] = False
+    #: It reads an input longer than its window whole (`task.long_inputs`), its features carry
+    #: `example_index`, `tokens` and `cut` (`bertkit.tasks.long_inputs`), and the window may be chosen from the
+    #: training data's lengths.
+    reads_long_inputs: ClassVar[bool] = False
 
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
@@ -283,6 +287,11 @@ class Task(ABC):
         example into several windows merge them here.
         """
         return np.stack(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
+
+    def input_notes(self, features: Sequence[dict[str, Any]], n_examples: int) -> list[dict[str, Any]]:
+        """What each example's prediction says of how it was read (how many windows, how many tokens cut);
+        merged into the predictions. Default: nothing."""
+        return [{} for _ in range(n_examples)]
 
     @abstractmethod
     def postprocess(self, outputs: Any, examples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

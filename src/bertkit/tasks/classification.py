@@ -21,6 +21,7 @@ from bertkit.data.batching import pad_batch
 from bertkit.data.packing import pack_batch
 from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
+from bertkit.tasks import long_inputs
 from bertkit.tasks.base import Task, register_task
 from bertkit.tasks.classification_problems import PROBLEMS, LabelStats, Problem, label_name, look_alike
 from bertkit.tasks.first_token import (
@@ -41,6 +42,14 @@ class ClassificationConfig(TaskConfig):
         "auto", "classification variant; auto: lists -> multi_label, fractional numbers -> regression")
     class_weights: Literal["none", "auto"] = option("none", "'auto' weights classes by inverse frequency")
     threshold: float | None = option(None, "multi-label decision threshold; tuned on dev when unset")
+    long_inputs: Literal["windows", "head-tail", "truncate"] = option(
+        "windows", "an input longer than the window: windows reads it all in overlapping windows and averages "
+        "their logits; head-tail keeps its first quarter-window and its end; truncate keeps its start")
+    window_stride: int | None = option(None, "tokens consecutive windows share; default a quarter of the window")
+
+    def __post_init__(self) -> None:
+        if self.window_stride is not None and self.window_stride < 0:
+            raise ConfigError(f"task.window_stride must be >= 0, got {self.window_stride}")
 
 
 def output_layer(model: torch.nn.Module, n_labels: int) -> torch.nn.Linear | None:
@@ -79,6 +88,7 @@ class ClassificationTask(Task):
     few_shot_problems = ("single_label", "multi_label")
     calibrates = True
     saves_dev_predictions = True
+    reads_long_inputs = True
     input_schema = {"anyOf": [
         {"type": "string", "minLength": 1},
         {"type": "object", "required": ["text"],
@@ -197,18 +207,18 @@ class ClassificationTask(Task):
         return [label_name(ex["label"]) for ex in examples]
 
     def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
+        """Features of a window of `data.max_length` tokens; a longer input as `task.long_inputs` says (every
+        window of it carries its label in training)."""
         features = []
         block = 8192  # the tokenizer's per-text records are large: hold those of one block at a time
         for start in range(0, len(examples), block):
             part = examples[start:start + block]
             texts = [ex["text"] for ex in part]
             pairs = [ex["text_pair"] for ex in part] if "text_pair" in part[0] else None
-            enc = tokenizer(texts, pairs, truncation=True, max_length=self.max_length(data_cfg),
-                            return_attention_mask=False)
-            for i, ex in enumerate(part):
-                feat = {"input_ids": enc["input_ids"][i]}
-                if "token_type_ids" in enc:
-                    feat["token_type_ids"] = enc["token_type_ids"][i]
+            for feat in long_inputs.encode(tokenizer, texts, pairs, self.max_length(data_cfg),
+                                           self.cfg.long_inputs, self.cfg.window_stride):
+                ex = part[feat["example_index"]]
+                feat["example_index"] += start
                 if with_labels:
                     feat["label"] = self.encode_label(ex["label"])
                 features.append(feat)
@@ -318,6 +328,13 @@ class ClassificationTask(Task):
                 {"type": "array", "items": text, "minItems": 2, "maxItems": 2, "description": "text, text_pair"}]}
         return {"anyOf": [text, {"type": "object", "required": ["text"], "properties": {"text": text},
                                  "not": {"required": ["text_pair"]}}]}
+
+    def combine(self, outputs, features, n_examples: int) -> np.ndarray:
+        """One row of logits per example: the mean over its windows."""
+        return long_inputs.combine_windows(outputs, features, n_examples)
+
+    def input_notes(self, features, n_examples: int) -> list[dict[str, Any]]:
+        return long_inputs.notes(features, n_examples)
 
     def postprocess(self, logits: np.ndarray, examples=None) -> list[dict[str, Any]]:
         return self.kind.postprocess(self, logits)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from bertkit.errors import ConfigError
 
 __all__ = ["DataStats", "ModelInfo", "resolve", "input_length", "holdout_below", "default_lr", "lr_rule",
            "NO_DEV_BELOW", "FEW_SHOT_NO_DEV_BELOW", "FEW_SHOT_BELOW", "BATCH_32_STEPS", "MIN_DEFAULT_STEPS",
-           "MAX_DEFAULT_EPOCHS", "LR_BY_WIDTH"]
+           "MAX_DEFAULT_EPOCHS", "LR_BY_WIDTH", "window_for", "WINDOW_STEPS", "WINDOW_COVERS"]
 
 #: With no dev file, a training set smaller than this keeps all its examples (no dev split).
 NO_DEV_BELOW = 200
@@ -59,14 +60,18 @@ class DataStats:
     default_max_length: int = 128  # the task's input length when data.max_length is unset
     few_shot: bool = False  # the task serves the few-shot recipe for this problem (`Task.few_shot_problems`)
     tunes_embeddings: bool = False  # training tunes the word embeddings themselves (`Task.tunes_embeddings`)
+    window: int | None = None  # the input length chosen from the training data's lengths (`window_for`)
+    window_reason: str | None = None
 
     @classmethod
-    def of(cls, task: Any, train: int) -> DataStats:
-        """The stats of a fitted task plug-in and its number of training features."""
+    def of(cls, task: Any, train: int, window: tuple[int, str] | None = None) -> DataStats:
+        """The stats of a fitted task plug-in, its number of training features and the window chosen from the
+        training data's lengths, if one was."""
         problem = task.state().get("problem")
         return cls(train=train, task=task.name, problem=problem, labels=len(task.state().get("labels") or []),
                    default_max_length=task.default_max_length, few_shot=problem in task.few_shot_problems,
-                   tunes_embeddings=task.tunes_embeddings)
+                   tunes_embeddings=task.tunes_embeddings, window=window[0] if window else None,
+                   window_reason=window[1] if window else None)
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ def resolve(config: RunConfig, data: DataStats, model: ModelInfo) -> tuple[RunCo
     positions, the few-shot recipe where it cannot run)."""
     out, reasons = copy.deepcopy(config), []
     length, why = input_length(config, data.default_max_length, model)
+    if config.data.max_length is None and data.window is not None:
+        length, why = data.window, data.window_reason
     out.data.max_length = length
     reasons += [why] if why else []
     tc = out.train
@@ -127,6 +134,29 @@ def input_length(config: RunConfig, default: int, model: ModelInfo) -> tuple[int
                           f"{model.name}; set data.max_length to {model.max_positions} or less")
     return model.max_positions, (f"inputs cut at {model.max_positions} tokens, the model's position limit (the "
                                  f"{config.task.name} default is {wanted})")
+
+
+#: Input lengths a window chosen from the data may take (up to the model's limit), and the share of training
+#: inputs it should hold whole: the rest are read in several windows (or cut, as task.long_inputs says).
+WINDOW_STEPS, WINDOW_COVERS = (128, 256, 384, 512, 1024, 2048, 4096), 0.9
+
+
+def window_for(lengths: Sequence[int], default: int, model: ModelInfo) -> tuple[int, str]:
+    """The window of a task that reads long inputs whole, from the tokenised lengths of (a sample of) its
+    training inputs: the shortest of `WINDOW_STEPS`, from the task's default up, that holds 90 % of them
+    whole, within the model's positions; and the defaults line that says so."""
+    ordered = sorted(lengths)
+    covers = ordered[min(len(ordered) - 1, int(WINDOW_COVERS * len(ordered)))] if ordered else 0
+    limit = model.max_positions or max(WINDOW_STEPS)
+    window = next((w for w in WINDOW_STEPS if w >= max(covers, default) and w <= limit), None)
+    over = sum(1 for n in ordered if n > (window or limit))
+    share = f"{100 * over / len(ordered):.0f}% of {len(ordered):,} training inputs measured" if ordered else "none"
+    median = ordered[len(ordered) // 2] if ordered else 0
+    if window is None:
+        return limit, (f"inputs read in windows of {limit} tokens, the model's limit: 90% of the training inputs "
+                       f"need {covers} (median {median}); longer than the window: {share}")
+    return window, (f"inputs read in windows of {window} tokens: 90% of the training inputs fit in {covers} "
+                    f"(median {median}); longer than the window: {share}")
 
 
 def holdout_below(config: RunConfig, data: DataStats, model: ModelInfo) -> int:

@@ -28,11 +28,13 @@ log = logging.getLogger("bertkit")
 
 
 def attach_teacher_logits(features: list[dict[str, Any]], logits: np.ndarray) -> list[dict[str, Any]]:
-    """Copies of the student's features, each with its example's (L,) teacher logits."""
-    if len(features) != len(logits):
+    """Copies of the student's features, each with its example's (L,) teacher logits (every window of a long
+    input gets its example's: the teacher's answer for the whole text)."""
+    index = [f.get("example_index", i) for i, f in enumerate(features)]
+    if max(index, default=-1) >= len(logits) or (len(features) != len(logits) and "example_index" not in features[0]):
         raise ConfigError(f"distillation needs one teacher output per training example, got {len(logits)} for "
                           f"{len(features)} features")
-    return [{**f, "teacher_logits": logits[i].astype(np.float32)} for i, f in enumerate(features)]
+    return [{**f, "teacher_logits": logits[i].astype(np.float32)} for i, f in zip(index, features)]
 
 
 def teacher_logits(config: RunConfig, task: Task, train_examples: list[dict[str, Any]],

@@ -3,6 +3,7 @@ dev file, and features from the tokenisation cache (or streamed into a memory-ma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from bertkit.errors import ConfigError
 from bertkit.io import atomic_write_text
 from bertkit.models import vocab
 from bertkit.run_dir import RunDir
+from bertkit.tasks import long_inputs
 from bertkit.tasks.base import Task
 from bertkit.training.defaults import NO_DEV_BELOW
 
@@ -43,12 +45,17 @@ class RunData:
     train_examples: list[dict[str, Any]] | None
     tokenizer: Any = None
     added_tokens: list[str] = field(default_factory=list)
+    window: tuple[int, str] | None = None  # the input length chosen from the training data, and why
 
 
 def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir,
-                  keep_all_below: Callable[[list[dict[str, Any]]], int] | None = None) -> RunData:
+                  keep_all_below: Callable[[list[dict[str, Any]]], int] | None = None,
+                  choose_window: Callable[[list[dict[str, Any]], Any], tuple[int, str] | None] | None = None
+                  ) -> RunData:
     """Read, check and tokenise the run's data; the task is fitted on the training examples. With no dev file,
-    a training set smaller than `keep_all_below(examples)` (default `defaults.NO_DEV_BELOW`) keeps all its examples."""
+    a training set smaller than `keep_all_below(examples)` (default `defaults.NO_DEV_BELOW`) keeps all its
+    examples. `choose_window(examples, tokenizer)` may set the input length from the training examples before
+    they are tokenised."""
     extend = bool(config.model.extend_vocab or config.model.extend_vocab_list)
     if config.data.stream:
         if extend:
@@ -63,9 +70,15 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir,
     if extend:
         tokenizer, added, fingerprints["vocabulary"], fingerprints["coverage"] = _extend_vocab(
             config, tokenizer, train_examples)
+    window = choose_window(train_examples, tokenizer) if choose_window and train_examples else None
+    if window is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, max_length=window[0]))
     if train_examples is not None:
         train_features = task_features(task, train_examples, tokenizer, config)
     dev_features = task_features(task, dev_examples, tokenizer, config) if dev_examples else []
+    if task.reads_long_inputs:
+        _say_lengths(task, config, fingerprints, train_features if train_examples is not None else None,
+                     dev_features)
     if "coverage" not in fingerprints:  # an extended vocabulary measured it with its new tokenizer already
         fingerprints["coverage"] = coverage(train_examples if train_examples is not None else dev_examples,
                                             tokenizer)
@@ -85,7 +98,22 @@ def load_run_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir,
                     "distinction; if it matters, use a model whose tokenizer keeps them (a cased or multilingual "
                     "one, --model DIR)", config.model.name, 100 * cov["normalised_away"],
                     " ".join(cov["top_normalised"][:10]))
-    return RunData(train_features, dev_examples, dev_features, fingerprints, train_examples, tokenizer, added)
+    return RunData(train_features, dev_examples, dev_features, fingerprints, train_examples, tokenizer, added, window)
+
+
+def _say_lengths(task: Task, config: RunConfig, fingerprints: dict[str, Any], train_features: list[dict] | None,
+                 dev_features: list[dict]) -> None:
+    """The tokenised lengths of the training and dev inputs against the window (environment.json's data), and
+    one line each when some are longer: how many windows read them, or how much of them is cut."""
+    window, mode = task.max_length(config.data), config.task.long_inputs
+    for name, features in (("training", train_features), ("dev", dev_features)):
+        if not features:
+            continue
+        summary = long_inputs.summarise(features, window)
+        fingerprints.setdefault("lengths", {})["train" if name == "training" else "dev"] = summary.as_dict()
+        line = summary.line(f"{name} inputs", mode)
+        if line:
+            (log.warning if summary.cut_examples else log.info)("%s", line)
 
 
 def _extend_vocab(config: RunConfig, tokenizer: Any, train_examples: list[dict[str, Any]]

@@ -39,6 +39,7 @@ from bertkit.models.vocab import init_new_embeddings
 from bertkit.run_dir import MARKER, RunDir, dev_metrics
 from bertkit.runtime import Runtime, unwrap
 from bertkit.tasks.base import Task, example_record, get_task
+from bertkit.tasks.long_inputs import input_lengths
 from bertkit.training import checkpoint as ckpt
 from bertkit.training import defaults, few_shot
 from bertkit.training.defaults import DataStats, ModelInfo
@@ -152,7 +153,8 @@ def prepare(config: RunConfig) -> RunContext:
         model_info = ModelInfo.of(init.model, encoder_config(init.model), parent=init.parent,
                                   processes=rt.num_processes)
         data = _load_data(config, task, tokenizer, run, model_info)
-        config, reasons = defaults.resolve(config, DataStats.of(task, len(data.train_features)), model_info)
+        config, reasons = defaults.resolve(config, DataStats.of(task, len(data.train_features), data.window),
+                                           model_info)
         for reason in reasons:
             log.info("%s", reason)
         head_features = _few_shot_pairs(config, data) if config.train.method == "few-shot" else None
@@ -192,7 +194,12 @@ def _load_data(config: RunConfig, task: Task, tokenizer: Any, run: RunDir, model
             return defaults.NO_DEV_BELOW
         return defaults.holdout_below(config, DataStats.of(probe, len(examples)), model)
 
-    data = load_run_data(reading, task, tokenizer, run, keep_all_below)
+    def choose_window(examples: list[dict[str, Any]], tok: Any) -> tuple[int, str] | None:
+        if config.data.max_length is not None or not task.reads_long_inputs:
+            return None
+        return defaults.window_for(input_lengths(examples, tok), task.default_max_length, model)
+
+    data = load_run_data(reading, task, tokenizer, run, keep_all_below, choose_window)
     if config.resume:
         _check_same_data(run, data.fingerprints)
     return data
