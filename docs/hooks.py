@@ -28,12 +28,17 @@ def _action_row(action: argparse.Action) -> str:
 def _command(name: str, parser: argparse.ArgumentParser) -> list[str]:
     out = [f"## bertkit {name}", "", _cell(parser.description or ""), "",
            "```", parser.format_usage().strip().replace("usage: ", ""), "```", ""]
+    nested = []
     for group in parser._action_groups:
         actions = [a for a in group._group_actions if not isinstance(a, argparse._HelpAction)]
+        nested += [a for a in actions if isinstance(a, argparse._SubParsersAction)]
         if not actions:
             continue
         out += [f"**{group.title}**", "", "| option | what it does | default |", "| --- | --- | --- |"]
         out += [_action_row(a) for a in actions] + [""]
+    for action in nested:  # `bertkit runs list`, `bertkit data check`: each a section of its own
+        for sub_name, sub_parser in action.choices.items():
+            out += _command(f"{name} {sub_name}", sub_parser)
     return out
 
 

@@ -119,8 +119,14 @@ def _inputs(page: str, ws: Path, sst2_run: Path) -> None:
     elif name in ("serving.md", "reports.md", "run-directory.md", "results.md"):
         for run in ("runs/sst2", "runs/a", "runs/b"):
             shutil.copytree(sst2_run, ws / run, symlinks=True)
+    elif name == "long-documents.md":
+        filler = " ".join(["the movie plot was very quite and it is a film"] * 8)
+        write_csv(ws / "reviews.csv", ["text", "label"],
+                  [(f"{filler} {text}" if i % 3 == 0 else text, label)
+                   for i, (text, label) in enumerate(toy_sentiment(60, seed=6))])
     elif name == "data.md":
         write_csv(ws / "reviews.csv", ["text", "label"], toy_sentiment(40, seed=5))
+        write_csv(ws / "reviews-dev.csv", ["text", "label"], toy_sentiment(20, seed=7))
 
 
 def _environment(root: Path, tiny_model_dir: Path) -> dict[str, str]:

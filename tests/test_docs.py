@@ -47,10 +47,18 @@ def test_the_command_line_reference_lists_every_flag_of_every_command(site):
     from bertkit.cli import build_parser
 
     html = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
-    sub = next(a for a in build_parser(run_flags=True)._actions if isinstance(a, argparse._SubParsersAction))
-    missing = [f"{name} {flag}" for name, parser in sub.choices.items() for action in parser._actions
+    def commands(parser, prefix=""):  # every command, those under `runs` and `data` too
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield f"{prefix}{name}", sub
+                    yield from commands(sub, f"{prefix}{name} ")
+
+    listed = list(commands(build_parser(run_flags=True)))
+    missing = [f"{name} {flag}" for name, parser in listed for action in parser._actions
                for flag in action.option_strings if flag not in ("-h", "--help") and f"<code>{flag}</code>" not in html]
     assert not missing, missing
+    assert all(f"bertkit {name}" in html for name, _ in listed)
 
 
 def test_the_http_reference_shows_the_servers_routes_statuses_and_error_codes(site):

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "train": "bertkit.api", "evaluate": "bertkit.api", "predict": "bertkit.api", "TrainResult": "bertkit.api",
+    "check_data": "bertkit.api",
     "lineage": "bertkit.run_dir", "run_pipeline": "bertkit.pipeline", "export_model": "bertkit.export",
     "Predictor": "bertkit.inference.predictor",
     "RunConfig": "bertkit.config", "TaskConfig": "bertkit.config", "DataConfig": "bertkit.config",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import RunConfig
+from bertkit.evaluation.data_check import DataReport, check_files
 from bertkit.evaluation.report import REPORT_FILE, write_report
 from bertkit.export.model_card import write_model_card
 from bertkit.inference.predictor import Predictor
@@ -19,7 +20,7 @@ from bertkit.run_dir import lineage
 from bertkit.training import session
 from bertkit.training.session import TrainResult
 
-__all__ = ["TrainResult", "train", "train_events", "evaluate", "predict", "lineage"]
+__all__ = ["TrainResult", "train", "train_events", "evaluate", "predict", "lineage", "check_data", "DataReport"]
 
 log = logging.getLogger("bertkit")
 
@@ -62,3 +63,12 @@ def evaluate(run_dir: str | Path, data: str | Path, *, fmt: str | None = None, q
 def predict(run_dir: str | Path, inputs: list[Any], *, quantize: str | None = None) -> list[dict[str, Any]]:
     """Predictions of a run's final model (or of an ONNX export) for raw inputs (see `Predictor.predict`)."""
     return Predictor.from_path(run_dir, quantize=quantize).predict(inputs)
+
+
+def check_data(train: str | Path, dev: str | Path | None = None, *, task: str = "classification",
+               model: str | None = None, find_label_errors: bool = False, **options: Any) -> DataReport:
+    """Check a training file (and a dev file) before training: labels and imbalance, duplicates, conflicting
+    labels, dev rows also in train, lengths against the window, unknown tokens; with `find_label_errors`, the
+    rows whose label a quick out-of-fold model contradicts. `options`: max_length, fmt and column names."""
+    return check_files(str(train), str(dev) if dev else None, task=task, model=model,
+                       find_label_errors=find_label_errors, **options)

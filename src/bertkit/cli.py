@@ -112,8 +112,29 @@ def build_parser(run_flags: bool = True) -> argparse.ArgumentParser:
     q.add_argument("run_dirs", nargs="+")
     q.add_argument("--report", help="HTML file with the comparison and the learning curves overlaid")
     q.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    _data_parser(sub)
     _model_commands(sub)
     return parser
+
+
+def _data_parser(sub) -> None:
+    p = sub.add_parser("data", help="check a data set before training")
+    data = p.add_subparsers(dest="data_command", required=True)
+    q = data.add_parser("check", help="labels, duplicates, conflicting labels, dev rows in train, lengths, "
+                        "unknown tokens; exits 1 on what would make training wrong",
+                        description="Reads FILE (and --dev) as `bertkit train` would and reports what a person "
+                        "should look at before training. Exit status: 0 checked, 1 an error finding (one class, "
+                        "a dev set that is the training set, dev labels training never has), 2 unreadable data.")
+    q.add_argument("file", help="training data file")
+    q.add_argument("--dev", help="dev data file")
+    q.add_argument("--task", default="classification", help="task plug-in name (default: classification)")
+    q.add_argument("--model", default=None, help="model whose tokenizer and window to measure with (default: embedded)")
+    q.add_argument("--max-length", type=int, default=None, help="the window (default: as a run would choose it)")
+    _column_flags(q)
+    q.add_argument("--label-column", default=None, help="label column (default: label)")
+    q.add_argument("--find-label-errors", action="store_true",
+                   help="rank the rows whose label an out-of-fold model of the other rows contradicts (cleanlab)")
+    q.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
 def _model_commands(sub) -> None:
@@ -502,13 +523,27 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from bertkit.api import check_data
+
+    report = check_data(args.file, args.dev, task=args.task, model=args.model,
+                        find_label_errors=args.find_label_errors, max_length=args.max_length, fmt=args.format,
+                        text_column=args.text_column, text_pair_column=args.text_pair_column,
+                        label_column=args.label_column)
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        print("\n".join(report.lines()))
+    return 1 if report.errors else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     args = build_parser(run_flags=bool(words) and words[0] in ("train", "pretrain")).parse_args(argv)
     _configure_logging(getattr(args, "quiet", False))
     commands = {"train": _cmd_train, "pretrain": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
                 "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "report": _cmd_report, "runs": _cmd_runs,
-                "tune": _cmd_tune,
+                "tune": _cmd_tune, "data": _cmd_data,
                 "export": _cmd_export,
                 "serve": _cmd_serve, "ui": _cmd_ui}
     if args.command not in ("serve", "ui"):  # the server stops gracefully on its own signal handlers

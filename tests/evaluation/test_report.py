@@ -98,10 +98,15 @@ def test_a_run_writes_its_report_and_calibrated_model(toy_run):
     run = toy_run[0]
     page = (run / "report.html").read_text(encoding="utf-8")
     assert page == render_report(run)  # the command gives what training wrote
-    assert page.count("<svg") == 4  # curves, learning rate and throughput, confusion matrix, reliability
+    assert page.count("<svg") == 5  # curves, learning rate and throughput, confusion matrix, reliability, lengths
     for heading in ("Learning curves", "Diagnosis", "Learning rate and throughput", "Confusion matrix", "Per class",
-                    "Calibration", "Highest-loss dev examples"):
+                    "Calibration", "Highest-loss dev examples", "Input lengths"):
         assert heading in page
+    # the dev score by input length: the toy sentences all fit the tiny model's 64 positions
+    dev_accuracy = json.loads((run / "results.json").read_text())["dev"]["accuracy"]
+    assert re.search(rf"<td>1-64</td><td>60</td><td>{dev_accuracy:.4f}</td><td>yes</td>", page), \
+        re.findall(r"<h3>Input lengths</h3>.*?</table>", page, re.S)
+    assert "0.0 % of the training inputs are longer than the window of 64 tokens" in page
     assert "<script" not in page and not re.search(r'(src|href)="(https?:)?//', page)  # opens offline
     results = json.loads((run / "results.json").read_text())
     cal = results["calibration"]
@@ -164,11 +169,12 @@ def test_the_report_renders_in_a_headless_browser(toy_run):
               return {width: box.width, height: box.height, drawn: drawn,
                       text: [...svg.querySelectorAll('text')].map(t => t.textContent).join(' ')};
             });""")
-        assert len(plots) == 4
+        assert len(plots) == 5
         assert all(p["width"] > 200 and p["height"] > 150 and p["drawn"] > 5 for p in plots), [
             (p["width"], p["height"], p["drawn"]) for p in plots]
         assert "Dev accuracy" in plots[0]["text"] and "step" in plots[0]["text"]
         assert "Confusion matrix" in plots[2]["text"] and "Reliability" in plots[3]["text"]
+        assert "Training input lengths" in plots[4]["text"] and "window: 64 tokens" in plots[4]["text"]
         assert driver.execute_script("return document.querySelectorAll('table tbody tr').length") > 10
     finally:
         driver.quit()

@@ -38,6 +38,11 @@ def test_fp32_export_matches_the_run(run, exported):
     assert [o["label"] for o in ours] == [t["label"] for t in theirs]
     assert max(abs(o["score"] - t["score"]) for o, t in zip(ours, theirs)) < 1e-4
     assert evaluate(exported, run[1])["accuracy"] == pytest.approx(evaluate(run[0], run[1])["accuracy"])
+    long = [" ".join(["the movie plot was very quite and it is a film"] * 9) + ending
+            for ending in (" awful bad", " superb great")]  # past the 64 positions: read in windows
+    ours, theirs = Predictor.from_run(run[0], precision="fp32").predict(long), predict(exported, long)
+    assert [o["windows"] for o in ours] == [t["windows"] for t in theirs] and ours[0]["windows"] > 1
+    assert max(abs(o["score"] - t["score"]) for o, t in zip(ours, theirs)) < 1e-4
 
 
 def test_predict_and_evaluate_commands_take_an_export_folder(run, exported, capsys):

@@ -20,6 +20,9 @@ def test_training_and_export_write_a_model_card(tmp_path, tiny_model_dir):
     env = json.loads((tmp_path / "run" / "environment.json").read_text())
     assert env["data"]["train"]["sha256"][:16] in card and "240 rows" in card
     assert "`negative`, `positive`" in card and "| lr | 0.005 |" in card and "## Intended use and limits" in card
+    lengths = env["data"]["lengths"]["train"]
+    assert (f"- input length (tokens): median {lengths['median']}, 90th percentile {lengths['p90']}" in card
+            and "longer than the window is read whole in overlapping windows of 64 tokens" in card)
     out = export_model(tmp_path / "run", tmp_path / "export")
     assert "Hugging Face model directory" in (out / "README.md").read_text()
 

@@ -375,6 +375,11 @@ def test_the_browser_path_from_upload_to_prediction_and_report(workspace, tmp_pa
         wait.until(lambda d: d.find_elements(By.ID, "predicted"))
         assert driver.find_element(By.ID, "predicted").text in ("positive", "negative")
         assert len(driver.find_elements(By.CSS_SELECTOR, ".barrow")) == 2
+        driver.find_element(By.ID, "text").clear()  # longer than the tiny model's 64 positions: read in windows
+        driver.find_element(By.ID, "text").send_keys(" ".join(["the film was very quite and"] * 20) + " lovely")
+        driver.find_element(By.CSS_SELECTOR, "#try button").click()
+        wait.until(lambda d: d.find_elements(By.ID, "read"))
+        assert re.fullmatch(r"read whole in \d+ windows", driver.find_element(By.ID, "read").text)
         driver.find_element(By.ID, "report").click()
         wait.until(lambda d: "Dev accuracy" in d.page_source)
         driver.get(ui.url + "/")
@@ -478,9 +483,8 @@ def test_texts_with_unicode_line_separators_go_through_train_report_evaluate_pre
     """U+0085, U+2028 and U+2029 inside a text are characters of that text, not line ends: the run's JSON-lines
     files (dev examples, metrics) are read back whole, so the report is written, evaluate and predict answer
     one row per input, and the web app shows the run's metrics."""
-    from conftest import cli_train
-
     from bertkit.cli import main
+    from conftest import cli_train
 
     seps = ["\u0085", "\u2028", "\u2029"]
     rows = [(text.replace(" ", f" {seps[i % 3]}", 1), label) for i, (text, label) in enumerate(toy_sentiment(120, 5))]

@@ -28,6 +28,7 @@ class DevData:
     arrays: dict[str, Any]  # dev_outputs.npz: "outputs", or "outputs_flat" and "lengths"
     predictions: list[dict[str, Any]] | None  # dev_predictions.jsonl
     top: int  # rows of the "worst examples" tables
+    lengths: dict[str, Any] | None = None  # environment.json's data.lengths (tasks that read long inputs)
 
 
 def to_svg(fig, *, fit: bool = True) -> str:

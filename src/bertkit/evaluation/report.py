@@ -152,13 +152,14 @@ def _dev_section(run: RunDir, config: RunConfig, state: dict[str, Any], results:
     task = get_task(config.task, state)
     if task.name not in VIEWS:
         return ""
-    if ((run.read_json("environment.json", default={}).get("data") or {}).get("dev") or {}).get("held_out"):
+    data = run.read_json("environment.json", default={}).get("data") or {}
+    if (data.get("dev") or {}).get("held_out"):
         return '<p class="muted">This run had no dev set, so there is no view of the model on one.</p>'
     saved = run.read_dev_outputs()
     body = None
     if saved is not None:
         examples, arrays, predictions = saved
-        body = dev_view(DevData(task, results, examples, arrays, predictions, top))
+        body = dev_view(DevData(task, results, examples, arrays, predictions, top, data.get("lengths")))
     if body is None:
         return ('<p class="muted">This run saved no dev outputs (trained before bertkit wrote them); train it '
                 "again for the per-task views of the dev set.</p>")

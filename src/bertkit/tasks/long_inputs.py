@@ -19,7 +19,10 @@ import numpy as np
 from bertkit.errors import ConfigError
 
 __all__ = ["MODES", "encode", "default_stride", "LengthSummary", "summarise", "combine_windows", "notes",
-           "input_lengths"]
+           "input_lengths", "example_tokens", "HISTOGRAM_EDGES"]
+
+#: Bin edges (tokens) of the length histogram a run records of its training inputs.
+HISTOGRAM_EDGES = (0, 32, 64, 128, 256, 384, 512, 768, 1024, 2048, 4096)
 
 MODES = ("windows", "head-tail", "truncate")
 
@@ -180,6 +183,7 @@ class LengthSummary:
     windows: int  # features made in all
     cut_examples: int  # examples of which some tokens are read by no feature
     cut_tokens: int
+    histogram: tuple[int, ...] = ()  # inputs per bin of HISTOGRAM_EDGES (the last bin: from its edge up)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "over_window_share": self.over_window / self.examples if self.examples else 0.0}
@@ -210,7 +214,16 @@ def summarise(features: Sequence[dict[str, Any]], window: int) -> LengthSummary:
     if not len(lengths):
         return LengthSummary(0, window, 0, 0, 0, 0, 0, 0, 0)
     over = int((lengths > window).sum())
+    counts = np.histogram(lengths, bins=[*HISTOGRAM_EDGES, max(int(lengths.max()), HISTOGRAM_EDGES[-1]) + 1])[0]
     return LengthSummary(examples=len(lengths), window=window, median=int(np.median(lengths)),
                          p90=int(np.percentile(lengths, 90)), longest=int(lengths.max()), over_window=over,
                          windows=len(features), cut_examples=sum(1 for c in cut.values() if c > 0),
-                         cut_tokens=sum(cut.values()))
+                         cut_tokens=sum(cut.values()), histogram=tuple(int(c) for c in counts))
+
+
+def example_tokens(features: Sequence[dict[str, Any]], n_examples: int) -> list[int]:
+    """Each example's tokens (specials included), from its features."""
+    out = [0] * n_examples
+    for f in features:
+        out[f["example_index"]] = int(f["tokens"])
+    return out

@@ -39,7 +39,7 @@ from bertkit.models.vocab import init_new_embeddings
 from bertkit.run_dir import MARKER, RunDir, dev_metrics
 from bertkit.runtime import Runtime, unwrap
 from bertkit.tasks.base import Task, example_record, get_task
-from bertkit.tasks.long_inputs import input_lengths
+from bertkit.tasks.long_inputs import example_tokens, input_lengths
 from bertkit.training import checkpoint as ckpt
 from bertkit.training import defaults, few_shot
 from bertkit.training.defaults import DataStats, ModelInfo
@@ -486,7 +486,11 @@ def finish(ctx: RunContext, train_seconds: float, before_complete: Callable[[Pat
                    **({"calibration": calibration} if calibration else {})}
         if examples:
             predictions = task.postprocess(outputs, examples) if task.saves_dev_predictions else None
-            run.write_dev_outputs(outputs, [example_record(task, ex) for ex in examples], predictions)
+            records = [example_record(task, ex) for ex in examples]
+            if task.reads_long_inputs:  # the report's accuracy by length
+                for record, n in zip(records, example_tokens(ctx.data.dev_features, len(examples))):
+                    record["tokens"] = n
+            run.write_dev_outputs(outputs, records, predictions)
         run.write_json("results.json", results)
         if before_complete is not None:  # what belongs to a complete run (the model card): a failure here
             before_complete(run.path)    # leaves the run interrupted, to be finished with resume

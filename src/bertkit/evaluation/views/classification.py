@@ -22,7 +22,46 @@ def classification_view(d: DevData) -> str | None:
     if "outputs" not in d.arrays:
         return None
     view = {"single_label": _single_label, "multi_label": _multi_label, "regression": _regression}[task.problem]
-    return view(task, d, d.arrays["outputs"])
+    return view(task, d, d.arrays["outputs"]) + _lengths(task, d, d.arrays["outputs"])
+
+
+#: Dev length buckets of the report (tokens, specials included): upper edges, the last open.
+LENGTH_BUCKETS = (64, 128, 256, 512, 1024)
+
+
+def _lengths(task: Any, d: DevData, logits: np.ndarray) -> str:
+    """How long the inputs were against the window (a histogram of the training inputs with the window
+    marked) and the dev score by input length: where a long input is read badly, it shows here."""
+    train = (d.lengths or {}).get("train")
+    tokens = np.array([ex.get("tokens", -1) for ex in d.examples])
+    if not train or (tokens < 0).any():
+        return ""
+    window, mode = train["window"], getattr(task.cfg, "long_inputs", "truncate")
+    if task.problem == "regression":
+        name, score = "mean absolute error", np.abs(logits[:, 0] - np.array([float(ex["label"]) for ex in d.examples]))
+    elif task.problem == "multi_label":
+        name = "exact match"
+        score = (task.kind.probabilities(logits) >= task.threshold) == task.kind.gold(task, d.examples)
+        score = score.all(1).astype(float)
+    else:
+        name = "accuracy"
+        gold = np.array([task.kind.encode(ex["label"], task.label_index) for ex in d.examples])
+        score = (logits.argmax(1) == gold).astype(float)
+    rows, low = [], 0
+    for high in (*LENGTH_BUCKETS, None):
+        inside = (tokens > low) & ((tokens <= high) if high else True)
+        if inside.any():
+            rows.append([f"{low + 1}-{high}" if high else f"over {low}", int(inside.sum()),
+                         float(score[inside].mean()), "yes" if high and high <= window else "no"])
+        low = high or low
+    share = 100 * train.get("over_window_share", 0.0)
+    how = {"windows": "read whole in overlapping windows, the answer the mean of their logits",
+           "head-tail": "cut to their head and tail", "truncate": "cut at the window"}.get(mode, mode)
+    return ("<h3>Input lengths</h3>" + plot_block(_length_histogram(train))
+            + f"<p>{share:.1f} % of the training inputs are longer than the window of {window} tokens (median "
+              f"{train['median']}, 90th percentile {train['p90']}, longest {train['longest']}); longer inputs are "
+              f"{how} (task.long_inputs {mode}).</p>"
+            + html_table(["tokens", "dev inputs", f"dev {name}", "within the window"], rows))
 
 
 def _single_label(task: Any, d: DevData, logits: np.ndarray) -> str:
@@ -120,6 +159,23 @@ def _reliability_plot(before, after) -> str:
     ax.set_ylabel("accuracy")
     ax.set_title("Reliability (dev), temperature scaling")
     ax.legend(frameon=False, loc="upper left")
+    return to_svg(fig)
+
+
+def _length_histogram(train: dict[str, Any]) -> str:
+    from bertkit.tasks.long_inputs import HISTOGRAM_EDGES
+
+    counts = train.get("histogram") or []
+    fig, ax = new_figure(5.2, 2.8)
+    labels = [f"{a}-{b}" for a, b in zip(HISTOGRAM_EDGES, HISTOGRAM_EDGES[1:])] + [f"{HISTOGRAM_EDGES[-1]}+"]
+    ax.bar(range(len(counts)), counts, color=COLOURS["train"])
+    ax.set_xticks(range(len(counts)), labels[: len(counts)], rotation=45, ha="right")
+    where = sum(1 for e in HISTOGRAM_EDGES[1:] if e <= train["window"]) - 0.5  # the window's bin edge
+    ax.axvline(where, color="#c0392b", linewidth=1.5, label=f"window: {train['window']} tokens")
+    ax.set_xlabel("tokens per training input")
+    ax.set_ylabel("inputs")
+    ax.legend(frameon=False)
+    ax.set_title("Training input lengths")
     return to_svg(fig)
 
 

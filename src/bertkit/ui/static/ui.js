@@ -158,7 +158,9 @@ function showAnswer(item, p) {
   if (p.probabilities) {
     const rows = Object.entries(p.probabilities).sort((a, b) => b[1] - a[1]).map(([k, v]) =>
       `<div class=barrow><span class=barlabel>${esc(k)}</span><span class=bar style="width:${(100 * v).toFixed(1)}%"></span> ${v.toFixed(3)}</div>`).join("");
-    box.innerHTML = `<p>label: <b id=predicted>${esc(Array.isArray(p.labels) ? p.labels.join(", ") : p.label)}</b></p>${rows}`;
+    const read = p.windows ? `<p class=muted id=read>read whole in ${p.windows} windows</p>`
+      : p.cut_tokens ? `<p class=muted id=read>${p.cut_tokens} tokens past the window were not read</p>` : "";
+    box.innerHTML = `<p>label: <b id=predicted>${esc(Array.isArray(p.labels) ? p.labels.join(", ") : p.label)}</b></p>${rows}${read}`;
   } else if (p.entities) {
     const text = typeof item === "string" ? item : item.text;
     box.innerHTML = `<p id=predicted class=entities>${highlight(text, p.entities)}</p>` + (p.entities.length ? "" : "<p class=muted>no entities found</p>");
