@@ -14,7 +14,6 @@ on the held-out set (skipped with --no-train). One JSON line per flip rate.
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import json
 import random
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from long_documents import HELDOUT, POOL, _rows, _write  # noqa: E402  (the same held-out IMDB reviews)
 
 
 def _sst2(data: Path, n: int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -39,17 +40,8 @@ def _sst2(data: Path, n: int, seed: int) -> tuple[list[dict], list[dict]]:
 
 
 def _imdb(data: Path, n: int, seed: int) -> tuple[list[dict], list[dict]]:
-    with gzip.open(data / "imdb" / "train.csv.gz", "rt", encoding="utf-8", newline="") as fh:
-        rows = [{"text": r["text"], "label": r["label"]} for r in csv.DictReader(fh)]
-    return random.Random(seed).sample(rows[:23000], n), rows[-2000:]
-
-
-def _write(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["text", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    rows = _rows(data)
+    return random.Random(seed).sample(rows[:POOL], n), rows[-HELDOUT:]
 
 
 def _train_and_score(train_file: Path, heldout_file: Path, out: Path) -> tuple[float, float]:
