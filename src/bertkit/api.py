@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.config import RunConfig
-from bertkit.evaluation.data_check import DataReport, check_files
+from bertkit.data.checks import DataReport
+from bertkit.evaluation.data_check import check_files
 from bertkit.evaluation.report import REPORT_FILE, write_report
 from bertkit.export.model_card import write_model_card
 from bertkit.inference.predictor import Predictor

@@ -509,3 +509,17 @@ def test_texts_with_unicode_line_separators_go_through_train_report_evaluate_pre
         assert status == 200 and any("eval" in json.dumps(m) for m in state["metrics"])
     finally:
         ui.kill()
+
+
+def test_the_new_run_preview_says_what_the_data_check_finds(workspace, tmp_path):
+    rows = toy_sentiment(60, seed=8)
+    data = write_csv(tmp_path / "dupes.csv", ["review", "sentiment"], rows + rows[:4] + [(rows[5][0], "other")])
+    ui = ThreadUI(workspace)
+    try:
+        ui.call("PUT", "/api/upload?name=dupes.csv", raw=data.read_bytes())
+        status, preview = ui.call("GET", "/api/preview?file=uploads/dupes.csv")
+        checks = {c["code"]: c for c in preview["checks"]}
+        assert status == 200 and checks["duplicates"]["count"] >= 4 and checks["conflicting_labels"]["count"] >= 1
+        assert "dupes.csv:" in checks["duplicates"]["where"][0]
+    finally:
+        ui.kill()

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bertkit.data.checks import labels_of, text_of
 from bertkit.errors import BertkitError, ConfigError
-from bertkit.evaluation.data_check import labels_of, text_of
 from bertkit.models.loading import load_encoder, load_tokenizer
 
 __all__ = ["sentence_vectors", "out_of_fold_probabilities", "find_label_errors"]

@@ -108,7 +108,11 @@ def render_report(run_dir: str | Path, *, top: int = 10) -> str:
                ["method", results.get("method") or "standard"],
                ["training time", f"{results.get('train_seconds', '?')} s"],
                ["dev", ", ".join(f"{k} {v:.4f}" for k, v in dev.items()) or "-"]]
-    cov = (run.read_json("environment.json", default={}).get("data") or {}).get("coverage")
+    data = run.read_json("environment.json", default={}).get("data") or {}
+    if "checks" in data:  # what bertkit data check says of the training and dev data
+        summary.append(["data check", "; ".join(f"{c['level']}: {c['message']}" for c in data["checks"])
+                        or "no problems found"])
+    cov = data.get("coverage")
     if cov:
         summary.append(["unknown tokens", f"{100 * cov['unknown_share']:.1f} % of the training text"
                         + (f" (most often: {' '.join(cov['top_unknown'][:10])})" if cov["top_unknown"] else "")])

@@ -13,6 +13,7 @@ from typing import Any
 
 from bertkit.config import RunConfig
 from bertkit.data.cache import cache_root, cached_features, data_fingerprint, fingerprint
+from bertkit.data.checks import check_examples
 from bertkit.data.coverage import UNKNOWN_WARNING, coverage, example_texts
 from bertkit.data.feature_store import FeatureStore, FeatureWriter
 from bertkit.data.splits import stratified_split
@@ -179,7 +180,21 @@ def _read_data(config: RunConfig, task: Task, tokenizer: Any,
                                "rows": len(dev_examples)}
     task.fit(train_examples)
     task.check_examples(dev_examples, data.dev or f"{data.train} (dev split)")
+    fingerprints["checks"] = _say_checks(task, train_examples, dev_examples, data.train,
+                                         data.dev or f"{data.train} (dev split)")
     return train_examples, dev_examples, fingerprints
+
+
+def _say_checks(task: Task, train: list[dict], dev: list[dict], train_source: str, dev_source: str
+                ) -> list[dict[str, Any]]:
+    """What `bertkit data check` would say of the data (duplicates, conflicting labels, dev rows in train,
+    imbalance), one warning line each; the findings as environment.json records them."""
+    report = check_examples(train, dev or None, train_source=str(train_source), dev_source=str(dev_source),
+                            problem=task.state().get("problem"))
+    for finding in report.findings:
+        where = f" (first: {', '.join(finding.where[:3])})" if finding.where else ""
+        log.warning("data check: %s%s", finding.message, where)
+    return [dataclasses.asdict(f) for f in report.findings]
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

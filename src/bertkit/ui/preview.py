@@ -97,8 +97,26 @@ def preview(path: Path, limit: int = 8) -> dict[str, Any]:
     chunks = iter_table(path, chunk_rows=2000)
     table = next(chunks)
     count = len(table.rows) + sum(len(t.rows) for t in chunks)
+    suggested = suggest_columns(table.columns, table.rows)
     return {"kind": "table", "columns": table.columns, "rows": table.rows[:limit], "count": count,
-            "suggested": suggest_columns(table.columns, table.rows), "defaults": size_defaults_for(count)}
+            "suggested": suggested, "defaults": size_defaults_for(count), "checks": _checks(table, suggested)}
+
+
+def _checks(table: Any, suggested: dict[str, Any]) -> list[dict[str, Any]]:
+    """What `bertkit data check` says of the first rows (up to 2,000) with the suggested columns: duplicates,
+    conflicting labels, imbalance."""
+    from dataclasses import asdict
+
+    from bertkit.data.checks import check_examples
+
+    text, label = suggested.get("text_column"), suggested.get("label_column")
+    if not text:
+        return []
+    examples = [{"text": str(row.get(text) or ""), "where": table.where(i),
+                 **({"label": row.get(label)} if label and row.get(label) not in (None, "") else {})}
+                for i, row in enumerate(table.rows)]
+    report = check_examples(examples, None, train_source=str(table.path), problem=suggested.get("task.problem"))
+    return [asdict(f) for f in report.findings]
 
 
 def size_defaults_for(rows: int) -> dict[str, Any]:

@@ -51,7 +51,7 @@ function bertkitNewRun() {
   }
 
   async function showPreview(file) {
-    $("#preview").innerHTML = ""; $("#columns").innerHTML = ""; $("#defaults").textContent = ""; showError("");
+    $("#preview").innerHTML = ""; $("#columns").innerHTML = ""; $("#defaults").textContent = ""; $("#checks").innerHTML = ""; showError("");
     lastPreview = null;
     if (!file) return;
     try {
@@ -68,6 +68,8 @@ function bertkitNewRun() {
         for (const [f, v] of [["epochs", d.epochs], ["lr", "by model"], ["batch_size", d.batch_size]]) { form.elements[f].placeholder = `auto: ${v}`; }
         $("#defaults").textContent = `${p.count} rows: ${d.dev_split ? `${d.examples} train, a tenth split off as dev (or pick a dev file)` : `all ${d.examples} train, no dev split (too few)`}; with no changes: batch ${d.batch_size}, ${d.epochs} epochs, learning rate ${d.lr}.`;
       }
+      $("#checks").innerHTML = (p.checks || []).map((c) =>
+        `<li class=${esc(c.level)}>${esc(c.level)}: ${esc(c.message)}${c.where.length ? ` (first: ${esc(c.where.slice(0, 3).join(", "))})` : ""}</li>`).join("");
       renderTask(p.suggested);
       if (!$("#name").value) {
         $("#name").value = file.split("/").pop().replace(/\.(gz)$/i, "").replace(/\.[^.]+$/, "").replace(/[^A-Za-z0-9._-]/g, "-") + "-" + $("#task").value;
