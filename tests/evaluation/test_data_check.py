@@ -106,16 +106,15 @@ def test_sentence_vectors_are_those_of_sentence_transformers():
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
-def test_every_run_logs_the_checks_records_them_and_shows_them_in_its_report(tmp_path, tiny_model_dir, caplog):
+def test_every_run_logs_the_checks_records_them_and_shows_them_in_its_report(tmp_path, tiny_model_dir, capsys):
     from conftest import cli_train
 
     rows = toy_sentiment(80, seed=3)
     train = write_csv(tmp_path / "train.csv", ["text", "sentiment"], rows + rows[:6])  # six exact repeats
     dev = write_csv(tmp_path / "dev.csv", ["text", "sentiment"], rows[:3] + toy_sentiment(20, seed=4))
-    with caplog.at_level("WARNING", logger="bertkit"):
-        run = cli_train("classification", train, dev, tmp_path / "run", tiny_model_dir, "--label-column",
-                        "sentiment", "--max-steps", "4")
-    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data check: ")]
+    run = cli_train("classification", train, dev, tmp_path / "run", tiny_model_dir, "--label-column",
+                    "sentiment", "--max-steps", "4")
+    said = [line for line in capsys.readouterr().err.split("\n") if line.startswith("bertkit: data check: ")]
     assert any("training rows repeat an earlier row exactly" in m for m in said)
     assert any("dev rows" in m and "are also training texts" in m for m in said)
     checks = {c["code"]: c for c in json.loads((run / "environment.json").read_text())["data"]["checks"]}
