@@ -19,7 +19,7 @@ import numpy as np
 from bertkit.errors import ConfigError
 
 __all__ = ["MODES", "encode", "default_stride", "LengthSummary", "summarise", "combine_windows", "notes",
-           "input_lengths", "example_tokens", "HISTOGRAM_EDGES"]
+           "input_lengths", "example_tokens", "HISTOGRAM_EDGES", "cut_text"]
 
 #: Bin edges (tokens) of the length histogram a run records of its training inputs.
 HISTOGRAM_EDGES = (0, 32, 64, 128, 256, 384, 512, 768, 1024, 2048, 4096)
@@ -99,7 +99,9 @@ def _pairs(tokenizer: Any, texts: Sequence[str], pairs: Sequence[str], window: i
         if not idx:
             continue
         other = 1 - side
-        kept = [_cut_text(tokenizer, sides[other][i], room // 2) for i in idx]
+        # the lengths are known: only a kept text past half the window is tokenised again, to cut it
+        kept = [(sides[other][i], lengths[other][i]) if lengths[other][i] <= room // 2
+                else cut_text(tokenizer, sides[other][i], room // 2) for i in idx]
         long = [sides[side][i] for i in idx]
         first, second = (long, [k for k, _ in kept]) if side == 0 else ([k for k, _ in kept], long)
         step = 0 if mode == "truncate" else min(default_stride(window) if stride is None else stride,
@@ -120,8 +122,9 @@ def _pairs(tokenizer: Any, texts: Sequence[str], pairs: Sequence[str], window: i
     return features
 
 
-def _cut_text(tokenizer: Any, text: str, limit: int) -> tuple[str, int]:
-    """(the text, its tokens) cut at a token boundary to at most `limit` tokens."""
+def cut_text(tokenizer: Any, text: str, limit: int) -> tuple[str, int]:
+    """(the text, its tokens) cut at a token boundary to at most `limit` tokens (a pair's kept text, a QA
+    question)."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     if len(enc["input_ids"]) <= limit:
         return text, len(enc["input_ids"])

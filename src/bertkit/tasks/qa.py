@@ -21,6 +21,7 @@ from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import pad_batch
 from bertkit.errors import ConfigError, DataError
 from bertkit.tasks.base import Task, register_task
+from bertkit.tasks.long_inputs import cut_text
 from bertkit.tasks.spans import trim_span
 from bertkit.tasks.squad_metrics import best_null_threshold, f1, squad_scores
 
@@ -129,7 +130,8 @@ class QaTask(Task):
     # --- features ---------------------------------------------------------------------------------------
     def preprocess(self, examples, tokenizer, data_cfg: DataConfig, with_labels: bool = True):
         max_length = self.max_length(data_cfg)
-        questions, lengths = zip(*(self._short_question(ex["question"], tokenizer, max_length // 2)
+        # questions longer than half the window are cut (at a token boundary) so the context fits
+        questions, lengths = zip(*(cut_text(tokenizer, ex["question"], max_length // 2)
                                    for ex in examples)) if examples else ((), ())
         # The windows' overlap must leave each window new context after the longest question; the tokenizer
         # refuses (it panics) a stride as long as the context part.
@@ -152,15 +154,6 @@ class QaTask(Task):
                 feat["start_positions"], feat["end_positions"] = self._positions(examples[i]["answers"], offsets)
             features.append(feat)
         return features
-
-    @staticmethod
-    def _short_question(question: str, tokenizer, limit: int) -> tuple[str, int]:
-        """(the question, its tokens): questions longer than half the window are cut (at a token boundary) so
-        the context fits."""
-        enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-        if len(enc["input_ids"]) <= limit:
-            return question, len(enc["input_ids"])
-        return question[: enc["offset_mapping"][limit - 1][1]], limit
 
     @staticmethod
     def _positions(answers: list[dict[str, Any]], offsets: list[tuple[int, int] | None]) -> tuple[int, int]:
