@@ -93,6 +93,13 @@ def test_flipped_labels_are_found_by_out_of_fold_scoring():
     assert recall >= 0.8 and precision >= 0.8, (recall, precision)
 
 
+def test_label_errors_on_data_of_one_class_are_refused_in_one_line(tmp_path, tiny_model_dir, capsys):
+    pytest.importorskip("cleanlab")
+    one = write_csv(tmp_path / "one.csv", ["text", "label"], [(t, "pos") for t, _ in toy_sentiment(8, seed=1)])
+    assert main(["data", "check", str(one), "--model", str(tiny_model_dir), "--find-label-errors"]) == 2
+    assert "needs at least two labels" in capsys.readouterr().err
+
+
 def test_sentence_vectors_are_those_of_sentence_transformers():
     """The label-error model's vectors are the embedded MiniLM's mean-pooled, normalised sentence vectors, as
     sentence-transformers computes them from the same folder."""

@@ -46,8 +46,11 @@ def out_of_fold_probabilities(vectors: np.ndarray, labels: np.ndarray, *, folds:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    smallest = int(np.bincount(labels).min())
-    folds = min(folds, smallest)
+    counts = np.bincount(labels)
+    if (counts > 0).sum() < 2:
+        raise ConfigError("finding label errors needs at least two labels (a model of the other rows must be able "
+                          "to disagree); this data has one")
+    folds = min(folds, int(counts[counts > 0].min()))
     if folds < 2:
         raise ConfigError("finding label errors needs at least two examples of every label (it scores each "
                           "example with a model fitted on the others)")
