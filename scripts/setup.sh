@@ -28,6 +28,6 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
   fi
 fi
 "$VPY" -c "import torch" 2>/dev/null || { echo "setup: torch could not be installed" >&2; exit 1; }
-pip_q -e ".[dev,onnx,serve,track,tune,chinese,docs,data]"
+pip_q -e ".[dev,onnx,serve,track,tune,chinese,docs,data,search]"
 "$VPY" -c "import bertkit, torch; print('setup: bertkit', bertkit.__version__, 'torch', torch.__version__)"
 echo "$want" > "$stamp"

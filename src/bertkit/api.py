@@ -21,7 +21,8 @@ from bertkit.run_dir import lineage
 from bertkit.training import session
 from bertkit.training.session import TrainResult
 
-__all__ = ["TrainResult", "train", "train_events", "evaluate", "predict", "lineage", "check_data", "DataReport"]
+__all__ = ["TrainResult", "train", "train_events", "evaluate", "predict", "lineage", "check_data", "DataReport",
+           "evaluate_search", "search", "mine"]
 
 log = logging.getLogger("bertkit")
 
@@ -64,6 +65,44 @@ def evaluate(run_dir: str | Path, data: str | Path, *, fmt: str | None = None, q
 def predict(run_dir: str | Path, inputs: list[Any], *, quantize: str | None = None) -> list[dict[str, Any]]:
     """Predictions of a run's final model (or of an ONNX export) for raw inputs (see `Predictor.predict`)."""
     return Predictor.from_path(run_dir, quantize=quantize).predict(inputs)
+
+
+def evaluate_search(run_dir: str | Path, data: str | Path, *, split: str = "test", bm25: bool = True,
+                    rerank: str | Path | None = None, rerank_depth: int = 20) -> dict[str, dict[str, float]] | None:
+    """For an embedding run, search metrics (Recall@1/10/100, MRR@10, nDCG@10) on a BEIR folder or a pairs file:
+    the model, BM25 and their reciprocal-rank fusion, and a rerank run over the best of them; None for a run
+    of another task or a file of scored pairs (`evaluate` scores those)."""
+    from bertkit.evaluation.retrieval import evaluate_search as search_metrics
+    from bertkit.evaluation.retrieval import read_search_data
+
+    predictor = Predictor.from_path(run_dir)
+    if predictor.task.name != "embedding" or predictor.task.state().get("problem") == "scored":
+        return None
+    reranker = Predictor.from_path(rerank) if rerank else None
+    return search_metrics(read_search_data(data, split), embedder=predictor, bm25=bm25, fusion=bm25,
+                          reranker=reranker, rerank_depth=rerank_depth)
+
+
+def search(run_dir: str | Path, corpus: str | Path, queries: list[str], *, top_k: int = 10,
+           column: str | None = None, vectors: str | Path | None = None, rerank: str | Path | None = None,
+           rerank_depth: int = 20) -> list[list[dict[str, Any]]]:
+    """The `top_k` passages of `corpus` (a data file) nearest to each query by an embedding run's vectors
+    (exact cosine similarity), reordered by a rerank run when given. `vectors`: a .npy file of the corpus's
+    vectors (`bertkit embed`), read when it exists and written when it does not."""
+    from bertkit.evaluation.retrieval import search_corpus
+
+    return search_corpus(Predictor.from_path(run_dir), corpus, queries, top_k=top_k, column=column, vectors=vectors,
+                         reranker=Predictor.from_path(rerank) if rerank else None, rerank_depth=rerank_depth)
+
+
+def mine(pairs: str | Path, output: str | Path, *, count: int = 3, model: str | Path | None = None,
+         corpus: str | Path | None = None, skip_top: int = 0) -> int:
+    """Write `pairs` (query and passage columns) to `output` (JSONL) with a `negative` list of `count` hard
+    negatives each, from BM25 or an embedding run; returns the number of pairs."""
+    from bertkit.evaluation.retrieval import mine_file
+
+    return mine_file(pairs, output, count=count, embedder=Predictor.from_path(model) if model else None,
+                     corpus=corpus, skip_top=skip_top)
 
 
 def check_data(train: str | Path, dev: str | Path | None = None, *, task: str = "classification",

@@ -204,7 +204,12 @@ def _use_parsers(sub) -> None:
     """evaluate and predict: a run's model on a labelled file, or on new text."""
     p = sub.add_parser("evaluate", help="score a run's model on a labelled file")
     p.add_argument("run_dir")
-    p.add_argument("--data", required=True, help="labelled data file")
+    p.add_argument("--data", required=True, help="labelled data file; for an embedding run also a BEIR folder "
+                   "(corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), scored as search beside BM25")
+    p.add_argument("--split", default="test", help="embedding, BEIR folder: the qrels split (default test)")
+    p.add_argument("--rerank", default=None, help="embedding: a rerank run that reorders the best first ranking")
+    p.add_argument("--rerank-depth", type=int, default=20, help="candidates the reranker reads (default 20)")
+    p.add_argument("--no-bm25", action="store_true", help="embedding: leave BM25 and fusion out")
     _column_flags(p)
     p.add_argument("--label-column", default=None, help="label column (default: as in training)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -221,6 +226,36 @@ def _use_parsers(sub) -> None:
     p.add_argument("--output", help="JSONL file for the predictions of --input (default: stdout)")
     _column_flags(p)
     _quantize_flag(p)
+
+
+    p = sub.add_parser("search", help="the passages of a corpus nearest to a query, by an embedding run")
+    p.add_argument("run_dir")
+    p.add_argument("--corpus", required=True, help="data file of the passages (column: --column)")
+    p.add_argument("--query", required=True, action="append", help="a query (repeat for several)")
+    p.add_argument("--top-k", type=int, default=10, help="passages per query (default 10)")
+    p.add_argument("--column", default=None, help="column of the passages (default: text, or passage/...)")
+    p.add_argument("--vectors", default=None, help="the corpus's vectors from bertkit embed (.npy), made once and "
+                   "reused; written here when the file does not exist")
+    p.add_argument("--rerank", default=None, help="a rerank run that reorders the top --rerank-depth passages")
+    p.add_argument("--rerank-depth", type=int, default=20, help="candidates the reranker reads (default 20)")
+
+    p = sub.add_parser("mine", help="hard negatives for (query, passage) pairs, from BM25 or an embedding run")
+    p.add_argument("--input", required=True, help="pairs file (query/anchor and passage/positive columns)")
+    p.add_argument("--output", required=True, help="JSONL file: each pair with a 'negative' list")
+    p.add_argument("--count", type=int, default=3, help="negatives per pair (default 3)")
+    p.add_argument("--model", default=None, help="an embedding run to rank with (default: BM25)")
+    p.add_argument("--corpus", default=None, help="more passages to draw negatives from (column: text or passage)")
+    p.add_argument("--skip-top", type=int, default=0, help="pass over this many of the best non-positive passages "
+                   "(likely unlabelled positives); default 0")
+
+    p = sub.add_parser("embed", help="vectors of a file's texts from an embedding run (.npy, .parquet or .jsonl)")
+    p.add_argument("run_dir")
+    p.add_argument("--input", required=True, help="data file (CSV, TSV, JSONL, Parquet), read a chunk at a time")
+    p.add_argument("--output", required=True, help="file to write: .npy (an N x H float32 array), .parquet or "
+                   ".jsonl (id and embedding per row)")
+    p.add_argument("--column", default=None, help="column to embed (default: text, or query/anchor/...)")
+    p.add_argument("--id-column", default=None, help="column copied beside each vector (default: id when present)")
+    p.add_argument("--format", default=None, help="input format (default: by extension)")
 
 
 def _quantize_flag(p: argparse.ArgumentParser) -> None:
@@ -282,7 +317,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from bertkit.api import evaluate
+    from bertkit.api import evaluate, evaluate_search
+
+    table = evaluate_search(args.run_dir, args.data, split=args.split, bm25=not args.no_bm25, rerank=args.rerank,
+                            rerank_depth=args.rerank_depth)
+    if table is not None:
+        if args.json:
+            print(json.dumps(table))
+        else:
+            keys = [k for k in next(iter(table.values())) if k != "seconds"]
+            print(f"{'system':>16}  " + "  ".join(f"{k:>10}" for k in keys) + f"  {'seconds':>8}")
+            for name, row in table.items():
+                print(f"{name:>16}  " + "  ".join(f"{row[k]:>10.4f}" for k in keys) + f"  {row['seconds']:>8.1f}")
+        return 0
 
     metrics = evaluate(args.run_dir, args.data, fmt=args.format, quantize=args.quantize, text_column=args.text_column,
                        text_pair_column=args.text_pair_column, label_column=args.label_column)
@@ -322,6 +369,37 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         logging.getLogger("bertkit").info("wrote %d predictions to %s", len(predictions), args.output)
     else:
         sys.stdout.write(lines)
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from bertkit.api import search
+
+    for query, hits in zip(args.query, search(args.run_dir, args.corpus, args.query, top_k=args.top_k,
+                                               column=args.column, vectors=args.vectors, rerank=args.rerank,
+                                               rerank_depth=args.rerank_depth)):
+        print(json.dumps({"query": query, "hits": hits}, ensure_ascii=False))
+    return 0
+
+
+def _cmd_mine(args: argparse.Namespace) -> int:
+    from bertkit.api import mine
+
+    rows = mine(args.input, args.output, count=args.count, model=args.model, corpus=args.corpus,
+                skip_top=args.skip_top)
+    logging.getLogger("bertkit").info("wrote %d pairs with negatives to %s", rows, args.output)
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from bertkit.inference.embed import embed_file
+    from bertkit.inference.predictor import Predictor
+    from bertkit.io import output_target
+
+    output_target(args.output, inputs=(args.input,))  # refused before the model is loaded
+    rows = embed_file(Predictor.from_path(args.run_dir), args.input, args.output, column=args.column,
+                      fmt=args.format, id_column=args.id_column)
+    logging.getLogger("bertkit").info("wrote %d vectors to %s", rows, args.output)
     return 0
 
 
@@ -543,7 +621,8 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(getattr(args, "quiet", False))
     commands = {"train": _cmd_train, "pretrain": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
                 "pipeline": _cmd_pipeline, "lineage": _cmd_lineage, "report": _cmd_report, "runs": _cmd_runs,
-                "tune": _cmd_tune, "data": _cmd_data,
+                "tune": _cmd_tune, "data": _cmd_data, "embed": _cmd_embed,
+                "search": _cmd_search, "mine": _cmd_mine,
                 "export": _cmd_export,
                 "serve": _cmd_serve, "ui": _cmd_ui}
     if args.command not in ("serve", "ui"):  # the server stops gracefully on its own signal handlers

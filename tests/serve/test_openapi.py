@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import cli_train, write_jsonl
 from serve.test_server import ThreadServer
 
 pytest.importorskip("schemathesis")
@@ -16,9 +17,17 @@ pytest.importorskip("schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
-@pytest.mark.parametrize("key", [None, "s3cret"], ids=["open", "api-key"])
-def test_every_answer_matches_the_published_schema(toy_run, tmp_path, key):
-    server = ThreadServer(toy_run[0], **({"api_key": key} if key else {}))
+@pytest.mark.parametrize("key,run", [(None, "classification"), ("s3cret", "classification"), (None, "embedding")],
+                         ids=["open", "api-key", "embedding"])
+def test_every_answer_matches_the_published_schema(toy_run, tmp_path, tiny_model_dir, key, run):
+    if run == "embedding":  # /v1/embeddings answers with vectors (a classification run answers it 404)
+        from tasks.test_embedding import toy_pairs
+
+        rows = write_jsonl(tmp_path / "pairs.jsonl", toy_pairs(40, 1))
+        served = cli_train("embedding", rows, rows, tmp_path / "run", tiny_model_dir, "--max-steps", "2")
+    else:
+        served = toy_run[0]
+    server = ThreadServer(served, **({"api_key": key} if key else {}))
     try:
         cli = Path(sys.executable).with_name("schemathesis")
         args = [str(cli), "--config-file", str(CONFIG), "--no-color", "run",
@@ -31,6 +40,7 @@ def test_every_answer_matches_the_published_schema(toy_run, tmp_path, key):
         summary = done.stdout[done.stdout.rfind("SUMMARY"):]
         print(summary)
         assert done.returncode == 0 and "No issues found" in done.stdout, done.stdout[-6000:] + done.stderr[-2000:]
-        assert "Tested: 3" in summary  # /health, /v1/model and /v1/predict
+        # /health, /v1/model and /v1/predict; /v1/embeddings where the model is an embedding model
+        assert f"Tested: {4 if run == 'embedding' else 3}" in summary
     finally:
         server.stop()

@@ -31,6 +31,13 @@ SAMPLES = {
         {"text": "which word is kind ?", "choices": ["awful", "nice"], "label": "nice"}]), DataConfig()),
     "ner": ("sample.conll", "-DOCSTART- O\n\njohn B-PER\nvisited O\nparis B-LOC\n\nmary B-PER\nleft O\n",
             DataConfig()),
+    "embedding": ("sample.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        {"query": "who left paris ?", "passage": "john left paris ."},
+        {"query": "where did mary go ?", "passage": "mary visited rome and london ."}]), DataConfig()),
+    "rerank": ("sample.jsonl", "".join(json.dumps(r) + "\n" for r in [
+        {"query": "who left paris ?", "passage": "john left paris .", "negative": ["mary visited rome ."]},
+        {"query": "where did mary go ?", "passage": "mary visited rome .", "negative": "john left paris ."},
+        {"query": "the plot ?", "passage": "the plot was dull ."}]), DataConfig()),
 }
 
 

@@ -84,7 +84,10 @@ def _set_line(name: str, info: dict[str, Any]) -> str:
 
 
 def text_of(example: dict[str, Any]) -> str:
-    """The text an example is read from: its text (and text pair), tokens, or question and context."""
+    """The text an example is read from: its text (and text pair), tokens, question and context, or the texts of
+    an embedding pair (anchor, positive, negative)."""
+    if "anchor" in example:
+        return "\n".join(example[k] for k in ("anchor", "positive", "negative") if k in example)
     if "text" in example:
         return example["text"] + (f"\n{example['text_pair']}" if example.get("text_pair") else "")
     if "tokens" in example:

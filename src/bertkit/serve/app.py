@@ -120,6 +120,9 @@ def create_app(settings: ServeSettings):
                           max_items=settings.max_batch_items, max_wait=settings.max_wait_ms / 1000)
         batcher.start()
         served.update(predictor=predictor, batcher=batcher, info=_model_info(predictor, Path(settings.path)))
+        if hasattr(predictor.task, "embed"):  # the vectors' size, which /v1/embeddings publishes
+            probe = await asyncio.to_thread(predictor.predict, ["a"])
+            served["info"]["dimensions"] = len(probe[0]["embedding"])
         log.info("serving %s (%s)", settings.path, predictor.task.name)
         yield
         await batcher.stop()  # requests already queued are answered before the process ends
@@ -331,6 +334,23 @@ def _predict_body_schema(settings: ServeSettings, served: dict[str, Any]) -> dic
         "description": "what the served model takes, one item per input (/v1/model's input_schema)"}}}
 
 
+def _embeddings_body_schema(settings: ServeSettings, served: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAI embeddings request as this server takes it: texts (not token ids) within its limits, and
+    `dimensions` only as the model's own size (published once the model is loaded)."""
+    text = {"type": "string", "minLength": 1, "maxLength": settings.max_chars}
+    dimensions: dict[str, Any] = {"type": "integer"}
+    if "dimensions" in served.get("info", {}):
+        dimensions["enum"] = [served["info"]["dimensions"]]
+    dimensions = {"anyOf": [dimensions, {"type": "null"}]}
+    return {"type": "object", "required": ["input"], "properties": {
+        "input": {"anyOf": [text, {"type": "array", "minItems": 1, "maxItems": settings.max_items, "items": text}],
+                  "description": "a text or a list of texts"},
+        "model": {"type": "string", "description": "echoed back; the server has one model"},
+        "encoding_format": {"enum": ["float", "base64"], "default": "float"},
+        "dimensions": {**dimensions, "description": "the model's vector size (no shortening)"},
+        "user": {"type": "string"}}}
+
+
 def _max_length(schema: Any, limit: int) -> Any:
     """A copy of a JSON Schema whose strings are at most `limit` characters long (--max-chars)."""
     if isinstance(schema, list):
@@ -383,6 +403,39 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
             return _error(422, "invalid_input", str(exc).strip("'\""))
         return {"predictions": await served["batcher"].submit(examples)}
 
+    not_embedding = {**errors[422], "description": "the served model is not an embedding model"}
+
+    @app.post("/v1/embeddings", dependencies=[key], responses={**errors, 404: not_embedding},
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}})
+    async def embeddings(request: Request):
+        """The OpenAI embeddings API (`input`, `model`, `encoding_format` float or base64), for an embedding run;
+        the `openai` client's `embeddings.create` works against it."""
+        body = await _json_body(request, settings, _embeddings_model())
+        if not isinstance(body, _embeddings_model()):
+            return body  # the error answer
+        predictor = served["predictor"]
+        if not hasattr(predictor.task, "embed"):
+            return _error(404, "not_an_embedding_model", f"the served model is a {predictor.task.name} model; "
+                          "/v1/embeddings serves runs of bertkit train --task embedding")
+        texts = [body.input] if isinstance(body.input, str) else list(body.input)
+        refused = _over_limits(texts, settings)
+        if refused is not None:
+            return refused
+        try:
+            check_inputs_text(texts)
+            examples = predictor.task.make_examples(texts, predictor.tokenizer)
+        except (DataError, TypeError, KeyError) as exc:
+            return _error(422, "invalid_input", str(exc).strip("'\""))
+        vectors = [p["embedding"] for p in await served["batcher"].submit(examples)]
+        if body.dimensions is not None and body.dimensions != len(vectors[0]):
+            return _error(422, "invalid_input", f"dimensions {body.dimensions}: this model's vectors have "
+                          f"{len(vectors[0])}; leave dimensions out")
+        tokens = sum(len(ids) for ids in predictor.tokenizer(texts, truncation=True)["input_ids"])
+        return {"object": "list", "model": body.model or served["info"]["model"],
+                "data": [{"object": "embedding", "index": i, "embedding": _encoded(v, body.encoding_format)}
+                         for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
     app.openapi = _openapi(app, settings, served)
 
 
@@ -401,9 +454,44 @@ def _key_check(settings: ServeSettings):
     return require_key
 
 
+def _encoded(vector: list[float], encoding: str) -> Any:
+    """A vector as the OpenAI API sends it: a list of floats, or base64 of its little-endian float32 bytes."""
+    if encoding == "float":
+        return vector
+    import base64
+
+    import numpy as np
+
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+@functools.cache
+def _embeddings_model() -> Any:
+    """The pydantic model of a /v1/embeddings body (OpenAI's fields; token-id inputs are not taken)."""
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class EmbeddingsRequest(BaseModel):
+        model_config = ConfigDict(extra="ignore", strict=True)
+        input: str | list[str] = Field(min_length=1)
+        model: str = ""
+        encoding_format: Literal["float", "base64"] = "float"
+        dimensions: int | None = None
+        user: str = ""
+
+    return EmbeddingsRequest
+
+
 async def _predict_inputs(request: Any, settings: ServeSettings) -> Any:
-    """The `inputs` list of a /v1/predict body, or the error answer: 408 when the body is late, 422 when it
-    nests deeper than --max-json-depth (measured before parsing), is not JSON or not {"inputs": [...]}."""
+    """The `inputs` list of a /v1/predict body, or the error answer (see `_json_body`)."""
+    body = await _json_body(request, settings, _request_model())
+    return body.inputs if isinstance(body, _request_model()) else body
+
+
+async def _json_body(request: Any, settings: ServeSettings, model: Any) -> Any:
+    """The body as `model` (a pydantic model), or the error answer: 408 when the body is late, 422 when it
+    nests deeper than --max-json-depth (measured before parsing), is not JSON or does not fit `model`."""
     from pydantic import ValidationError
 
     try:
@@ -419,13 +507,14 @@ async def _predict_inputs(request: Any, settings: ServeSettings) -> Any:
                       f"{settings.max_json_depth} (--max-json-depth)", limit="max_json_depth",
                       max=settings.max_json_depth)
     try:
-        return _request_model().model_validate(json.loads(raw)).inputs
+        return model.model_validate(json.loads(raw))
     except (ValueError, UnicodeDecodeError) as exc:  # pydantic's ValidationError is a ValueError
         if isinstance(exc, ValidationError):
             fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
             return _error(422, "invalid_request", "; ".join(f"{f['field']}: {f['problem']}" for f in fields),
                           fields=fields)
-        return _error(422, "invalid_request", "the body is not JSON: send {\"inputs\": [...]}")
+        return _error(422, "invalid_request",
+                      "the body is not JSON: send a JSON object (/v1/predict: {\"inputs\": [...]})")
 
 
 @functools.cache
@@ -440,8 +529,9 @@ def _request_model() -> Any:
 
 
 def _openapi(app: Any, settings: ServeSettings, served: dict[str, Any]):
-    """FastAPI's schema with the served model's input schema in /v1/predict's body (made again until the
-    model is loaded, then kept) and the bearer scheme when the server has a key."""
+    """FastAPI's schema with the served model's input schema in /v1/predict's body, /v1/embeddings where the
+    model is an embedding model (made again until the model is loaded, then kept) and the bearer scheme when
+    the server has a key."""
     from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, Any]:
@@ -450,9 +540,14 @@ def _openapi(app: Any, settings: ServeSettings, served: dict[str, Any]):
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
         body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
         body["schema"] = _predict_body_schema(settings, served)
+        if "dimensions" in served.get("info", {}):
+            body = schema["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]
+            body["schema"] = _embeddings_body_schema(settings, served)
+        else:  # a model that makes no vectors: the route only answers 404, and is not published
+            del schema["paths"]["/v1/embeddings"]
         if settings.api_key is not None:
             schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-            for path in ("/v1/predict", "/v1/model"):
+            for path in {"/v1/predict", "/v1/model", "/v1/embeddings"} & set(schema["paths"]):
                 next(iter(schema["paths"][path].values()))["security"] = [{"bearer": []}]
         if "info" in served:
             app.openapi_schema = schema

@@ -2,6 +2,6 @@
 that makes it available to the command line and the API."""
 
 from bertkit.tasks.base import TASKS, Task, get_task, register_task
-from bertkit.tasks import classification, mlm, multiple_choice, ner, qa  # noqa: F401  (registers the tasks)
+from bertkit.tasks import classification, embedding, mlm, multiple_choice, ner, qa, rerank  # noqa: F401  (registers)
 
 __all__ = ["TASKS", "Task", "get_task", "register_task"]

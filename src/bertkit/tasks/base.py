@@ -104,6 +104,10 @@ class Task(ABC):
     calibrates: ClassVar[bool] = False
     #: Training tunes the word embeddings themselves (masked-LM pre-training): they never stay fixed by default.
     tunes_embeddings: ClassVar[bool] = False
+    #: Training settings this task wants when the user leaves them open (`TrainConfig` field -> value), applied
+    #: by `bertkit.training.defaults.resolve` before its general rules, with `train_defaults_reason` said.
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    train_defaults_reason: ClassVar[str] = ""
     #: A run saves its predictions on dev beside the dev outputs (for the report's view of the dev set,
     #: `bertkit.evaluation.views`).
     saves_dev_predictions: ClassVar[bool] = False
@@ -224,6 +228,18 @@ class Task(ABC):
     #: With LoRA, whether the head trains in full beside the adapters (not when it is tied to the frozen
     #: word embeddings, as a masked-LM decoder is).
     lora_trains_head: ClassVar[bool] = True
+
+    def use_model_settings(self, raw: dict[str, Any] | None) -> str | None:
+        """Take what the model folder a run starts from says of how its outputs are used, before the model is
+        built: a sentence-transformers folder's modules and pooling (`bertkit.models.loading.
+        sentence_transformers_config`; None when it has none). Returns a line for the log, or None."""
+        return None
+
+    def model_files(self, model_config: Any, data_cfg: DataConfig) -> dict[str, str]:
+        """Files written into the run's model folder beside the weights, by relative path (a
+        sentence-transformers model's modules, say); `model_config` is the trained model's config. Default:
+        none."""
+        return {}
 
     @abstractmethod
     def model_config(self) -> dict[str, Any]:

@@ -62,6 +62,8 @@ class DataStats:
     tunes_embeddings: bool = False  # training tunes the word embeddings themselves (`Task.tunes_embeddings`)
     window: int | None = None  # the input length chosen from the training data's lengths (`window_for`)
     window_reason: str | None = None
+    task_train: tuple[tuple[str, Any], ...] = ()  # training settings the task wants (`Task.train_defaults`)
+    task_train_reason: str = ""
 
     @classmethod
     def of(cls, task: Any, train: int, window: tuple[int, str] | None = None) -> DataStats:
@@ -71,7 +73,8 @@ class DataStats:
         return cls(train=train, task=task.name, problem=problem, labels=len(task.state().get("labels") or []),
                    default_max_length=task.default_max_length, few_shot=problem in task.few_shot_problems,
                    tunes_embeddings=task.tunes_embeddings, window=window[0] if window else None,
-                   window_reason=window[1] if window else None)
+                   window_reason=window[1] if window else None,
+                   task_train=tuple(task.train_defaults.items()), task_train_reason=task.train_defaults_reason)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,13 @@ def resolve(config: RunConfig, data: DataStats, model: ModelInfo) -> tuple[RunCo
     out.data.max_length = length
     reasons += [why] if why else []
     tc = out.train
+    applied = False
+    for key, value in data.task_train:
+        if getattr(tc, key) is None:
+            setattr(tc, key, value)
+            applied = True
+    if applied:
+        reasons.append(f"{data.task} defaults: {data.task_train_reason}")
     tc.method, why = _method(out, data, model)
     reasons += [why] if why else []
     if tc.method == "few-shot":

@@ -117,7 +117,7 @@ def train_loop(
                     loss = objective.loss(outputs.float(), batch) / len(groups[g])
                     rt.backward(loss)
                 step_loss += loss.item()
-                state.window_tokens += int(batch["attention_mask"].sum())
+                state.window_tokens += sum(int(v.sum()) for k, v in batch.items() if k.startswith("attention_mask"))
             if not math.isfinite(step_loss):
                 raise TrainingError(
                     f"the loss became {step_loss} at step {state.step + 1}; lower train.lr, keep "

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from bertkit.config import RunConfig, flatten
+from bertkit.config import DataConfig, RunConfig, flatten
 from bertkit.errors import BertkitError, CheckpointError, ConfigError
 from bertkit.inference.batched import predict_outputs
 from bertkit.io import normal_permissions
@@ -45,7 +45,7 @@ from bertkit.training import defaults, few_shot
 from bertkit.training.defaults import DataStats, ModelInfo
 from bertkit.training.distill import attach_teacher_logits, teacher_logits, teacher_record
 from bertkit.training.loop import LoopState, plan_epoch, train_loop
-from bertkit.training.objectives import Contrastive, Distillation, Objective, TaskLoss
+from bertkit.training.objectives import Contrastive, Distillation, GradCache, Objective, TaskLoss
 from bertkit.training.optim import build_optimizer, build_scheduler, count_steps
 from bertkit.training.run_data import STREAM_FOLDER, RunData, load_run_data
 from bertkit.training.tracking import Trackers
@@ -168,6 +168,9 @@ def prepare(config: RunConfig) -> RunContext:
     finally:
         if init is not None:
             init.cleanup()
+    mini_batch = getattr(config.task, "mini_batch", None)
+    if mini_batch:  # an in-batch loss over a batch larger than memory takes: embedded in mini-batches
+        ctx.objective = GradCache(task, mini_batch, rt.autocast)
     if config.train.distill_from:
         ctx.objective = Distillation(task, alpha=config.train.distill_alpha,
                                      temperature=config.train.distill_temperature)
@@ -478,7 +481,7 @@ def finish(ctx: RunContext, train_seconds: float, before_complete: Callable[[Pat
                  calibration["temperature"], calibration["ece_before"], calibration["ece_after"])
     if rt.is_main:
         run.write_json("labels.json", task.state())
-        _save_model(run, model, ctx.tokenizer)
+        _save_model(run, model, ctx.tokenizer, task, ctx.config.data)
         results = {"dev": metrics, "primary_metric": task.primary_metric, "method": ctx.method,
                    "best_step": state.best_step,
                    "steps": state.step, "stopped_early": state.stopped_early,
@@ -504,7 +507,7 @@ def finish(ctx: RunContext, train_seconds: float, before_complete: Callable[[Pat
     return TrainResult(run.path, metrics, state.best_step, state.step, train_seconds, main_process=rt.is_main)
 
 
-def _save_model(run: RunDir, model: torch.nn.Module, tokenizer: Any) -> None:
+def _save_model(run: RunDir, model: torch.nn.Module, tokenizer: Any, task: Task, data_cfg: DataConfig) -> None:
     """RUN/model, written under a temporary name and renamed: a LoRA model saves its adapter and head."""
     tmp = run.path / ".tmp-model"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -513,6 +516,9 @@ def _save_model(run: RunDir, model: torch.nn.Module, tokenizer: Any) -> None:
         if hasattr(model, "get_base_model"):  # LoRA: the adapter's folder also gets its base model's config
             unwrap(model, adapters=True).config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+    for name, text in task.model_files(unwrap(model, adapters=True).config, data_cfg).items():
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).write_text(text, encoding="utf-8")
     write_checksums(tmp)  # loading checks them: a lost tokenizer.json or damaged weights fail loudly
     normal_permissions(tmp)
     shutil.rmtree(run.model_dir, ignore_errors=True)
