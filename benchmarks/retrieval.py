@@ -59,17 +59,11 @@ def dense_rankings(queries: np.ndarray, corpus: np.ndarray, depth: int = 100) ->
 
 
 def bm25(data: dict) -> tuple[list[list[int]], dict]:
-    import bm25s
-    import Stemmer
+    from bertkit.evaluation.retrieval import bm25_rankings
 
-    stemmer = Stemmer.Stemmer("english")
     start = time.perf_counter()
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(data["corpus"], stopwords="en", stemmer=stemmer, show_progress=False),
-                    show_progress=False)
-    tokens = bm25s.tokenize([q["query"] for q in data["test"]], stopwords="en", stemmer=stemmer, show_progress=False)
-    docs, _ = retriever.retrieve(tokens, k=100, show_progress=False)
-    return docs.tolist(), {"seconds": round(time.perf_counter() - start, 1)}
+    rankings = bm25_rankings([q["query"] for q in data["test"]], data["corpus"])
+    return rankings, {"seconds": round(time.perf_counter() - start, 1)}
 
 
 def st_vectors(model, texts: list[str]) -> np.ndarray:
@@ -153,18 +147,6 @@ def st_trainer(data: dict, work: Path, run: Path | None) -> tuple[list[list[int]
                       "pairs_per_s": round(len(data["train"]) * args.num_train_epochs / seconds, 1)}
 
 
-def fusion(first: list[list[int]], second: list[list[int]], k: int = 60) -> list[list[int]]:
-    """Reciprocal-rank fusion (Cormack et al. 2009): each document scores the sum of 1 / (k + rank)."""
-    out = []
-    for a, b in zip(first, second):
-        score: dict[int, float] = {}
-        for ranking in (a, b):
-            for rank, doc in enumerate(ranking):
-                score[doc] = score.get(doc, 0.0) + 1.0 / (k + rank + 1)
-        out.append(sorted(score, key=lambda d: -score[d])[:100])
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
@@ -195,7 +177,9 @@ def main() -> None:
         else:
             if "bm25" not in rankings or "bertkit" not in rankings:
                 raise SystemExit("fusion needs bm25 and bertkit in --systems before it")
-            rankings[system], extra = fusion(rankings["bm25"], rankings["bertkit"]), {"of": "bm25 + bertkit, k 60"}
+            from bertkit.evaluation.retrieval import fuse
+
+            rankings[system], extra = fuse(rankings["bertkit"], rankings["bm25"]), {"of": "bertkit + bm25, k 60"}
         name = args.label if system == "bertkit" and args.label else system
         print(json.dumps({"system": name, **scores_of(rankings[system], data["test"]), **extra}), flush=True)
 

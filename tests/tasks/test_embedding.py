@@ -152,6 +152,28 @@ def test_gradient_caching_gives_the_gradients_of_the_whole_batch_with_dropout_on
         assert torch.allclose(cached[name], plain[name], atol=1e-6), name
 
 
+def test_texts_of_unlike_length_embedded_together_get_the_vectors_each_gets_alone(tiny_model_dir):
+    """A column runs in sub-batches by length (less padding); each text's vector is the one it gets alone."""
+    from transformers import AutoModel, AutoTokenizer
+
+    task = embedding_task()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModel.from_pretrained(tiny_model_dir).eval()
+    texts = [" ".join(FILLER[: n % len(FILLER) + 1] * (1 + n // 3)) for n in (40, 1, 25, 3, 60, 2, 33)]
+    examples = task.make_examples(texts, tokenizer)
+
+    def vectors(items):
+        batch = task.collate(task.preprocess(items, tokenizer, DataConfig(max_length=64)), tokenizer.pad_token_id)
+        with torch.no_grad():
+            return task.forward(model, batch)[:, 0]
+
+    together = vectors(examples)
+    alone = torch.cat([vectors([ex]) for ex in examples])
+    assert torch.allclose(together, alone, atol=1e-5)
+    alike = task.make_examples(["alice film paris and rome ?", "bob saw rome"], tokenizer)  # one sub-batch, sorted
+    assert torch.allclose(vectors(alike), torch.cat([vectors([ex]) for ex in alike]), atol=1e-5)
+
+
 # --- a run end to end --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pairs_run(tmp_path_factory, tiny_model_dir):

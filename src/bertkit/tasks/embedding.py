@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from bertkit.config import DataConfig, TaskConfig, option
+from bertkit.data.batching import length_chunks
 from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
 from bertkit.tasks.base import Task, register_task, takes_token_types
@@ -41,6 +42,9 @@ __all__ = ["EmbeddingTask", "EmbeddingConfig", "POOLINGS", "pool", "sentence_tra
            "sentence_transformers_settings", "pick_column", "ANCHOR_NAMES", "POSITIVE_NAMES", "NEGATIVE_NAMES"]
 
 POOLINGS = ("mean", "cls", "max")
+#: What one more call of the encoder costs, in padded tokens: a column's texts run in sub-batches by length where
+#: that saves more than this per sub-batch (as the few-shot recipe's contrastive phase does).
+CALL_COST_TOKENS = 64
 #: Column names tried, in order, when the option is left unset (sentence-transformers and BEIR-style names).
 ANCHOR_NAMES = ("anchor", "query", "question", "sentence1", "text1", "text")
 POSITIVE_NAMES = ("positive", "passage", "document", "answer", "sentence2", "text2", "text_pair")
@@ -288,12 +292,28 @@ class EmbeddingTask(Task):
         return f"embedding: {self.pooling} pooling, {'unit-length' if self.normalize else 'raw'} vectors ({how})"
 
     def embed(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], slot: int = 0) -> torch.Tensor:
-        """(B, H) vectors of one column of a batch."""
+        """(B, H) vectors of one column of a batch. Texts of unlike length (passages of a batch drawn at random)
+        run in sub-batches of similar length, each padded only to its own longest (`length_chunks`), unless the
+        model is wrapped for data-parallel training (one call per step there)."""
         suffix = f"_{slot}" if slot else ""
         inputs = {"input_ids": batch["input_ids" + suffix], "attention_mask": batch["attention_mask" + suffix]}
         if "token_type_ids" + suffix in batch and takes_token_types(model):
             inputs["token_type_ids"] = batch["token_type_ids" + suffix]
-        vectors = pool(model(**inputs).last_hidden_state, inputs["attention_mask"], self.pooling)
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel) or len(lengths) < 2:
+            chunks = [list(range(len(lengths)))]
+        else:
+            chunks = length_chunks(lengths, CALL_COST_TOKENS)
+        parts, rows = [], []
+        for chunk in chunks:
+            index = torch.tensor(chunk, device=inputs["input_ids"].device)
+            width = max(lengths[i] for i in chunk)
+            part = {k: v.index_select(0, index)[:, :width] for k, v in inputs.items()}  # padding is on the right
+            parts.append(pool(model(**part).last_hidden_state, part["attention_mask"], self.pooling))
+            rows += chunk
+        vectors = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if rows != sorted(rows):  # back to the batch's order
+            vectors = vectors[torch.argsort(torch.tensor(rows, device=vectors.device))]
         return F.normalize(vectors, dim=-1) if self.normalize else vectors
 
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

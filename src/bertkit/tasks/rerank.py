@@ -77,8 +77,10 @@ class RerankTask(Task):
             where = table.where(i)
             ex = {"where": where, "query": _text(row.get(query), where, query),
                   "positive": _text(row.get(positive), where, positive), "negatives": []}
-            value = row.get(negative) if negative else None
-            if isinstance(value, list):
+            value = row.get(negative) if negative and with_labels else None
+            if not with_labels:  # prediction: each row is one (query, passage) pair to score
+                ex["single"] = True
+            elif isinstance(value, list):
                 ex["negatives"] = [_text(v, where, negative) for v in value]
             elif value not in (None, ""):
                 ex["negatives"] = [_text(value, where, negative)]
