@@ -124,6 +124,13 @@ def _inputs(page: str, ws: Path, sst2_run: Path) -> None:
         write_csv(ws / "reviews.csv", ["text", "label"],
                   [(f"{filler} {text}" if i % 3 == 0 else text, label)
                    for i, (text, label) in enumerate(toy_sentiment(60, seed=6))])
+    elif name == "search.md":
+        from tasks.test_embedding import toy_pairs
+
+        write_jsonl(ws / "pairs.jsonl", toy_pairs(80, 1))
+        write_jsonl(ws / "pairs-dev.jsonl", toy_pairs(20, 2))
+        passages = [r["passage"] for r in toy_pairs(30, 3)]
+        write_jsonl(ws / "corpus.jsonl", [{"id": f"p{i}", "text": p} for i, p in enumerate(passages)])
     elif name == "data.md":
         write_csv(ws / "reviews.csv", ["text", "label"], toy_sentiment(40, seed=5))
         write_csv(ws / "reviews-dev.csv", ["text", "label"], toy_sentiment(20, seed=7))

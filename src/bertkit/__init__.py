@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "train": "bertkit.api", "evaluate": "bertkit.api", "predict": "bertkit.api", "TrainResult": "bertkit.api",
-    "check_data": "bertkit.api",
+    "check_data": "bertkit.api", "search": "bertkit.api", "mine": "bertkit.api", "evaluate_search": "bertkit.api",
+    "zero_shot": "bertkit.api", "evaluate_zero_shot": "bertkit.api",
     "lineage": "bertkit.run_dir", "run_pipeline": "bertkit.pipeline", "export_model": "bertkit.export",
     "Predictor": "bertkit.inference.predictor",
     "RunConfig": "bertkit.config", "TaskConfig": "bertkit.config", "DataConfig": "bertkit.config",

@@ -22,7 +22,7 @@ from bertkit.training import session
 from bertkit.training.session import TrainResult
 
 __all__ = ["TrainResult", "train", "train_events", "evaluate", "predict", "lineage", "check_data", "DataReport",
-           "evaluate_search", "search", "mine"]
+           "evaluate_search", "search", "mine", "zero_shot", "evaluate_zero_shot", "embedder"]
 
 log = logging.getLogger("bertkit")
 
@@ -84,15 +84,17 @@ def evaluate_search(run_dir: str | Path, data: str | Path, *, split: str = "test
 
 
 def search(run_dir: str | Path, corpus: str | Path, queries: list[str], *, top_k: int = 10,
-           column: str | None = None, vectors: str | Path | None = None, rerank: str | Path | None = None,
-           rerank_depth: int = 20) -> list[list[dict[str, Any]]]:
+           column: str | None = None, vectors: str | Path | None = None, index: str | Path | None = None,
+           rerank: str | Path | None = None, rerank_depth: int = 20) -> list[list[dict[str, Any]]]:
     """The `top_k` passages of `corpus` (a data file) nearest to each query by an embedding run's vectors
-    (exact cosine similarity), reordered by a rerank run when given. `vectors`: a .npy file of the corpus's
-    vectors (`bertkit embed`), read when it exists and written when it does not."""
+    (exact cosine similarity; with `index`, a usearch HNSW index file, built once), reordered by a rerank run
+    when given. `vectors`: a .npy file of the corpus's vectors (`bertkit embed`), read when it exists and
+    written when it does not."""
     from bertkit.evaluation.retrieval import search_corpus
 
-    return search_corpus(Predictor.from_path(run_dir), corpus, queries, top_k=top_k, column=column, vectors=vectors,
-                         reranker=Predictor.from_path(rerank) if rerank else None, rerank_depth=rerank_depth)
+    return search_corpus(embedder(run_dir), corpus, queries, top_k=top_k, column=column, vectors=vectors,
+                         index=index, reranker=Predictor.from_path(rerank) if rerank else None,
+                         rerank_depth=rerank_depth)
 
 
 def mine(pairs: str | Path, output: str | Path, *, count: int = 3, model: str | Path | None = None,
@@ -103,6 +105,44 @@ def mine(pairs: str | Path, output: str | Path, *, count: int = 3, model: str | 
 
     return mine_file(pairs, output, count=count, embedder=Predictor.from_path(model) if model else None,
                      corpus=corpus, skip_top=skip_top)
+
+
+def embedder(path: str | Path) -> Predictor:
+    """An embedding run, or a model that was never a run ('embedded', a model folder, a hub id) as one."""
+    from bertkit.run_dir import RunDir
+
+    if RunDir(path).exists() or (Path(path) / "bertkit_export.json").is_file():
+        return Predictor.from_path(path)
+    return Predictor.from_encoder(str(path))
+
+
+def zero_shot(model: str | Path, texts: list[str], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Each text's label among `labels` ({label: description in words}) by the similarity of its vector with the
+    descriptions', from an embedding run or model (`embedder`)."""
+    from bertkit.inference.zero_shot import zero_shot as classify
+
+    return classify(embedder(model), texts, labels)
+
+
+def evaluate_zero_shot(model: str | Path, data: str | Path, labels: dict[str, str], *, fmt: str | None = None,
+                       text_column: str | None = None, label_column: str | None = None) -> dict[str, float]:
+    """Accuracy, macro F1 and MCC of `zero_shot` on a labelled file (text and label columns: text, label)."""
+    from bertkit.data.readers import read_table
+    from bertkit.errors import DataError
+    from bertkit.tasks.metrics import accuracy, f1_macro, mcc
+
+    table = read_table(data, fmt)
+    text, label = text_column or "text", label_column or "label"
+    table.require(text, "data.text_column")
+    table.require(label, "data.label_column")
+    gold = [str(row.get(label)) for row in table.rows]
+    unknown = sorted(set(gold) - set(labels))
+    if unknown:
+        raise DataError(f"{data}: labels {unknown[:5]} have no --zero-shot description; describe every label")
+    names = list(labels)
+    predicted = [p["label"] for p in zero_shot(model, [str(row.get(text)) for row in table.rows], labels)]
+    refs, preds = [names.index(g) for g in gold], [names.index(p) for p in predicted]
+    return {"accuracy": accuracy(refs, preds), "f1": f1_macro(refs, preds), "mcc": mcc(refs, preds)}
 
 
 def check_data(train: str | Path, dev: str | Path | None = None, *, task: str = "classification",

@@ -210,6 +210,7 @@ def _use_parsers(sub) -> None:
     p.add_argument("--rerank", default=None, help="embedding: a rerank run that reorders the best first ranking")
     p.add_argument("--rerank-depth", type=int, default=20, help="candidates the reranker reads (default 20)")
     p.add_argument("--no-bm25", action="store_true", help="embedding: leave BM25 and fusion out")
+    _zero_shot_flag(p)
     _column_flags(p)
     p.add_argument("--label-column", default=None, help="label column (default: as in training)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -226,7 +227,7 @@ def _use_parsers(sub) -> None:
     p.add_argument("--output", help="JSONL file for the predictions of --input (default: stdout)")
     _column_flags(p)
     _quantize_flag(p)
-
+    _zero_shot_flag(p)
 
     p = sub.add_parser("search", help="the passages of a corpus nearest to a query, by an embedding run")
     p.add_argument("run_dir")
@@ -236,6 +237,8 @@ def _use_parsers(sub) -> None:
     p.add_argument("--column", default=None, help="column of the passages (default: text, or passage/...)")
     p.add_argument("--vectors", default=None, help="the corpus's vectors from bertkit embed (.npy), made once and "
                    "reused; written here when the file does not exist")
+    p.add_argument("--index", default=None, help="an approximate (HNSW) index file of the corpus, built on the "
+                   "first call and reused: for corpora too large to compare every vector (needs usearch)")
     p.add_argument("--rerank", default=None, help="a rerank run that reorders the top --rerank-depth passages")
     p.add_argument("--rerank-depth", type=int, default=20, help="candidates the reranker reads (default 20)")
 
@@ -256,6 +259,12 @@ def _use_parsers(sub) -> None:
     p.add_argument("--column", default=None, help="column to embed (default: text, or query/anchor/...)")
     p.add_argument("--id-column", default=None, help="column copied beside each vector (default: id when present)")
     p.add_argument("--format", default=None, help="input format (default: by extension)")
+
+
+def _zero_shot_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--zero-shot", action="append", default=None, metavar="LABEL=DESCRIPTION",
+                   help="classify without training: each label described in words (repeat per label); RUN_DIR may "
+                   "be an embedding run or a model ('embedded', a model folder)")
 
 
 def _quantize_flag(p: argparse.ArgumentParser) -> None:
@@ -317,7 +326,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from bertkit.api import evaluate, evaluate_search
+    from bertkit.api import evaluate, evaluate_search, evaluate_zero_shot
+    from bertkit.inference.zero_shot import parse_labels
+
+    if args.zero_shot:
+        metrics = evaluate_zero_shot(args.run_dir, args.data, parse_labels(args.zero_shot), fmt=args.format,
+                                     text_column=args.text_column, label_column=args.label_column)
+        print(json.dumps(metrics) if args.json else "\n".join(f"{k:>16}  {v:.4f}" for k, v in metrics.items()))
+        return 0
 
     table = evaluate_search(args.run_dir, args.data, split=args.split, bm25=not args.no_bm25, rerank=args.rerank,
                             rerank_depth=args.rerank_depth)
@@ -351,6 +367,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise DataError("--text-pair needs --text")
     if (args.question is None) != (args.context is None):
         raise DataError("--question and --context go together")
+    if args.zero_shot:
+        return _zero_shot_predict(args)
     predictor = Predictor.from_path(args.run_dir, quantize=args.quantize)
     if args.question is not None:
         print(json.dumps(predictor.predict([{"question": args.question, "context": args.context}])[0],
@@ -376,7 +394,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from bertkit.api import search
 
     for query, hits in zip(args.query, search(args.run_dir, args.corpus, args.query, top_k=args.top_k,
-                                               column=args.column, vectors=args.vectors, rerank=args.rerank,
+                                               column=args.column, vectors=args.vectors, index=args.index,
+                                               rerank=args.rerank,
                                                rerank_depth=args.rerank_depth)):
         print(json.dumps({"query": query, "hits": hits}, ensure_ascii=False))
     return 0
@@ -400,6 +419,30 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     rows = embed_file(Predictor.from_path(args.run_dir), args.input, args.output, column=args.column,
                       fmt=args.format, id_column=args.id_column)
     logging.getLogger("bertkit").info("wrote %d vectors to %s", rows, args.output)
+    return 0
+
+
+def _zero_shot_predict(args: argparse.Namespace) -> int:
+    from bertkit.api import zero_shot
+    from bertkit.data.readers import read_table
+    from bertkit.inference.zero_shot import parse_labels
+    from bertkit.io import write_output
+
+    labels = parse_labels(args.zero_shot)
+    if args.text is not None:
+        print(json.dumps(zero_shot(args.run_dir, [args.text], labels)[0], ensure_ascii=False))
+        return 0
+    if args.input is None:
+        raise DataError("--zero-shot takes --text or --input")
+    table = read_table(args.input, args.format)
+    column = args.text_column or "text"
+    table.require(column, "data.text_column")
+    lines = "".join(json.dumps(p, ensure_ascii=False) + "\n"
+                    for p in zero_shot(args.run_dir, [str(row.get(column)) for row in table.rows], labels))
+    if args.output:
+        write_output(args.output, lines, inputs=(args.input,))
+    else:
+        sys.stdout.write(lines)
     return 0
 
 

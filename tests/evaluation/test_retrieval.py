@@ -106,3 +106,11 @@ def test_mine_search_and_evaluate_through_the_command_line(runs, tiny_model_dir,
     assert [h["rank"] for h in first["hits"]] == [1, 2, 3] and first["hits"][0]["id"].startswith("p")
     assert {h["id"] for h in reranked["hits"]} <= {h["id"] for h in first["hits"]} | {f"p{i}" for i in range(50)}
     np.load(vectors)
+    index = tmp_path / "corpus.usearch"
+    for _ in range(2):  # built, then read back
+        assert main(["search", str(embedding), "--corpus", str(corpus), "--query", rows[7]["query"], "--top-k", "3",
+                     "--index", str(index)]) == 0
+        assert [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]] == [h["id"] for h in first["hits"]]
+    assert index.is_file() and not list(tmp_path.glob(".corpus.usearch*"))
+    other = write_jsonl(tmp_path / "other.jsonl", [{"text": "a"}, {"text": "b"}])
+    assert main(["search", str(embedding), "--corpus", str(other), "--query", "x", "--index", str(index)]) == 2

@@ -65,6 +65,28 @@ def test_pairs_are_found_by_their_usual_column_names_and_bad_rows_are_named(tmp_
     assert (ex["anchor"], ex["positive"]) == ("x", "y")
 
 
+def test_each_training_pair_gets_a_mined_negative_that_is_not_its_own_passage(tmp_path):
+    pytest.importorskip("bm25s")
+    from bertkit.data.checks import near_key
+
+    task = embedding_task()
+    rows = toy_pairs(60, 7) + [{"query": "alice film paris ?", "passage": "Alice: the film, Paris."}]
+    examples = read_examples(task, write_jsonl(tmp_path / "p.jsonl", rows), DataConfig(), None)
+    task.fit(examples)
+    mined, note = task.complete_training(examples)
+    assert "hard negative mined with BM25" in note and len(mined) == len(examples)
+    own = {}
+    for ex in examples:
+        own.setdefault(ex["anchor"], set()).add(near_key(ex["positive"]))
+    for ex in mined:
+        assert near_key(ex["negative"]) not in own[ex["anchor"]]
+        words = set(near_key(ex["anchor"]).split()) - set(FILLER)
+        assert words & set(near_key(ex["negative"]).split())  # BM25 found it by a name or city the query has
+    assert embedding_task(mine_negatives=False).complete_training(examples) == (examples, None)
+    with_negative = [{**ex, "negative": "given"} for ex in examples]
+    assert task.complete_training(with_negative)[0] == with_negative  # a file's own negatives are kept
+
+
 # --- metrics ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("graded", [False, True])
 def test_search_metrics_match_pytrec_eval(graded):

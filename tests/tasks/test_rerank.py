@@ -49,17 +49,23 @@ def test_dev_metrics_count_the_positives_rank_in_its_group():
     assert float(loss) == pytest.approx(expected, rel=1e-6)
 
 
-def test_a_rerank_run_learns_and_cross_encoder_loads_it_with_the_same_scores(tmp_path, tiny_model_dir):
+@pytest.fixture(scope="module")
+def rerank_run(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("rerank")
+    train = write_jsonl(tmp / "t.jsonl", toy_pairs(480, 1))  # negatives: other rows' passages
+    dev_rows = toy_pairs(40, 2)
+    dev = write_jsonl(tmp / "d.jsonl", dev_rows)
+    return cli_train("rerank", train, dev, tmp / "run", tiny_model_dir, "--lr", "3e-3", "--epochs", "6",
+                     "--max-length", "48"), dev_rows
+
+
+def test_a_rerank_run_learns_and_cross_encoder_loads_it_with_the_same_scores(rerank_run):
     from sentence_transformers import CrossEncoder
 
     from bertkit.api import predict
     from bertkit.inference.predictor import Predictor
 
-    train = write_jsonl(tmp_path / "t.jsonl", toy_pairs(480, 1))  # negatives: other rows' passages
-    dev_rows = toy_pairs(40, 2)
-    dev = write_jsonl(tmp_path / "d.jsonl", dev_rows)
-    run = cli_train("rerank", train, dev, tmp_path / "run", tiny_model_dir, "--lr", "3e-3", "--epochs", "6",
-                    "--max-length", "48")
+    run, dev_rows = rerank_run
     results = json.loads((run / "results.json").read_text())
     assert results["dev"]["mrr@10"] > 0.65  # a random order of 4 candidates scores 0.52 on average
 
@@ -69,3 +75,30 @@ def test_a_rerank_run_learns_and_cross_encoder_loads_it_with_the_same_scores(tmp
     theirs = CrossEncoder(str(run / "model"), device="cpu").predict([(p["query"], p["passage"]) for p in pairs])
     fp32 = Predictor.from_run(run, precision="fp32").predict(pairs)
     assert np.abs(np.array([p["score"] for p in fp32]) - theirs).max() < 1e-5
+
+
+def test_bertkit_serve_answers_rerank_requests_in_score_order(rerank_run, toy_run):
+    pytest.importorskip("fastapi")
+    from bertkit.api import predict
+    from serve.test_server import ThreadServer
+
+    run, dev_rows = rerank_run
+    query, documents = dev_rows[0]["query"], [r["passage"] for r in dev_rows[:6]]
+    scores = [p["score"] for p in predict(run, [{"query": query, "passage": d} for d in documents])]
+    server = ThreadServer(run)
+    try:
+        status, body = server.call("POST", "/v1/rerank", {"query": query, "documents": documents, "top_n": 3,
+                                                         "return_documents": True})
+        assert status == 200 and len(body["results"]) == 3
+        assert [r["index"] for r in body["results"]] == sorted(range(6), key=lambda i: -scores[i])[:3]
+        assert body["results"][0]["relevance_score"] == pytest.approx(max(scores), abs=1e-4)
+        assert body["results"][0]["document"]["text"] == documents[body["results"][0]["index"]]
+        assert server.call("POST", "/v1/rerank", {"query": query, "documents": []})[0] == 422
+    finally:
+        server.stop()
+    server = ThreadServer(toy_run[0])
+    try:
+        status, body = server.call("POST", "/v1/rerank", {"query": "q", "documents": ["d"]})
+        assert status == 404 and body["error"]["code"] == "not_a_rerank_model"
+    finally:
+        server.stop()

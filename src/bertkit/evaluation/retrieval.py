@@ -3,7 +3,7 @@
 - `SearchData`: a corpus, queries and relevance judgements, read from a BEIR folder (`corpus.jsonl`,
   `queries.jsonl`, `qrels/<split>.tsv`) or from a pairs file (query and passage columns: the distinct passages
   are the corpus);
-- rankings by an embedding run (exact cosine similarity), by BM25 (bm25s, with a Snowball stemmer), by
+- rankings by an embedding run (exact cosine similarity), by BM25 (`bertkit.data.mining`), by
   reciprocal-rank fusion of two rankings, and a rerank run's reordering of a ranking's top candidates;
 - `evaluate_search`: Recall@k, MRR@10 and nDCG@10 of each (`bertkit.tasks.retrieval_metrics`);
 - `mine_negatives`: hard negatives for training pairs, from BM25 or an embedding run, skipping the query's
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bertkit.data.checks import near_key
+from bertkit.data.mining import bm25_rankings, negatives_from_rankings
 from bertkit.data.readers import read_table, text_lines
 from bertkit.errors import ConfigError, DataError
 from bertkit.tasks.embedding import ANCHOR_NAMES, POSITIVE_NAMES
@@ -132,25 +132,6 @@ def dense_rankings(predictor: Any, queries: Sequence[str], docs: Sequence[str], 
     return [row for start in range(0, len(q), 1024) for row in ranked(q[start:start + 1024] @ d.T, depth).tolist()]
 
 
-def bm25_rankings(queries: Sequence[str], docs: Sequence[str], depth: int = DEPTH, language: str = "english"
-                  ) -> list[list[int]]:
-    """Each query's `depth` best documents by BM25 (bm25s defaults: k1 1.5, b 0.75), words stemmed with
-    Snowball's `language` stemmer and its stop words removed (English)."""
-    try:
-        import bm25s
-        import Stemmer
-    except ImportError:
-        raise ConfigError("BM25 needs bm25s and PyStemmer; install bertkit[search]") from None
-    stemmer = Stemmer.Stemmer(language)
-    stop = "en" if language == "english" else None
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(list(docs), stopwords=stop, stemmer=stemmer, show_progress=False),
-                    show_progress=False)
-    tokens = bm25s.tokenize(list(queries), stopwords=stop, stemmer=stemmer, show_progress=False)
-    found, _ = retriever.retrieve(tokens, k=min(depth, len(docs)), show_progress=False, n_threads=1)
-    return found.tolist()
-
-
 def fuse(*rankings: list[list[int]], k: int = 60, depth: int = DEPTH) -> list[list[int]]:
     """Reciprocal-rank fusion (Cormack et al. 2009): a document scores the sum of 1 / (k + rank) over the
     rankings; ties keep the first ranking's order."""
@@ -215,27 +196,20 @@ def mine_negatives(queries: Sequence[str], positives: Sequence[str], *, count: i
                    embedder: Any = None, skip_top: int = 0, depth: int = 50) -> list[list[str]]:
     """Hard negatives for each (query, positive) pair: the highest-ranked documents of the corpus (the distinct
     positives, plus `corpus`) by BM25, or by `embedder` (an embedding run), that are not one of the query's own
-    positives nor a near-duplicate of one (the same words once case and punctuation are set aside); the
-    `skip_top` best of those are passed over (likely unlabelled positives)."""
+    positives nor a near-duplicate of one (`negatives_from_rankings`)."""
     docs = list(dict.fromkeys([*positives, *corpus]))
-    own: dict[str, set[str]] = {}
-    for q, p in zip(queries, positives):
-        own.setdefault(q, set()).add(near_key(p))
     distinct = list(dict.fromkeys(queries))
     found = dense_rankings(embedder, distinct, docs, depth) if embedder is not None else \
         bm25_rankings(distinct, docs, depth)
-    by_query = {}
-    for q, ranking in zip(distinct, found):
-        keep = [docs[d] for d in ranking if near_key(docs[d]) not in own[q]]
-        by_query[q] = keep[skip_top:skip_top + count]
-    return [by_query[q] for q in queries]
+    return negatives_from_rankings(queries, positives, docs, found, count, skip_top)
 
 
 def search_corpus(embedder: Any, corpus: str | Path, queries: Sequence[str], *, top_k: int = 10,
-                  column: str | None = None, vectors: str | Path | None = None, reranker: Any = None,
-                  rerank_depth: int = 20) -> list[list[dict[str, Any]]]:
-    """Each query's `top_k` passages of a corpus file (rank, id, text), by exact cosine similarity, reordered by
-    `reranker` when given; `vectors` caches the corpus's vectors in a .npy file."""
+                  column: str | None = None, vectors: str | Path | None = None, index: str | Path | None = None,
+                  reranker: Any = None, rerank_depth: int = 20) -> list[list[dict[str, Any]]]:
+    """Each query's `top_k` passages of a corpus file (rank, id, text), by exact cosine similarity (or, with
+    `index`, an approximate HNSW index of usearch, built once and saved there), reordered by `reranker` when
+    given; `vectors` caches the corpus's vectors in a .npy file."""
     from bertkit.inference.embed import embed_file, text_column
 
     table = read_table(corpus)
@@ -250,11 +224,44 @@ def search_corpus(embedder: Any, corpus: str | Path, queries: Sequence[str], *, 
         if matrix.shape[0] != len(docs):
             raise ConfigError(f"--vectors {vectors}: {matrix.shape[0]} vectors for a corpus of {len(docs)} rows; "
                               "delete it to have it made again")
-    rankings = dense_rankings(embedder, list(queries), docs, max(top_k, rerank_depth), doc_vectors=matrix)
+    depth = max(top_k, rerank_depth if reranker is not None else 0)
+    if index is not None:
+        from bertkit.inference.embed import embed_texts
+
+        if matrix is None and not Path(index).exists():
+            matrix = embed_texts(embedder, docs)
+        rankings = _index_rankings(Path(index), matrix, embed_texts(embedder, list(queries)), depth, len(docs))
+    else:
+        rankings = dense_rankings(embedder, list(queries), docs, depth, doc_vectors=matrix)
     if reranker is not None:
         rankings = rerank_rankings(reranker, list(queries), docs, rankings, rerank_depth)
     return [[{"rank": r + 1, "id": ids[d], "text": docs[d]} for r, d in enumerate(ranking[:top_k])]
             for ranking in rankings]
+
+
+def _index_rankings(path: Path, docs: np.ndarray | None, queries: np.ndarray, depth: int, rows: int
+                    ) -> list[list[int]]:
+    """Rankings from a usearch HNSW index (cosine) of the corpus's vectors: read from `path`, or built from `docs`
+    and saved there (through a temporary file) when it does not exist."""
+    try:
+        from usearch.index import Index
+    except ImportError:
+        raise ConfigError("--index needs usearch; install bertkit[search]") from None
+    if path.exists():
+        found = Index.restore(str(path))
+        if found is None or len(found) != rows or found.ndim != queries.shape[1]:
+            raise ConfigError(f"--index {path}: not an index of this corpus's {rows} vectors of this model; delete "
+                              "it to have it built again")
+    else:
+        found = Index(ndim=docs.shape[1], metric="cos")
+        found.add(np.arange(rows), np.ascontiguousarray(docs, dtype=np.float32))
+        tmp = path.with_name(f".{path.name}.tmp")
+        found.save(str(tmp))
+        tmp.replace(path)
+    matches = found.search(np.ascontiguousarray(queries, dtype=np.float32), min(depth, rows))
+    keys = np.atleast_2d(matches.keys)
+    counts = np.atleast_1d(matches.counts)
+    return [[int(k) for k in row[:n]] for row, n in zip(keys, counts)]
 
 
 def mine_file(pairs: str | Path, output: str | Path, *, count: int = 3, embedder: Any = None,

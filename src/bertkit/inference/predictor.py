@@ -62,6 +62,20 @@ class Predictor:
         return predictor
 
     @classmethod
+    def from_encoder(cls, name: str, *, precision: str = "auto") -> Predictor:
+        """A model that was never a run (the embedded MiniLM, a model folder, a hub id) as an embedding model,
+        pooled as its sentence-transformers files say (mean, unit length, when it has none)."""
+        from bertkit.config import task_config
+        from bertkit.models.loading import load_encoder, resolve_model_name, sentence_transformers_config
+
+        source, local = resolve_model_name(name)
+        task = get_task(task_config("embedding"))
+        task.use_model_settings(sentence_transformers_config(source) if local else None)
+        config = RunConfig().with_overrides({"task.name": "embedding", "model.name": name})
+        rt = Runtime(precision)
+        return cls(load_encoder(name).to(rt.device), load_tokenizer(name), task, config, rt)
+
+    @classmethod
     def from_export(cls, folder: str | Path) -> Predictor:
         """Load an ONNX export: the graph runs in ONNX Runtime; tokenizer, task state and data settings
         come from the folder."""

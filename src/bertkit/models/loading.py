@@ -315,6 +315,9 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
             mapping = None  # same names but another size cannot happen for a kept head; be safe
         if not heads:
             head = "none (the task reads the encoder's own outputs)"
+            if getattr(model, "pooler", None) is not None:  # BERT's tanh pooler: never read, and it would leave
+                model.pooler = None                         # parameters without gradients in data-parallel runs
+                head += "; its unused pooler dropped"
         elif mapping is None:
             if not head_absent:  # a saved head for something else: all of it fresh (a missing one already is)
                 transfer.reset_modules(model, heads)
@@ -323,7 +326,7 @@ def build_model(name: str, task: Task, *, init: str = "pretrained", allow_pickle
             moved = transfer.permute_head(model, heads, mapping) if mapping else False
             head = "kept, outputs re-ordered by label name" if moved else "kept"
         encoder_new = sorted(k for k in fresh if k.split(".")[0] not in heads)
-        if transfer.restore_pooler(model, source, set(info["unexpected_keys"])):
+        if heads and transfer.restore_pooler(model, source, set(info["unexpected_keys"])):
             head += "; pooler kept"
         report = {"source": name, "init": "pretrained", "head": head,
                   "encoder": "kept" if not encoder_new else f"kept, except new {', '.join(encoder_new[:4])}"}

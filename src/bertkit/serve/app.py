@@ -351,6 +351,17 @@ def _embeddings_body_schema(settings: ServeSettings, served: dict[str, Any]) -> 
         "user": {"type": "string"}}}
 
 
+def _rerank_body_schema(settings: ServeSettings) -> dict[str, Any]:
+    text = {"type": "string", "minLength": 1, "maxLength": settings.max_chars}
+    return {"type": "object", "required": ["query", "documents"], "properties": {
+        "query": text, "documents": {"type": "array", "minItems": 1, "maxItems": settings.max_items - 1,
+                                     "items": text},
+        "top_n": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}],
+                  "description": "the best this many (default: all)"},
+        "model": {"type": "string", "description": "echoed back; the server has one model"},
+        "return_documents": {"type": "boolean", "default": False}}}
+
+
 def _max_length(schema: Any, limit: int) -> Any:
     """A copy of a JSON Schema whose strings are at most `limit` characters long (--max-chars)."""
     if isinstance(schema, list):
@@ -436,7 +447,52 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
                          for i, v in enumerate(vectors)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
+    not_rerank = {**errors[422], "description": "the served model is not a rerank model"}
+
+    @app.post("/v1/rerank", dependencies=[key], responses={**errors, 404: not_rerank},
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}})
+    async def rerank(request: Request):
+        """Documents ordered by a rerank run's relevance to a query (the request and answer of Cohere's and
+        Jina's rerank APIs: `query`, `documents`, `top_n`; `results` of `index` and `relevance_score`)."""
+        body = await _json_body(request, settings, _rerank_model())
+        if not isinstance(body, _rerank_model()):
+            return body  # the error answer
+        predictor = served["predictor"]
+        if predictor.task.name != "rerank":
+            return _error(404, "not_a_rerank_model", f"the served model is a {predictor.task.name} model; "
+                          "/v1/rerank serves runs of bertkit train --task rerank")
+        refused = _over_limits([body.query, *body.documents], settings)
+        if refused is not None:
+            return refused
+        pairs = [{"query": body.query, "passage": d} for d in body.documents]
+        try:
+            check_inputs_text([body.query, *body.documents])
+            examples = predictor.task.make_examples(pairs, predictor.tokenizer)
+        except (DataError, TypeError, KeyError) as exc:
+            return _error(422, "invalid_input", str(exc).strip("'\""))
+        scores = [p["score"] for p in await served["batcher"].submit(examples)]
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])[: body.top_n or len(scores)]
+        return {"model": body.model or served["info"]["model"], "results": [
+            {"index": i, "relevance_score": scores[i], **({"document": {"text": body.documents[i]}}
+                                                          if body.return_documents else {})} for i in order]}
+
     app.openapi = _openapi(app, settings, served)
+
+
+@functools.cache
+def _rerank_model() -> Any:
+    """The pydantic model of a /v1/rerank body."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class RerankRequest(BaseModel):
+        model_config = ConfigDict(extra="ignore", strict=True)
+        query: str = Field(min_length=1)
+        documents: list[str] = Field(min_length=1)
+        top_n: int | None = Field(default=None, ge=1)
+        model: str = ""
+        return_documents: bool = False
+
+    return RerankRequest
 
 
 def _key_check(settings: ServeSettings):
@@ -540,14 +596,17 @@ def _openapi(app: Any, settings: ServeSettings, served: dict[str, Any]):
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
         body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
         body["schema"] = _predict_body_schema(settings, served)
-        if "dimensions" in served.get("info", {}):
-            body = schema["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]
-            body["schema"] = _embeddings_body_schema(settings, served)
-        else:  # a model that makes no vectors: the route only answers 404, and is not published
-            del schema["paths"]["/v1/embeddings"]
+        task = served["info"]["task"] if "info" in served else None  # None: no model loaded yet (all routes)
+        for path, kind, make in (("/v1/embeddings", "embedding", lambda: _embeddings_body_schema(settings, served)),
+                                 ("/v1/rerank", "rerank", lambda: _rerank_body_schema(settings))):
+            if task in (None, kind):
+                body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+                body["schema"] = make()
+            else:  # a model of another task: the route only answers 404, and is not published
+                del schema["paths"][path]
         if settings.api_key is not None:
             schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-            for path in {"/v1/predict", "/v1/model", "/v1/embeddings"} & set(schema["paths"]):
+            for path in {"/v1/predict", "/v1/model", "/v1/embeddings", "/v1/rerank"} & set(schema["paths"]):
                 next(iter(schema["paths"][path].values()))["security"] = [{"bearer": []}]
         if "info" in served:
             app.openapi_schema = schema

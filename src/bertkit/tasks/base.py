@@ -158,6 +158,11 @@ class Task(ABC):
         the chunks and calls `fit`."""
         self.fit([ex for chunk in chunks for ex in chunk])
 
+    def complete_training(self, examples: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+        """The training examples as training takes them, from those read (after `fit`): an embedding task adds a
+        hard negative mined for each pair. Returns them and a line for the log, or None. Default: as read."""
+        return examples, None
+
     @abstractmethod
     def check_examples(self, examples: Sequence[dict[str, Any]], source: str) -> None:
         """Reject examples the fitted task cannot score (e.g. labels training never saw)."""

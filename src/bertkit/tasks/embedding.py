@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from bertkit.config import DataConfig, TaskConfig, option
 from bertkit.data.batching import length_chunks
+from bertkit.data.mining import bm25_available, bm25_rankings, negatives_from_rankings
 from bertkit.data.readers import Table
 from bertkit.errors import ConfigError, DataError
 from bertkit.tasks.base import Task, register_task, takes_token_types
@@ -67,6 +68,9 @@ class EmbeddingConfig(TaskConfig):
                                     "sentence-transformers modules say, else on)")
     symmetric: bool = option(False, "embedding: pairs also train positive -> anchor (symmetric in-batch loss)")
     scale: float = option(20.0, "embedding: the inverse temperature of the in-batch and CoSENT losses")
+    mine_negatives: bool | None = option(None, "embedding: give each training pair without a negative the BM25 "
+                                         "best-ranked training passage that is not its own (nor a near copy) as a "
+                                         "hard negative (default: on when bm25s is installed, bertkit[search])")
     mini_batch: int | None = option(None, "embedding: embed each batch in mini-batches of this many rows and cache "
                                     "their gradients (GradCache), so a large batch of in-batch negatives fits in "
                                     "memory; the loss is that of the whole batch")
@@ -224,6 +228,26 @@ class EmbeddingTask(Task):
             raise DataError(f"{source}: every pair has the same score; scored pairs need different scores to order")
         self.columns = {"negative": "negative" if "negative" in train[0] else None}
 
+    def complete_training(self, examples: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+        wanted = self.cfg.mine_negatives
+        if self.problem == "scored" or wanted is False or not examples or "negative" in examples[0]:
+            return examples, None
+        if not bm25_available():
+            if wanted:
+                raise ConfigError("task.mine_negatives needs bm25s and PyStemmer; install bertkit[search]")
+            return examples, ("embedding: in-batch negatives only (install bertkit[search] to give each pair a hard "
+                              "negative mined with BM25)")
+        queries, positives = [ex["anchor"] for ex in examples], [ex["positive"] for ex in examples]
+        docs = list(dict.fromkeys(positives))
+        found = negatives_from_rankings(queries, positives, docs,
+                                        bm25_rankings(list(dict.fromkeys(queries)), docs, depth=20), count=1)
+        out = [{**ex, "negative": neg[0]} for ex, neg in zip(examples, found) if neg]
+        self.columns = {"negative": "negative (mined)"}
+        return out, (f"embedding: a hard negative mined with BM25 for each of {len(out):,} training pairs (the best-"
+                     "ranked training passage that is not the pair's own nor a near copy; --no-mine-negatives for "
+                     "in-batch negatives only)" + (f"; {len(examples) - len(out)} pairs without one left out"
+                                                   if len(out) < len(examples) else ""))
+
     def check_examples(self, examples: Sequence[dict[str, Any]], source: str) -> None:
         for ex in examples:
             if ("score" in ex) != (self.problem == "scored"):
@@ -279,7 +303,7 @@ class EmbeddingTask(Task):
 
     # --- model ----------------------------------------------------------------------------------------
     def model_config(self) -> dict[str, Any]:
-        return {"add_pooling_layer": False}
+        return {}
 
     def use_model_settings(self, raw: dict[str, Any] | None) -> str | None:
         said = sentence_transformers_settings(raw)

@@ -182,6 +182,9 @@ def _read_data(config: RunConfig, task: Task, tokenizer: Any,
     task.check_examples(dev_examples, data.dev or f"{data.train} (dev split)")
     fingerprints["checks"] = _say_checks(task, train_examples, dev_examples, data.train,
                                          data.dev or f"{data.train} (dev split)")
+    train_examples, note = task.complete_training(train_examples)
+    if note:
+        log.info("%s", note)
     return train_examples, dev_examples, fingerprints
 
 
