@@ -10,7 +10,7 @@ import pytest
 from bertkit.errors import DataError
 from bertkit.evaluation.retrieval import fuse, mine_negatives, read_search_data
 from conftest import cli_train, write_jsonl
-from tasks.test_embedding import toy_pairs
+from tasks.test_embedding import toy_embedding_run, toy_pairs
 
 pytest.importorskip("bm25s")
 
@@ -62,10 +62,7 @@ def test_mined_negatives_are_never_the_querys_own_passage_or_a_near_copy_of_it()
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("search")
-    train, dev = write_jsonl(tmp / "train.jsonl", toy_pairs(480, 1)), write_jsonl(tmp / "dev.jsonl", toy_pairs(60, 2))
-    embedding = cli_train("embedding", train, dev, tmp / "emb", tiny_model_dir, "--lr", "3e-3", "--epochs", "4",
-                          "--batch-size", "16", "--max-length", "32")
-    return tmp, embedding, train, dev
+    return (tmp, *toy_embedding_run(tmp, tiny_model_dir, 4))
 
 
 def test_mine_search_and_evaluate_through_the_command_line(runs, tiny_model_dir, tmp_path, capsys):

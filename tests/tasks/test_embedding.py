@@ -197,12 +197,17 @@ def test_texts_of_unlike_length_embedded_together_get_the_vectors_each_gets_alon
 
 
 # --- a run end to end --------------------------------------------------------------------------------------
+def toy_embedding_run(tmp, model_dir, epochs: int):
+    """(run, training file, dev file) of an embedding run on `toy_pairs` (480 to train, 60 dev)."""
+    train, dev = write_jsonl(tmp / "train.jsonl", toy_pairs(480, 1)), write_jsonl(tmp / "dev.jsonl", toy_pairs(60, 2))
+    run = cli_train("embedding", train, dev, tmp / "run", model_dir, "--lr", "3e-3", "--epochs", str(epochs),
+                    "--batch-size", "16", "--max-length", "32")
+    return run, train, dev
+
+
 @pytest.fixture(scope="module")
 def pairs_run(tmp_path_factory, tiny_model_dir):
-    tmp = tmp_path_factory.mktemp("embedding")
-    train, dev = write_jsonl(tmp / "train.jsonl", toy_pairs(480, 1)), write_jsonl(tmp / "dev.jsonl", toy_pairs(60, 2))
-    run = cli_train("embedding", train, dev, tmp / "run", tiny_model_dir, "--lr", "3e-3", "--epochs", "6",
-                    "--batch-size", "16", "--max-length", "32")
+    run, _, dev = toy_embedding_run(tmp_path_factory.mktemp("embedding"), tiny_model_dir, 6)
     return run, dev
 
 

@@ -50,11 +50,7 @@ def read_search_data(path: str | Path, split: str = "test") -> SearchData:
     if path.is_dir():
         return _read_beir(path, split)
     table = read_table(path)
-    query = next((c for c in ANCHOR_NAMES if c in table.columns), None)
-    passage = next((c for c in POSITIVE_NAMES if c in table.columns), None)
-    if query is None or passage is None:
-        raise DataError(f"{path}: a pairs file needs a query column ({', '.join(ANCHOR_NAMES)}) and a passage column "
-                        f"({', '.join(POSITIVE_NAMES)}); columns found: {', '.join(table.columns)}")
+    query, passage = _pair_columns(table)
     docs: dict[str, int] = {}
     queries: dict[str, int] = {}
     data = SearchData([], [], [], [])
@@ -73,6 +69,16 @@ def read_search_data(path: str | Path, split: str = "test") -> SearchData:
             data.relevant.append({})
         data.relevant[queries[q]][docs[p]] = 1.0
     return data
+
+
+def _pair_columns(table: Any) -> tuple[str, str]:
+    """The query and passage columns of a pairs file, by the names the embedding task reads."""
+    query = next((c for c in ANCHOR_NAMES if c in table.columns), None)
+    passage = next((c for c in POSITIVE_NAMES if c in table.columns), None)
+    if query is None or passage is None:
+        raise DataError(f"{table.path}: a pairs file needs a query column ({', '.join(ANCHOR_NAMES)}) and a passage "
+                        f"column ({', '.join(POSITIVE_NAMES)}); columns found: {', '.join(table.columns)}")
+    return query, passage
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -259,9 +265,9 @@ def _index_rankings(path: Path, docs: np.ndarray | None, queries: np.ndarray, de
         found.save(str(tmp))
         tmp.replace(path)
     matches = found.search(np.ascontiguousarray(queries, dtype=np.float32), min(depth, rows))
-    keys = np.atleast_2d(matches.keys)
-    counts = np.atleast_1d(matches.counts)
-    return [[int(k) for k in row[:n]] for row, n in zip(keys, counts)]
+    if not hasattr(matches, "counts"):  # one query: usearch answers with a single Matches
+        return [[int(k) for k in matches.keys]]
+    return [[int(k) for k in row[:n]] for row, n in zip(matches.keys, matches.counts)]
 
 
 def mine_file(pairs: str | Path, output: str | Path, *, count: int = 3, embedder: Any = None,
@@ -271,11 +277,7 @@ def mine_file(pairs: str | Path, output: str | Path, *, count: int = 3, embedder
     from bertkit.io import write_output
 
     table = read_table(pairs)
-    query = next((c for c in ANCHOR_NAMES if c in table.columns), None)
-    passage = next((c for c in POSITIVE_NAMES if c in table.columns), None)
-    if query is None or passage is None:
-        raise DataError(f"{pairs}: a pairs file needs a query column ({', '.join(ANCHOR_NAMES)}) and a passage column "
-                        f"({', '.join(POSITIVE_NAMES)}); columns found: {', '.join(table.columns)}")
+    query, passage = _pair_columns(table)
     for i, row in enumerate(table.rows):
         if not all(isinstance(row.get(c), str) and row[c].strip() for c in (query, passage)):
             raise DataError(f"{table.where(i)}: an empty query or passage; fill it in or remove the row")

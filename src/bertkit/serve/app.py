@@ -403,15 +403,9 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
         inputs = await _predict_inputs(request, settings)
         if not isinstance(inputs, list):
             return inputs  # the error answer
-        predictor = served["predictor"]
-        refused = _over_limits(inputs, settings)
-        if refused is not None:
-            return refused
-        try:
-            check_inputs_text(inputs)
-            examples = predictor.task.make_examples(inputs, predictor.tokenizer)
-        except (DataError, TypeError, KeyError) as exc:
-            return _error(422, "invalid_input", str(exc).strip("'\""))
+        examples = _examples(served["predictor"], inputs, inputs, settings)
+        if not isinstance(examples, list):
+            return examples  # the error answer
         return {"predictions": await served["batcher"].submit(examples)}
 
     not_embedding = {**errors[422], "description": "the served model is not an embedding model"}
@@ -429,14 +423,9 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
             return _error(404, "not_an_embedding_model", f"the served model is a {predictor.task.name} model; "
                           "/v1/embeddings serves runs of bertkit train --task embedding")
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
-        refused = _over_limits(texts, settings)
-        if refused is not None:
-            return refused
-        try:
-            check_inputs_text(texts)
-            examples = predictor.task.make_examples(texts, predictor.tokenizer)
-        except (DataError, TypeError, KeyError) as exc:
-            return _error(422, "invalid_input", str(exc).strip("'\""))
+        examples = _examples(predictor, texts, texts, settings)
+        if not isinstance(examples, list):
+            return examples  # the error answer
         vectors = [p["embedding"] for p in await served["batcher"].submit(examples)]
         if body.dimensions is not None and body.dimensions != len(vectors[0]):
             return _error(422, "invalid_input", f"dimensions {body.dimensions}: this model's vectors have "
@@ -461,15 +450,10 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
         if predictor.task.name != "rerank":
             return _error(404, "not_a_rerank_model", f"the served model is a {predictor.task.name} model; "
                           "/v1/rerank serves runs of bertkit train --task rerank")
-        refused = _over_limits([body.query, *body.documents], settings)
-        if refused is not None:
-            return refused
         pairs = [{"query": body.query, "passage": d} for d in body.documents]
-        try:
-            check_inputs_text([body.query, *body.documents])
-            examples = predictor.task.make_examples(pairs, predictor.tokenizer)
-        except (DataError, TypeError, KeyError) as exc:
-            return _error(422, "invalid_input", str(exc).strip("'\""))
+        examples = _examples(predictor, pairs, [body.query, *body.documents], settings)
+        if not isinstance(examples, list):
+            return examples  # the error answer
         scores = [p["score"] for p in await served["batcher"].submit(examples)]
         order = sorted(range(len(scores)), key=lambda i: -scores[i])[: body.top_n or len(scores)]
         return {"model": body.model or served["info"]["model"], "results": [
@@ -477,6 +461,19 @@ def _add_routes(app: Any, settings: ServeSettings, served: dict[str, Any]) -> No
                                                           if body.return_documents else {})} for i in order]}
 
     app.openapi = _openapi(app, settings, served)
+
+
+def _examples(predictor: Any, inputs: list[Any], texts: list[Any], settings: ServeSettings) -> Any:
+    """The served task's examples of a request's inputs, or the error answer: 413 over the limits (measured on
+    `texts`), 422 for an input the task cannot take."""
+    refused = _over_limits(texts, settings)
+    if refused is not None:
+        return refused
+    try:
+        check_inputs_text(texts)
+        return predictor.task.make_examples(inputs, predictor.tokenizer)
+    except (DataError, TypeError, KeyError) as exc:
+        return _error(422, "invalid_input", str(exc).strip("'\""))
 
 
 @functools.cache
