@@ -136,11 +136,11 @@ def st_trainer(data: dict, work: Path, run: Path | None) -> tuple[list[list[int]
     model = SentenceTransformer(str(embedded_model_dir()), device="cpu")
     rows = [{"anchor": r["query"], "positive": r["passage"]} for r in data["train"]]
     task_cfg = yaml.safe_load((run / "config.yaml").read_text())["task"] if run else {}
-    if task_cfg.get("mine_negatives") is not False:  # the negatives the bertkit run mined, by the same code
+    if task_cfg.get("mine_negatives"):  # the negatives the bertkit run mined, by the same code
         from bertkit.config import task_config
         from bertkit.tasks import get_task
 
-        task = get_task(task_config("embedding"))
+        task = get_task(task_config("embedding", mine_negatives=True))
         examples = [{"where": str(i), **r} for i, r in enumerate(rows)]
         task.fit(examples)
         mined, note = task.complete_training(examples)

@@ -69,7 +69,7 @@ def test_each_training_pair_gets_a_mined_negative_that_is_not_its_own_passage(tm
     pytest.importorskip("bm25s")
     from bertkit.data.checks import near_key
 
-    task = embedding_task()
+    task = embedding_task(mine_negatives=True)
     rows = toy_pairs(60, 7) + [{"query": "alice film paris ?", "passage": "Alice: the film, Paris."}]
     examples = read_examples(task, write_jsonl(tmp_path / "p.jsonl", rows), DataConfig(), None)
     task.fit(examples)
@@ -82,7 +82,7 @@ def test_each_training_pair_gets_a_mined_negative_that_is_not_its_own_passage(tm
         assert near_key(ex["negative"]) not in own[ex["anchor"]]
         words = set(near_key(ex["anchor"]).split()) - set(FILLER)
         assert words & set(near_key(ex["negative"]).split())  # BM25 found it by a name or city the query has
-    assert embedding_task(mine_negatives=False).complete_training(examples) == (examples, None)
+    assert embedding_task().complete_training(examples) == (examples, None)  # off by default
     with_negative = [{**ex, "negative": "given"} for ex in examples]
     assert task.complete_training(with_negative)[0] == with_negative  # a file's own negatives are kept
 

@@ -68,9 +68,10 @@ class EmbeddingConfig(TaskConfig):
                                     "sentence-transformers modules say, else on)")
     symmetric: bool = option(False, "embedding: pairs also train positive -> anchor (symmetric in-batch loss)")
     scale: float = option(20.0, "embedding: the inverse temperature of the in-batch and CoSENT losses")
-    mine_negatives: bool | None = option(None, "embedding: give each training pair without a negative the BM25 "
-                                         "best-ranked training passage that is not its own (nor a near copy) as a "
-                                         "hard negative (default: on when bm25s is installed, bertkit[search])")
+    mine_negatives: bool = option(False, "embedding: give each training pair without a negative the BM25 best-"
+                                  "ranked training passage that is not its own (nor a near copy) as a hard negative "
+                                  "(needs bertkit[search]; off by default: on SQuAD it cost 2.5x the time and did "
+                                  "not help on dev)")
     mini_batch: int | None = option(None, "embedding: embed each batch in mini-batches of this many rows and cache "
                                     "their gradients (GradCache), so a large batch of in-batch negatives fits in "
                                     "memory; the loss is that of the whole batch")
@@ -229,14 +230,10 @@ class EmbeddingTask(Task):
         self.columns = {"negative": "negative" if "negative" in train[0] else None}
 
     def complete_training(self, examples: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
-        wanted = self.cfg.mine_negatives
-        if self.problem == "scored" or wanted is False or not examples or "negative" in examples[0]:
+        if self.problem == "scored" or not self.cfg.mine_negatives or not examples or "negative" in examples[0]:
             return examples, None
         if not bm25_available():
-            if wanted:
-                raise ConfigError("task.mine_negatives needs bm25s and PyStemmer; install bertkit[search]")
-            return examples, ("embedding: in-batch negatives only (install bertkit[search] to give each pair a hard "
-                              "negative mined with BM25)")
+            raise ConfigError("task.mine_negatives needs bm25s and PyStemmer; install bertkit[search]")
         queries, positives = [ex["anchor"] for ex in examples], [ex["positive"] for ex in examples]
         docs = list(dict.fromkeys(positives))
         found = negatives_from_rankings(queries, positives, docs,
@@ -244,9 +241,8 @@ class EmbeddingTask(Task):
         out = [{**ex, "negative": neg[0]} for ex, neg in zip(examples, found) if neg]
         self.columns = {"negative": "negative (mined)"}
         return out, (f"embedding: a hard negative mined with BM25 for each of {len(out):,} training pairs (the best-"
-                     "ranked training passage that is not the pair's own nor a near copy; --no-mine-negatives for "
-                     "in-batch negatives only)" + (f"; {len(examples) - len(out)} pairs without one left out"
-                                                   if len(out) < len(examples) else ""))
+                     "ranked training passage that is not the pair's own nor a near copy)"
+                     + (f"; {len(examples) - len(out)} pairs without one left out" if len(out) < len(examples) else ""))
 
     def check_examples(self, examples: Sequence[dict[str, Any]], source: str) -> None:
         for ex in examples:
