@@ -127,22 +127,9 @@ def zero_shot(model: str | Path, texts: list[str], labels: dict[str, str]) -> li
 def evaluate_zero_shot(model: str | Path, data: str | Path, labels: dict[str, str], *, fmt: str | None = None,
                        text_column: str | None = None, label_column: str | None = None) -> dict[str, float]:
     """Accuracy, macro F1 and MCC of `zero_shot` on a labelled file (text and label columns: text, label)."""
-    from bertkit.data.readers import read_table
-    from bertkit.errors import DataError
-    from bertkit.tasks.metrics import accuracy, f1_macro, mcc
+    from bertkit.inference.zero_shot import evaluate_file
 
-    table = read_table(data, fmt)
-    text, label = text_column or "text", label_column or "label"
-    table.require(text, "data.text_column")
-    table.require(label, "data.label_column")
-    gold = [str(row.get(label)) for row in table.rows]
-    unknown = sorted(set(gold) - set(labels))
-    if unknown:
-        raise DataError(f"{data}: labels {unknown[:5]} have no --zero-shot description; describe every label")
-    names = list(labels)
-    predicted = [p["label"] for p in zero_shot(model, [str(row.get(text)) for row in table.rows], labels)]
-    refs, preds = [names.index(g) for g in gold], [names.index(p) for p in predicted]
-    return {"accuracy": accuracy(refs, preds), "f1": f1_macro(refs, preds), "mcc": mcc(refs, preds)}
+    return evaluate_file(embedder(model), data, labels, fmt=fmt, text_column=text_column, label_column=label_column)
 
 
 def check_data(train: str | Path, dev: str | Path | None = None, *, task: str = "classification",

@@ -39,6 +39,9 @@ def test_a_beir_folder_and_a_pairs_file_give_the_same_search_problem(tmp_path):
         read_search_data(tmp_path / "beir")
     with pytest.raises(DataError, match=r"qrels/dev.tsv: missing; choose the split with --split"):
         read_search_data(tmp_path / "beir", "dev")
+    write_jsonl(tmp_path / "beir" / "queries.jsonl", [{"id": "q0", "text": "where ?"}])
+    with pytest.raises(DataError, match=r'queries.jsonl:1: a BEIR row is an object with "_id" and "text"'):
+        read_search_data(tmp_path / "beir")
 
 
 def test_fusion_adds_reciprocal_ranks():
@@ -98,10 +101,12 @@ def test_mine_search_and_evaluate_through_the_command_line(runs, tiny_model_dir,
             "--vectors", str(vectors)]
     assert main(args) == 0 and vectors.is_file()
     first = json.loads(capsys.readouterr().out)
-    assert main(args + ["--rerank", str(rerank), "--rerank-depth", "5"]) == 0  # the saved vectors are reused
-    reranked = json.loads(capsys.readouterr().out)
-    assert [h["rank"] for h in first["hits"]] == [1, 2, 3] and first["hits"][0]["id"].startswith("p")
-    assert {h["id"] for h in reranked["hits"]} <= {h["id"] for h in first["hits"]} | {f"p{i}" for i in range(50)}
+    assert main(args[:-4] + ["--top-k", "5", "--vectors", str(vectors)]) == 0  # the saved vectors are reused
+    top5 = [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]]
+    assert main(args + ["--rerank", str(rerank), "--rerank-depth", "5"]) == 0
+    reranked = [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]]
+    assert [h["rank"] for h in first["hits"]] == [1, 2, 3] and top5[:3] == [h["id"] for h in first["hits"]]
+    assert len(reranked) == 3 and set(reranked) <= set(top5)  # the reranker reorders the first five only
     np.load(vectors)
     index = tmp_path / "corpus.usearch"
     for _ in range(2):  # built, then read back

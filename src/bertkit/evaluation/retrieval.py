@@ -82,15 +82,19 @@ def _pair_columns(table: Any) -> tuple[str, str]:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a BEIR JSON-lines file; each must be an object with an `_id` and a `text`."""
     if not path.is_file():
         raise DataError(f"{path}: missing; a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
     rows = []
     for n, line in enumerate(text_lines(path, "utf-8"), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError as exc:
                 raise DataError(f"{path}:{n}: not JSON ({exc})") from None
+            if not isinstance(row, dict) or "_id" not in row or not isinstance(row.get("text"), str):
+                raise DataError(f"{path}:{n}: a BEIR row is an object with \"_id\" and \"text\"; fix or remove it")
+            rows.append(row)
     return rows
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from bertkit.errors import ConfigError
+from bertkit.errors import ConfigError, DataError
 from bertkit.inference.embed import embed_texts
 
-__all__ = ["parse_labels", "zero_shot", "SCALE"]
+__all__ = ["parse_labels", "zero_shot", "evaluate_file", "SCALE"]
 
 SCALE = 20.0
 
@@ -47,3 +47,23 @@ def zero_shot(embedder: Any, texts: Sequence[str], labels: dict[str, str]) -> li
     probs /= probs.sum(axis=1, keepdims=True)
     return [{"label": names[int(p.argmax())], "score": round(float(p.max()), 6),
              "scores": {n: round(float(x), 6) for n, x in zip(names, p)}} for p in probs]
+
+
+def evaluate_file(embedder: Any, data: Any, labels: dict[str, str], *, fmt: str | None = None,
+                  text_column: str | None = None, label_column: str | None = None) -> dict[str, float]:
+    """Accuracy, macro F1 and MCC of `zero_shot` on a labelled file (columns: text and label by default)."""
+    from bertkit.data.readers import read_table
+    from bertkit.tasks.metrics import accuracy, f1_macro, mcc
+
+    table = read_table(data, fmt)
+    text, label = text_column or "text", label_column or "label"
+    table.require(text, "data.text_column")
+    table.require(label, "data.label_column")
+    gold = [str(row.get(label)) for row in table.rows]
+    unknown = sorted(set(gold) - set(labels))
+    if unknown:
+        raise DataError(f"{data}: labels {unknown[:5]} have no --zero-shot description; describe every label")
+    names = list(labels)
+    predicted = [p["label"] for p in zero_shot(embedder, [str(row.get(text)) for row in table.rows], labels)]
+    refs, preds = [names.index(g) for g in gold], [names.index(p) for p in predicted]
+    return {"accuracy": accuracy(refs, preds), "f1": f1_macro(refs, preds), "mcc": mcc(refs, preds)}

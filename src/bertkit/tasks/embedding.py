@@ -258,13 +258,13 @@ class EmbeddingTask(Task):
         texts = [text for ex in examples for text in self._slots(ex)]
         limit = self.max_length(data_cfg)
         enc = tokenizer(texts, truncation=True, max_length=limit)
-        full = tokenizer(texts, truncation=True, max_length=limit + 1)["input_ids"]  # one more: was it cut?
+        cut = [bool(e.overflowing) for e in enc.encodings]  # a fast tokenizer keeps what truncation removed
         features, k = [], 0
         for ex in examples:
             n = len(self._slots(ex))
             ids = enc["input_ids"][k:k + n]
             feature = {"input_ids": ids, "keys": [hash(tuple(seq)) for seq in ids],
-                       "cut": sum(len(f) > limit for f in full[k:k + n])}
+                       "cut": sum(cut[k:k + n])}
             if "token_type_ids" in enc:
                 feature["token_type_ids"] = enc["token_type_ids"][k:k + n]
             if "score" in ex:
